@@ -1,0 +1,99 @@
+"""Metric names, label names and the fixed label values the exporter publishes.
+
+Every name here is a public contract: dashboards, alert rules and the Anodot bridge
+query them, and the README's metric reference lists each one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PREFIX",
+    "STATS",
+    "REJECT_REASONS",
+    "OTHER_VALUE",
+    "PRED1_BUCKETS",
+    "WINDOW_ROWS",
+    "WINDOW_SAMPLED_ROWS",
+    "WINDOW_END",
+    "WINDOW_DURATION",
+    "WINDOW_COMPUTE_DURATION",
+    "PRED1",
+    "SPREAD12",
+    "PREDICTED_CLASS_ROWS",
+    "PREDICTED_CLASS_RATIO",
+    "FEATURE",
+    "FEATURE_MISSING_RATIO",
+    "FEATURE_VALUE_RATIO",
+    "LABELED_ROWS",
+    "ACCURACY",
+    "CLASS_ACCURACY",
+    "PRECISION",
+    "RECALL",
+    "F1",
+    "F1_MACRO",
+    "PREDICTIONS",
+    "LABELED_PREDICTIONS",
+    "CORRECT_PREDICTIONS",
+    "REJECTED_ROWS",
+    "PRED1_HISTOGRAM",
+    "LAST_PREDICTION",
+    "MODEL_INFO",
+]
+
+PREFIX = "mlwatcher_"
+
+# Order matters only for readability of /metrics.
+STATS = ("mean", "std", "min", "max", "range", "q25", "median", "q75", "iqr")
+
+# Why a batch was rejected; every reason is pre-initialised to 0.
+REJECT_REASONS = (
+    "type",  # not array-like, or not numeric
+    "shape",  # wrong number of dimensions, or no rows
+    "n_classes",  # probability columns differ from the declared classes
+    "n_features",  # feature columns differ from the first batch or feature_names
+    "row_mismatch",  # proba, features and labels disagree on the row count
+    "non_finite",  # NaN or infinity in probabilities
+    "out_of_range",  # a probability outside [0, 1]
+    "unknown_label",  # a label that is not a declared class
+    "internal",  # a bug of ours: never raised into the caller, always counted
+)
+
+# Categorical values beyond max_categories are folded into this one.
+OTHER_VALUE = "__other__"
+
+# Fixed buckets of the pred1 histogram: dense near 1, where confident models live.
+PRED1_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# Gauges describing the last completed window.
+WINDOW_ROWS = PREFIX + "window_rows"
+WINDOW_SAMPLED_ROWS = PREFIX + "window_sampled_rows"
+WINDOW_END = PREFIX + "window_end_timestamp_seconds"
+WINDOW_DURATION = PREFIX + "window_duration_seconds"
+WINDOW_COMPUTE_DURATION = PREFIX + "window_compute_duration_seconds"
+PRED1 = PREFIX + "pred1"
+SPREAD12 = PREFIX + "spread12"
+PREDICTED_CLASS_ROWS = PREFIX + "predicted_class_rows"
+PREDICTED_CLASS_RATIO = PREFIX + "predicted_class_ratio"
+FEATURE = PREFIX + "feature"
+FEATURE_MISSING_RATIO = PREFIX + "feature_missing_ratio"
+FEATURE_VALUE_RATIO = PREFIX + "feature_value_ratio"
+LABELED_ROWS = PREFIX + "labeled_rows"
+ACCURACY = PREFIX + "accuracy"
+CLASS_ACCURACY = PREFIX + "class_accuracy"
+PRECISION = PREFIX + "precision"
+RECALL = PREFIX + "recall"
+F1 = PREFIX + "f1"
+F1_MACRO = PREFIX + "f1_macro"
+
+# Counters and histograms over every row of the process's life (they aggregate across
+# replicas, unlike the window gauges). Names are given without the _total suffix that
+# prometheus_client appends to counters.
+PREDICTIONS = PREFIX + "predictions"
+LABELED_PREDICTIONS = PREFIX + "labeled_predictions"
+CORRECT_PREDICTIONS = PREFIX + "correct_predictions"
+REJECTED_ROWS = PREFIX + "rejected_rows"
+PRED1_HISTOGRAM = PREFIX + "prediction_pred1"
+
+# Process-level gauges.
+LAST_PREDICTION = PREFIX + "last_prediction_timestamp_seconds"
+MODEL_INFO = PREFIX + "model"  # exposed as mlwatcher_model_info
