@@ -1,0 +1,93 @@
+"""The preallocated sample of one window: probability, prediction, feature and label rows.
+
+A :class:`WindowBuffer` is filled by :meth:`add` under the monitor's lock and read by
+the statistics after the window closed. Its arrays are allocated once, at the first
+batch, and reused window after window, so memory stays bounded by ``capacity``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from .reservoir import Reservoir
+from .window import WindowSample
+
+__all__ = ["WindowBuffer"]
+
+
+class WindowBuffer:
+    """Fixed-capacity rows of one window plus its exact counts.
+
+    Parameters
+    ----------
+    capacity : int
+        Rows kept at most (``reservoir_size``).
+    n_classes : int
+        Probability columns.
+    random_state : None, int or numpy.random.Generator
+        Randomness of the reservoir.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        n_classes: int,
+        random_state: Union[None, int, np.random.Generator] = None,
+    ) -> None:
+        self.reservoir = Reservoir(capacity, random_state)
+        self.proba = np.empty((capacity, n_classes), dtype=np.float64)
+        self.predicted = np.empty(capacity, dtype=np.intp)
+        self.labels = np.empty(capacity, dtype=np.int64)
+        self.features: Optional[np.ndarray] = None
+        self.has_features: Optional[np.ndarray] = None
+        self.class_rows = np.zeros(n_classes, dtype=np.int64)
+        self.start = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Every row offered to this window, sampled or not."""
+        return self.reservoir.seen
+
+    def reset(self, start: float) -> None:
+        """Empty the buffer for a window starting at monotonic time `start`."""
+        self.reservoir.reset()
+        self.class_rows[:] = 0
+        self.start = start
+
+    def add(
+        self,
+        proba: np.ndarray,
+        predicted: np.ndarray,
+        class_rows: np.ndarray,
+        features: Optional[np.ndarray],
+        labels: Optional[np.ndarray],
+    ) -> None:
+        """Offer one validated batch; the rows kept are copied, the counts added."""
+        if features is not None and self.features is None:
+            capacity = self.reservoir.capacity
+            self.features = np.empty((capacity, features.shape[1]), dtype=np.float64)
+            self.has_features = np.zeros(capacity, dtype=bool)
+        self.class_rows += class_rows
+        for slots, rows in self.reservoir.offer(proba.shape[0]):
+            self.proba[slots] = proba[rows]
+            self.predicted[slots] = predicted[rows]
+            self.labels[slots] = -1 if labels is None else labels[rows]
+            if self.has_features is not None:
+                self.has_features[slots] = features is not None
+                if features is not None:
+                    self.features[slots] = features[rows]
+
+    def sample(self) -> WindowSample:
+        """Views of the sampled rows; valid until the buffer is reset."""
+        size = self.reservoir.size
+        return WindowSample(
+            proba=self.proba[:size],
+            predicted=self.predicted[:size],
+            features=None if self.features is None else self.features[:size],
+            has_features=None if self.has_features is None else self.has_features[:size],
+            labels=self.labels[:size],
+            rows=self.rows,
+            class_rows=self.class_rows,
+        )

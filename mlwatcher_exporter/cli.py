@@ -1,0 +1,135 @@
+"""The ``mlwatcher-exporter`` command: the demo, configuration checks and the bridges."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from ._version import __version__
+from .config import DEFAULT_PORT, ConfigError, load_config
+
+__all__ = ["main", "build_parser"]
+
+SCENARIOS = ("healthy", "input-drift", "weak-model", "cycle")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
+    return value
+
+
+def _add_demo(subparsers: "argparse._SubParsersAction") -> None:
+    demo = subparsers.add_parser(
+        "demo",
+        help="serve metrics of a digits classifier fed healthy, drifting or weak-model traffic",
+        description=(
+            "Train classifiers on scikit-learn's bundled digits data (no download), then "
+            "stream predictions with labels through a monitored predict_proba and serve "
+            "/metrics. Two models see the same inputs: 'digits' (production, follows the "
+            "scenario) and 'digits-canary' (a challenger). Scenarios: healthy; input-drift "
+            "(pixel values inverted); weak-model (production replaced by a model trained on "
+            "a heavily unbalanced set); cycle (all three in turn)."
+        ),
+    )
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+                      help=f"port of /metrics (default {DEFAULT_PORT}; 0 picks a free one)")
+    demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument("--window-seconds", type=_positive_float, default=10.0,
+                      help="window length in seconds (default 10)")
+    demo.add_argument("--scenario", choices=SCENARIOS, default="cycle",
+                      help="traffic to simulate (default cycle)")
+    demo.add_argument("--duration", type=_non_negative_float, default=0.0,
+                      help="stop after this many seconds (default 0: run until Ctrl-C)")
+    demo.add_argument("--windows-per-scenario", type=int, default=6,
+                      help="with --scenario cycle, windows before switching (default 6)")
+    demo.add_argument("--rows-per-second", type=_positive_float, default=200.0,
+                      help="predictions per second (default 200)")
+    demo.add_argument("--reservoir-size", type=int, default=10_000,
+                      help="rows sampled per window (default 10000)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        port=args.port,
+        addr=args.addr,
+        window_seconds=args.window_seconds,
+        scenario=args.scenario,
+        duration=args.duration,
+        windows_per_scenario=args.windows_per_scenario,
+        rows_per_second=args.rows_per_second,
+        reservoir_size=args.reservoir_size,
+        seed=args.seed,
+    )
+
+
+def _add_check_config(subparsers: "argparse._SubParsersAction") -> None:
+    check = subparsers.add_parser(
+        "check-config",
+        help="validate a monitor configuration file and list every problem",
+        description="Validate a YAML configuration (see config/mlwatcher.yml). Exit 1 on "
+        "problems, each printed with its key path.",
+    )
+    check.add_argument("path", help="the YAML file")
+    check.set_defaults(func=_run_check_config)
+
+
+def _run_check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_config(args.path)
+    except (ConfigError, FileNotFoundError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK (model {settings.model!r})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="mlwatcher-exporter",
+        description="Watch machine-learning classifiers in production and expose "
+        "per-window statistics of predictions, features and labels as Prometheus metrics.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(subparsers)
+    _add_check_config(subparsers)
+    try:
+        from .bridge.cli import add_commands
+    except ImportError:  # the bridge is optional at import time
+        pass
+    else:
+        add_commands(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``mlwatcher-exporter`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The Prometheus collector: fresh metric families from every monitor at each scrape.
+
+One :class:`MonitorCollector` is registered per registry and serves every monitor on
+it, so that several models share metric names and differ by their ``model`` label. It
+never keeps ``Gauge`` objects: as Prometheus' exporter guidelines ask, each scrape builds
+new families from an immutable snapshot, so concurrent scrapes cannot race.
+
+Sample output (one model, abridged)::
+
+    # HELP mlwatcher_window_rows Rows observed in the last completed window, before sampling.
+    # TYPE mlwatcher_window_rows gauge
+    mlwatcher_window_rows{model="digits"} 3000.0
+    mlwatcher_pred1{model="digits",stat="median"} 0.97
+    mlwatcher_predictions_total{class="3",model="digits"} 812.0
+    mlwatcher_model_info{model="digits",n_classes="10",reservoir_size="10000",...} 1.0
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import naming as n
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .monitor import ModelMonitor, MonitorSnapshot
+
+__all__ = ["MonitorCollector", "register_monitor", "unregister_monitor"]
+
+_WINDOW = "in the last completed window (see mlwatcher_window_duration_seconds)"
+_SAMPLE = "over the window's sample (see mlwatcher_window_sampled_rows)"
+
+# name -> (type, HELP, extra labels besides `model`)
+FAMILIES: Dict[str, tuple] = {
+    n.WINDOW_ROWS: ("gauge", f"Rows observed {_WINDOW}, before sampling.", ()),
+    n.WINDOW_SAMPLED_ROWS: ("gauge", f"Rows in the sample of the last completed window.", ()),
+    n.WINDOW_END: ("gauge", "Unix time at which the last completed window ended.", ()),
+    n.WINDOW_DURATION: ("gauge", "Length of the last completed window in seconds.", ()),
+    n.WINDOW_COMPUTE_DURATION: (
+        "gauge", "Seconds spent computing the statistics of the last completed window.", ()),
+    n.PRED1: ("gauge", f"Statistics of the top class probability per row {_SAMPLE}.", ("stat",)),
+    n.SPREAD12: (
+        "gauge", f"Statistics of top-1 minus top-2 probability per row {_SAMPLE}.", ("stat",)),
+    n.PREDICTED_CLASS_ROWS: ("gauge", f"Rows predicted as each class {_WINDOW}.", ("class",)),
+    n.PREDICTED_CLASS_RATIO: (
+        "gauge", f"Share (0-1) of rows predicted as each class {_WINDOW}.", ("class",)),
+    n.FEATURE: (
+        "gauge", f"Statistics of each continuous feature {_SAMPLE}, NaN ignored.",
+        ("feature", "stat")),
+    n.FEATURE_MISSING_RATIO: ("gauge", f"Share (0-1) of NaN values per feature {_SAMPLE}.",
+                              ("feature",)),
+    n.FEATURE_VALUE_RATIO: (
+        "gauge", f"Share (0-1) of each value of a categorical feature {_SAMPLE}.",
+        ("feature", "value")),
+    n.LABELED_ROWS: ("gauge", "Rows of the last completed window's sample that had a label.", ()),
+    n.ACCURACY: ("gauge", f"Share of labeled rows whose predicted class is the label {_SAMPLE}.",
+                 ()),
+    n.CLASS_ACCURACY: ("gauge", f"One-vs-rest accuracy (TP+TN)/rows per class {_SAMPLE}.",
+                       ("class",)),
+    n.PRECISION: ("gauge", f"Precision per class {_SAMPLE}; 0 where undefined.", ("class",)),
+    n.RECALL: ("gauge", f"Recall per class {_SAMPLE}; 0 where undefined.", ("class",)),
+    n.F1: ("gauge", f"F1 score per class {_SAMPLE}; 0 where undefined.", ("class",)),
+    n.F1_MACRO: ("gauge", f"Unweighted mean of the per-class F1 scores {_SAMPLE}.", ()),
+    n.PREDICTIONS: ("counter", "Rows predicted as each class, every row since start.",
+                    ("class",)),
+    n.LABELED_PREDICTIONS: ("counter", "Rows observed with a label, by true class.", ("class",)),
+    n.CORRECT_PREDICTIONS: (
+        "counter", "Labeled rows whose predicted class is the label, by true class.", ("class",)),
+    n.REJECTED_ROWS: ("counter", "Rows of batches rejected by validation, by reason.",
+                      ("reason",)),
+    n.PRED1_HISTOGRAM: ("histogram", "Top class probability of every row since start.", ()),
+    n.LAST_PREDICTION: ("gauge", "Unix time of the last observed batch.", ()),
+    n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
+}
+
+_STAT_FAMILIES = (n.PRED1, n.SPREAD12)
+
+
+def _new_family(name: str) -> Metric:
+    kind, documentation, extra = FAMILIES[name]
+    labels = ["model", *extra]
+    if kind == "gauge":
+        return GaugeMetricFamily(name, documentation, labels=labels)
+    if kind == "counter":
+        return CounterMetricFamily(name, documentation, labels=labels)
+    if kind == "histogram":
+        return HistogramMetricFamily(name, documentation, labels=labels)
+    return InfoMetricFamily(name, documentation, labels=labels)
+
+
+class MonitorCollector(Collector):
+    """Collects the metrics of every :class:`ModelMonitor` on one registry."""
+
+    def __init__(self) -> None:
+        self._monitors: Dict[str, "ModelMonitor"] = {}
+        self._lock = threading.Lock()
+
+    def add(self, monitor: "ModelMonitor") -> None:
+        """Serve `monitor`; its model name must be unique on this registry."""
+        with self._lock:
+            if monitor.model in self._monitors:
+                raise ValueError(
+                    f"model == {monitor.model!r} is already monitored on this registry, "
+                    "must be unique (close() the other monitor or pick another name)"
+                )
+            self._monitors[monitor.model] = monitor
+
+    def remove(self, monitor: "ModelMonitor") -> None:
+        """Stop serving `monitor`."""
+        with self._lock:
+            if self._monitors.get(monitor.model) is monitor:
+                del self._monitors[monitor.model]
+
+    def describe(self) -> Iterable[Metric]:
+        """The families' names (without samples), for the registry's duplicate check."""
+        return [_new_family(name) for name in FAMILIES]
+
+    def collect(self) -> Iterator[Metric]:
+        """Build every family afresh from each monitor's snapshot."""
+        with self._lock:
+            monitors = list(self._monitors.values())
+        families = {name: _new_family(name) for name in FAMILIES}
+        for monitor in monitors:
+            monitor.tick()  # a scrape closes a due window, as the worker would
+            _add_monitor(families, monitor, monitor.snapshot())
+        # Families without samples (no window yet, no categorical feature) are left out.
+        yield from (family for family in families.values() if family.samples)
+
+
+def _add_monitor(families: Dict[str, Metric], monitor: "ModelMonitor",
+                 snap: "MonitorSnapshot") -> None:
+    model = monitor.model
+    families[n.MODEL_INFO].add_metric([model], {
+        "version": __version__,
+        "window_seconds": f"{monitor.window_seconds:g}",
+        "reservoir_size": str(monitor.reservoir_size),
+        "n_classes": str(monitor.n_classes or 0),
+    })
+    for reason, rows in snap.rejected.items():
+        families[n.REJECTED_ROWS].add_metric([model, reason], rows)
+    classes = snap.class_labels
+    counts = snap.counts
+    if counts is not None:
+        for name, values in ((n.PREDICTIONS, counts.predictions),
+                             (n.LABELED_PREDICTIONS, counts.labeled),
+                             (n.CORRECT_PREDICTIONS, counts.correct)):
+            for label, value in zip(classes, values.tolist()):
+                families[name].add_metric([model, label], value)
+        cumulative = counts.pred1_buckets.cumsum().tolist()
+        buckets = [(f"{edge:g}", value) for edge, value in zip(n.PRED1_BUCKETS, cumulative)]
+        buckets.append(("+Inf", cumulative[-1]))
+        families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
+        if counts.last_prediction is not None:
+            families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
+    if snap.window is not None:
+        _add_window(families, model, classes, snap.window)
+
+
+def _add_window(families: Dict[str, Metric], model: str, classes: List[str], w) -> None:
+    families[n.WINDOW_ROWS].add_metric([model], w.rows)
+    families[n.WINDOW_SAMPLED_ROWS].add_metric([model], w.sampled_rows)
+    families[n.WINDOW_END].add_metric([model], w.end_time)
+    families[n.WINDOW_DURATION].add_metric([model], w.duration)
+    families[n.WINDOW_COMPUTE_DURATION].add_metric([model], w.compute_seconds)
+    for label, value in zip(classes, w.class_rows.tolist()):
+        families[n.PREDICTED_CLASS_ROWS].add_metric([model, label], value)
+    if w.class_ratio is not None:
+        for label, value in zip(classes, w.class_ratio.tolist()):
+            families[n.PREDICTED_CLASS_RATIO].add_metric([model, label], value)
+    for name, stats in ((n.PRED1, w.pred1), (n.SPREAD12, w.spread12)):
+        for stat, value in (stats or {}).items():
+            families[name].add_metric([model, stat], value)
+    for feature, stats in w.features.items():
+        for stat, value in stats.items():
+            families[n.FEATURE].add_metric([model, feature, stat], value)
+    for feature, ratio in w.missing_ratio.items():
+        families[n.FEATURE_MISSING_RATIO].add_metric([model, feature], ratio)
+    for feature, ratios in w.value_ratios.items():
+        for value, ratio in ratios.items():
+            families[n.FEATURE_VALUE_RATIO].add_metric([model, feature, value], ratio)
+    scores = w.scores
+    if scores is not None:
+        families[n.LABELED_ROWS].add_metric([model], scores.labeled_rows)
+        families[n.ACCURACY].add_metric([model], scores.accuracy)
+        families[n.F1_MACRO].add_metric([model], scores.f1_macro)
+        for name, values in ((n.CLASS_ACCURACY, scores.class_accuracy),
+                             (n.PRECISION, scores.precision),
+                             (n.RECALL, scores.recall), (n.F1, scores.f1)):
+            for label, value in zip(classes, values.tolist()):
+                families[name].add_metric([model, label], value)
+    else:
+        families[n.LABELED_ROWS].add_metric([model], 0)
+
+
+_COLLECTORS: "weakref.WeakKeyDictionary[CollectorRegistry, MonitorCollector]" = (
+    weakref.WeakKeyDictionary()
+)
+_COLLECTORS_LOCK = threading.Lock()
+
+
+def register_monitor(registry: CollectorRegistry, monitor: "ModelMonitor") -> None:
+    """Serve `monitor` from `registry`, registering the shared collector on first use."""
+    with _COLLECTORS_LOCK:
+        collector = _COLLECTORS.get(registry)
+        if collector is None:
+            collector = MonitorCollector()
+            registry.register(collector)
+            _COLLECTORS[registry] = collector
+    collector.add(monitor)
+
+
+def unregister_monitor(registry: CollectorRegistry, monitor: "ModelMonitor") -> None:
+    """Stop serving `monitor` from `registry`."""
+    with _COLLECTORS_LOCK:
+        collector = _COLLECTORS.get(registry)
+    if collector is not None:
+        collector.remove(monitor)

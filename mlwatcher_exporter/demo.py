@@ -1,0 +1,174 @@
+"""The demo: digits classifiers in production, healthy, drifting or replaced by a weak model.
+
+It replays the ancestor's three stories on scikit-learn's bundled digits data (no
+download): healthy traffic; input drift (pixel values inverted, 16 - x); a weak model
+trained on a heavily unbalanced set. A challenger model (``digits-canary``) sees the same
+inputs throughout, as in the ancestor's canary use case.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, TextIO
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from .monitor import ModelMonitor
+
+__all__ = ["DemoModels", "train_models", "run_demo", "SCENARIO_CYCLE"]
+
+SCENARIO_CYCLE = ("healthy", "input-drift", "weak-model")
+PIXEL_MAX = 16.0  # digits pixels are 0..16
+
+
+@dataclass
+class DemoModels:
+    """The fitted demo classifiers and the held-out data they are fed."""
+
+    production: Any
+    weak: Any
+    canary: Any
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list
+
+
+def train_models(seed: int = 0) -> DemoModels:
+    """Fit the production, weak and challenger models on the digits data."""
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    digits = load_digits()
+    X_train, X_test, y_train, y_test = train_test_split(
+        digits.data, digits.target, test_size=0.4, random_state=seed, stratify=digits.target
+    )
+    production = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    production.fit(X_train, y_train)
+    # Weak model: every class present (so predict_proba keeps 10 columns), but classes
+    # 2-9 with only three examples each against all of classes 0 and 1.
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([
+        np.flatnonzero(y_train == c) if c < 2
+        else rng.choice(np.flatnonzero(y_train == c), 3, replace=False)
+        for c in range(10)
+    ])
+    weak = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    weak.fit(X_train[keep], y_train[keep])
+    canary = RandomForestClassifier(n_estimators=30, max_depth=10, random_state=seed)
+    canary.fit(X_train, y_train)
+    return DemoModels(production, weak, canary, X_test, y_test, list(digits.feature_names))
+
+
+def scenario_at(scenario: str, window_index: int, windows_per_scenario: int) -> str:
+    """The scenario in force during window `window_index` (cycle rotates through all)."""
+    if scenario != "cycle":
+        return scenario
+    return SCENARIO_CYCLE[(window_index // max(windows_per_scenario, 1)) % len(SCENARIO_CYCLE)]
+
+
+def run_demo(
+    port: int = 10150,
+    addr: str = "127.0.0.1",
+    window_seconds: float = 10.0,
+    scenario: str = "cycle",
+    duration: float = 0.0,
+    windows_per_scenario: int = 6,
+    rows_per_second: float = 200.0,
+    reservoir_size: int = 10_000,
+    seed: int = 0,
+    out: TextIO = sys.stdout,
+    registry: Optional[CollectorRegistry] = None,
+    stop: Optional[threading.Event] = None,
+) -> int:
+    """Serve the demo's metrics until `duration` seconds pass, SIGINT/SIGTERM or `stop`.
+
+    Prints the metrics URL first, then a line per completed window of the production
+    model. Returns the exit code (0).
+    """
+    models = train_models(seed)
+    registry = registry if registry is not None else CollectorRegistry()
+    common: Dict[str, Any] = dict(
+        n_classes=10,
+        window_seconds=window_seconds,
+        reservoir_size=reservoir_size,
+        feature_names=models.feature_names,
+        registry=registry,
+    )
+    production_monitor = ModelMonitor(model="digits", random_state=seed, **common)
+    canary_monitor = ModelMonitor(model="digits-canary", random_state=seed + 1, **common)
+    production = production_monitor.wrap(models.production)
+    weak = production_monitor.wrap(models.weak)
+    canary = canary_monitor.wrap(models.canary)
+    server = production_monitor.start_http_server(port=port, addr=addr)
+    print(f"Serving metrics at {server.url}", file=out, flush=True)
+
+    stop = stop or threading.Event()
+    restore = _stop_on_signals(stop)
+    rng = np.random.default_rng(seed)
+    tick = 0.1
+    started = time.monotonic()
+    last_end: Optional[float] = None
+    try:
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if duration and elapsed >= duration:
+                break
+            current = scenario_at(scenario, int(elapsed // window_seconds), windows_per_scenario)
+            rows = rng.choice(len(models.y), size=max(1, int(rows_per_second * tick)))
+            X, y = models.X[rows], models.y[rows]
+            if current == "input-drift":
+                X = PIXEL_MAX - X
+            model = weak if current == "weak-model" else production
+            with production_monitor.labels(y):
+                model.predict_proba(X)
+            with canary_monitor.labels(y):
+                canary.predict_proba(X)
+            window = production_monitor.last_window
+            if window is not None and window.end_time != last_end:
+                last_end = window.end_time
+                closed = scenario_at(
+                    scenario, int(elapsed // window_seconds) - 1, windows_per_scenario
+                )
+                print(_window_line(window, closed), file=out, flush=True)
+            stop.wait(tick)
+    finally:
+        restore()
+        server.shutdown()
+        production_monitor.close()
+        canary_monitor.close()
+    print("Demo stopped.", file=out, flush=True)
+    return 0
+
+
+def _window_line(window: Any, scenario: str) -> str:
+    median = window.pred1["median"] if window.pred1 else float("nan")
+    accuracy = window.scores.accuracy if window.scores else float("nan")
+    return (
+        f"window end={time.strftime('%H:%M:%S', time.localtime(window.end_time))} "
+        f"model=digits rows={window.rows} pred1_median={median:.3f} "
+        f"accuracy={accuracy:.3f} scenario={scenario}"
+    )
+
+
+def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """Set `stop` on SIGINT/SIGTERM (main thread only); return a function that restores."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

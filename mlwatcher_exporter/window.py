@@ -1,0 +1,277 @@
+"""Statistics of one closed window, computed from its sample with vectorised numpy.
+
+Pure functions: a :class:`WindowSample` in, a :class:`WindowStats` out. Nothing here
+touches locks, clocks or metrics, so the tests compare each number with an independent
+numpy or scikit-learn computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .naming import OTHER_VALUE, STATS
+
+__all__ = [
+    "WindowSample",
+    "WindowStats",
+    "LabelScores",
+    "describe",
+    "describe_columns",
+    "top_two",
+    "predicted_classes",
+    "label_scores",
+    "value_ratios",
+    "compute_window_stats",
+]
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """The sampled rows of one window and its exact row counts.
+
+    Attributes
+    ----------
+    proba : ndarray (n_sampled, n_classes)
+    predicted : ndarray (n_sampled,) of int, the predicted class of each sampled row
+    features : ndarray (n_sampled, n_features) or None
+    has_features : ndarray (n_sampled,) of bool or None, rows that came with features
+    labels : ndarray (n_sampled,) of int, -1 where the row had no label
+    rows : int, every row of the window, before sampling
+    class_rows : ndarray (n_classes,) of int, predicted class counts over every row
+    """
+
+    proba: np.ndarray
+    predicted: np.ndarray
+    features: Optional[np.ndarray]
+    has_features: Optional[np.ndarray]
+    labels: np.ndarray
+    rows: int
+    class_rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """Scores of predictions against labels, one-vs-rest per class as the ancestor."""
+
+    labeled_rows: int
+    accuracy: float
+    class_accuracy: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    f1_macro: float
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Everything published about one completed window.
+
+    Statistics that a window cannot have (no rows, no features, no labels) are None
+    or empty, so that they are absent from /metrics rather than 0 or NaN.
+    """
+
+    end_time: float
+    duration: float
+    rows: int
+    sampled_rows: int
+    class_rows: np.ndarray
+    class_ratio: Optional[np.ndarray]
+    pred1: Optional[Dict[str, float]]
+    spread12: Optional[Dict[str, float]]
+    features: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    missing_ratio: Dict[str, float] = field(default_factory=dict)
+    value_ratios: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    scores: Optional[LabelScores] = None
+    compute_seconds: float = 0.0
+
+
+def describe(values: np.ndarray) -> Dict[str, float]:
+    """The nine statistics of a 1-D array without NaN (population std, linear quantiles)."""
+    return {stat: float(column[0]) for stat, column in describe_columns(values[:, None]).items()}
+
+
+def describe_columns(matrix: np.ndarray) -> Dict[str, np.ndarray]:
+    """The nine statistics of every column of `matrix`, ignoring NaN.
+
+    Columns without NaN take the fast vectorised path; a column with NaN is described
+    from its finite values alone (all-NaN columns give NaN, which callers drop).
+    """
+    if matrix.shape[0] == 0:
+        empty = np.full(matrix.shape[1], np.nan)
+        return {stat: empty for stat in STATS}
+    nan_columns = np.isnan(matrix).any(axis=0)
+    if not nan_columns.any():
+        return _describe_dense(matrix)
+    result = {stat: np.full(matrix.shape[1], np.nan) for stat in STATS}
+    dense = ~nan_columns
+    if dense.any():
+        for stat, values in _describe_dense(matrix[:, dense]).items():
+            result[stat][dense] = values
+    for column in np.flatnonzero(nan_columns):
+        values = matrix[:, column]
+        values = values[~np.isnan(values)]
+        if values.size:
+            for stat, value in _describe_dense(values[:, None]).items():
+                result[stat][column] = value[0]
+    return result
+
+
+def _describe_dense(matrix: np.ndarray) -> Dict[str, np.ndarray]:
+    """describe_columns for a matrix without NaN and with at least one row."""
+    q25, median, q75 = np.quantile(matrix, [0.25, 0.5, 0.75], axis=0)
+    low = matrix.min(axis=0)
+    high = matrix.max(axis=0)
+    return {
+        "mean": matrix.mean(axis=0),
+        "std": matrix.std(axis=0),
+        "min": low,
+        "max": high,
+        "range": high - low,
+        "q25": q25,
+        "median": median,
+        "q75": q75,
+        "iqr": q75 - q25,
+    }
+
+
+def top_two(proba: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row, the largest probability (pred1) and its margin over the second (spread12).
+
+    Ties give a spread of 0: the ancestor took "the largest value different from the
+    max", which made a row of two equal top classes look confident.
+    """
+    top = np.partition(proba, proba.shape[1] - 2, axis=1)[:, -2:]
+    pred1 = top[:, 1]
+    return pred1, pred1 - top[:, 0]
+
+
+def predicted_classes(proba: np.ndarray, threshold: float) -> np.ndarray:
+    """Predicted class per row: argmax; with two classes, class 1 iff p[1] > threshold."""
+    if proba.shape[1] == 2:
+        return (proba[:, 1] > threshold).astype(np.intp)
+    return np.argmax(proba, axis=1)
+
+
+def label_scores(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> LabelScores:
+    """Accuracy, and per class one-vs-rest accuracy, precision, recall and f1.
+
+    Undefined ratios (no predicted or no true rows of a class) are 0, as in the ancestor
+    and scikit-learn's ``zero_division=0``.
+    """
+    rows = labels.size
+    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes)
+    confusion = confusion.reshape(n_classes, n_classes)
+    true_positive = np.diag(confusion).astype(np.float64)
+    predicted_rows = confusion.sum(axis=0)
+    true_rows = confusion.sum(axis=1)
+    false_positive = predicted_rows - true_positive
+    false_negative = true_rows - true_positive
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted_rows > 0, true_positive / predicted_rows, 0.0)
+        recall = np.where(true_rows > 0, true_positive / true_rows, 0.0)
+        both = precision + recall
+        f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+    class_accuracy = (rows - false_positive - false_negative) / rows
+    return LabelScores(
+        labeled_rows=int(rows),
+        accuracy=float(true_positive.sum() / rows),
+        class_accuracy=class_accuracy,
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        f1_macro=float(f1.mean()),
+    )
+
+
+def _value_name(value: float) -> str:
+    """Label text of a categorical value: integral floats without a trailing .0."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def value_ratios(values: np.ndarray, max_categories: int) -> Dict[str, float]:
+    """Share of each value among the non-missing ones; beyond the most frequent
+    `max_categories`, the rest is folded into ``__other__``."""
+    values = values[~np.isnan(values)]
+    if not values.size:
+        return {}
+    uniques, counts = np.unique(values, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    kept = order[:max_categories]
+    ratios = {_value_name(uniques[i]): counts[i] / values.size for i in kept}
+    if order.size > max_categories:
+        ratios[OTHER_VALUE] = counts[order[max_categories:]].sum() / values.size
+    return {name: float(ratio) for name, ratio in ratios.items()}
+
+
+def compute_window_stats(
+    sample: WindowSample,
+    *,
+    end_time: float,
+    duration: float,
+    feature_names: Sequence[str],
+    categorical: Sequence[bool],
+    max_categories: int,
+) -> WindowStats:
+    """Compute every statistic of one window from its sample.
+
+    Parameters
+    ----------
+    sample : WindowSample
+    end_time : float
+        Unix time at which the window ended.
+    duration : float
+        Seconds the window lasted.
+    feature_names : sequence of str
+        One name per feature column (empty without features).
+    categorical : sequence of bool
+        Per feature column, whether it is discrete (value ratios) or continuous.
+    max_categories : int
+        Values kept per categorical feature before folding into ``__other__``.
+    """
+    sampled = sample.proba.shape[0]
+    class_ratio = sample.class_rows / sample.rows if sample.rows else None
+    pred1 = spread12 = None
+    if sampled:
+        top, margin = top_two(sample.proba)
+        pred1, spread12 = describe(top), describe(margin)
+    features: Dict[str, Dict[str, float]] = {}
+    missing: Dict[str, float] = {}
+    values: Dict[str, Dict[str, float]] = {}
+    if sample.features is not None and sample.has_features is not None:
+        table = sample.features[sample.has_features]
+        if table.shape[0]:
+            missing_share = np.isnan(table).mean(axis=0)
+            continuous = np.flatnonzero(~np.asarray(categorical, dtype=bool))
+            stats = describe_columns(table[:, continuous])
+            for position, column in enumerate(continuous):
+                column_stats = {stat: float(stats[stat][position]) for stat in STATS}
+                if not np.isnan(column_stats["mean"]):
+                    features[feature_names[column]] = column_stats
+            for column, is_discrete in enumerate(categorical):
+                missing[feature_names[column]] = float(missing_share[column])
+                if is_discrete:
+                    values[feature_names[column]] = value_ratios(table[:, column], max_categories)
+    scores = None
+    labeled = sample.labels >= 0
+    if labeled.any():
+        scores = label_scores(
+            sample.predicted[labeled], sample.labels[labeled], sample.proba.shape[1]
+        )
+    return WindowStats(
+        end_time=end_time,
+        duration=duration,
+        rows=sample.rows,
+        sampled_rows=sampled,
+        class_rows=sample.class_rows.copy(),
+        class_ratio=class_ratio,
+        pred1=pred1,
+        spread12=spread12,
+        features=features,
+        missing_ratio=missing,
+        value_ratios=values,
+        scores=scores,
+    )
+
