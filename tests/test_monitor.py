@@ -1,0 +1,232 @@
+"""ModelMonitor: windows on a hand-driven clock, counters, validation, thread safety."""
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score
+
+from mlwatcher_exporter import BatchValueError, ModelMonitor
+from reference import assert_stats_equal, reference_stats
+
+
+def make_monitor(registry, clock, **kwargs):
+    options = dict(model="m", n_classes=3, window_seconds=10.0, reservoir_size=1000,
+                   registry=registry, background=False, random_state=0, _clock=clock,
+                   _wall_clock=lambda: 1_700_000_000.0 + clock())
+    options.update(kwargs)
+    return ModelMonitor(**options)
+
+
+def batch(rng, n, n_classes=3, n_features=2):
+    return (rng.dirichlet(np.ones(n_classes), size=n), rng.normal(size=(n, n_features)),
+            rng.integers(0, n_classes, n))
+
+
+def test_window_statistics_without_sampling_are_exact(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(0)
+    parts = [batch(rng, n) for n in (5, 300, 1, 94)]
+    for proba, features, labels in parts:
+        monitor.observe(proba, features, labels)
+    clock.advance(10.0)
+    monitor.tick()
+    stats = monitor.last_window
+    proba = np.concatenate([p for p, _, _ in parts])
+    features = np.concatenate([f for _, f, _ in parts])
+    labels = np.concatenate([y for _, _, y in parts])
+    assert stats.rows == stats.sampled_rows == 400
+    assert_stats_equal(stats.pred1, reference_stats(proba.max(axis=1)))
+    assert_stats_equal(stats.features["f1"], reference_stats(features[:, 1]))
+    assert stats.scores.accuracy == pytest.approx(accuracy_score(labels, proba.argmax(axis=1)))
+    assert stats.duration == 10.0
+    assert stats.end_time == pytest.approx(1_700_000_000.0 + 1010.0)
+
+
+def test_sampling_bounds_the_sample_but_counts_every_row(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=100)
+    rng = np.random.default_rng(1)
+    all_predicted = []
+    for _ in range(20):
+        proba, features, labels = batch(rng, 250)
+        monitor.observe(proba, features, labels)
+        all_predicted.append(proba.argmax(axis=1))
+    stats = monitor.close_window()
+    assert stats.rows == 5000 and stats.sampled_rows == 100 and stats.scores.labeled_rows == 100
+    np.testing.assert_array_equal(stats.class_rows,
+                                  np.bincount(np.concatenate(all_predicted), minlength=3))
+
+
+def test_windows_tumble_and_empty_windows_publish_no_statistics(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(2)
+    monitor.observe(*batch(rng, 10))
+    clock.advance(9.9)
+    monitor.tick()
+    assert monitor.last_window is None  # the first window is not over yet
+    clock.advance(0.2)
+    monitor.observe(*batch(rng, 7))  # belongs to the second window
+    first = monitor.last_window
+    monitor.tick()
+    first = monitor.last_window
+    assert first.rows == 10
+    clock.advance(10.0)
+    monitor.tick()
+    assert monitor.last_window.rows == 7
+    clock.advance(35.0)  # three whole windows without a batch
+    monitor.tick()
+    empty = monitor.last_window
+    assert empty.rows == 0 and empty.pred1 is None and empty.scores is None
+    assert empty.duration == 10.0
+    assert empty.end_time == pytest.approx(1_700_000_000.0 + 1050.0)
+
+
+def test_close_window_returns_a_partial_window_and_restarts(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(3)
+    monitor.observe(*batch(rng, 10))
+    clock.advance(4.0)
+    stats = monitor.close_window()
+    assert stats.rows == 10 and stats.duration == 4.0
+    clock.advance(9.0)
+    monitor.tick()
+    assert monitor.last_window is stats  # the new window started at the close
+    clock.advance(1.0)
+    assert monitor.close_window().rows == 0
+
+
+def test_bad_batch_raises_and_is_counted(registry, clock):
+    monitor = make_monitor(registry, clock)
+    with pytest.raises(ValueError, match=r"proba has 2 columns, must have n_classes == 3"):
+        monitor.observe(np.full((4, 2), 0.5))
+    with pytest.raises(ValueError, match="labels"):
+        monitor.observe(np.full((2, 3), 1 / 3), labels=[0, 7])
+    with pytest.raises(TypeError, match="features"):
+        monitor.observe(np.full((2, 3), 1 / 3), features=[["a", "b"], ["c", "d"]])
+    assert monitor.rejected_rows() == {**{r: 0 for r in monitor.rejected_rows()},
+                                       "n_classes": 4, "unknown_label": 2, "type": 2}
+    assert monitor.close_window().rows == 0  # nothing of a bad batch is kept
+
+
+def test_observe_quietly_never_raises(registry, clock, caplog):
+    monitor = make_monitor(registry, clock)
+    for _ in range(5):
+        assert monitor.observe_quietly(np.full((3, 3), np.nan)) is False
+    assert monitor.observe_quietly(np.full((1, 3), 1 / 3)) is True
+    assert monitor.rejected_rows()["non_finite"] == 15
+    # Logged at a bounded rate: one message for five rejections.
+    assert sum("rejected a batch" in r.message for r in caplog.records) == 1
+
+
+def test_classes_from_first_batch_and_class_names(registry, clock):
+    monitor = make_monitor(registry, clock, n_classes=None)
+    monitor.observe(np.array([[0.1, 0.9]]))
+    assert monitor.n_classes == 2 and monitor.class_labels == ["0", "1"]
+    with pytest.raises(BatchValueError):
+        monitor.observe(np.full((1, 3), 1 / 3))
+    named = make_monitor(registry, clock, model="named", n_classes=None,
+                         class_names=["cat", "dog", "emu"])
+    named.observe(np.array([[0.1, 0.8, 0.1]]), labels=["dog"])
+    assert named.close_window().scores.accuracy == 1.0
+
+
+def test_binary_threshold(registry, clock):
+    monitor = make_monitor(registry, clock, n_classes=2, threshold=0.8)
+    monitor.observe(np.array([[0.3, 0.7], [0.1, 0.9]]))
+    np.testing.assert_array_equal(monitor.close_window().class_rows, [1, 1])
+
+
+def test_dataframe_features_name_the_features(registry, clock):
+    monitor = make_monitor(registry, clock, categorical_features=["colour"])
+    frame = pd.DataFrame({"height": [1.0, 2.0, np.nan, 4.0], "colour": [1, 1, 2, 3]})
+    monitor.observe(np.full((4, 3), 1 / 3), frame)
+    stats = monitor.close_window()
+    assert monitor.feature_names == ["height", "colour"]
+    assert stats.features["height"]["mean"] == pytest.approx(7 / 3)
+    assert stats.missing_ratio["height"] == 0.25
+    assert stats.value_ratios["colour"] == {"1": 0.5, "2": 0.25, "3": 0.25}
+
+
+def test_integer_features_are_continuous_unless_declared(registry, clock):
+    """The ancestor made every integer column discrete; pixel counts deserve statistics."""
+    monitor = make_monitor(registry, clock)
+    monitor.observe(np.full((4, 3), 1 / 3), np.array([[0, 5], [16, 5], [8, 6], [4, 6]]))
+    stats = monitor.close_window()
+    assert stats.features["f0"]["median"] == 6.0 and stats.value_ratios == {}
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(window_seconds=0), "window_seconds == 0, must be a number of seconds > 0"),
+    (dict(reservoir_size=0), "reservoir_size == 0, must be an int >= 1"),
+    (dict(threshold=2), "threshold == 2, must be a number in [0, 1]"),
+    (dict(n_classes=1), "n_classes == 1"),
+    (dict(n_classes=3, class_names=["a", "b"]), "class_names has 2 names"),
+    (dict(model=""), "model == ''"),
+])
+def test_bad_arguments_are_named(registry, clock, kwargs, words):
+    with pytest.raises(ValueError) as caught:
+        make_monitor(registry, clock, **kwargs)
+    assert words in str(caught.value)
+
+
+def test_concurrent_observers_scrapes_and_closes_conserve_every_row(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=64, window_seconds=1e9)
+    rng = np.random.default_rng(9)
+    sizes = [rng.integers(1, 50, size=300) for _ in range(4)]
+    batches = [[batch(np.random.default_rng(i * 1000 + j), int(n))[0] for j, n in enumerate(s)]
+               for i, s in enumerate(sizes)]
+    closed_rows = []
+    done = threading.Event()
+
+    def observer(own):
+        for proba in own:
+            monitor.observe(proba)
+
+    def closer():
+        while not done.is_set():
+            closed_rows.append(monitor.close_window().rows)
+
+    def scraper():
+        while not done.is_set():
+            list(registry.collect())
+
+    workers = [threading.Thread(target=observer, args=(b,)) for b in batches]
+    helpers = [threading.Thread(target=closer), threading.Thread(target=scraper)]
+    for thread in workers + helpers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    done.set()
+    for thread in helpers:
+        thread.join()
+    closed_rows.append(monitor.close_window().rows)
+    total = int(sum(s.sum() for s in sizes))
+    assert sum(closed_rows) == total
+    assert registry.get_sample_value("mlwatcher_predictions_total", {"model": "m", "class": "0"}) \
+        + registry.get_sample_value("mlwatcher_predictions_total", {"model": "m", "class": "1"}) \
+        + registry.get_sample_value("mlwatcher_predictions_total", {"model": "m", "class": "2"}) \
+        == total
+
+
+def test_background_worker_publishes_on_time(registry):
+    monitor = ModelMonitor(model="bg", n_classes=2, window_seconds=0.2, registry=registry)
+    try:
+        monitor.observe(np.array([[0.4, 0.6]] * 3))
+        deadline = threading.Event()
+        for _ in range(100):
+            if monitor.last_window is not None:
+                break
+            deadline.wait(0.05)
+        assert monitor.last_window is not None and monitor.last_window.rows == 3
+    finally:
+        monitor.close()
+    assert registry.get_sample_value("mlwatcher_window_rows", {"model": "bg"}) is None
+
+
+def test_from_config(registry, tmp_path):
+    path = tmp_path / "m.yml"
+    path.write_text("model: cfg\nn_classes: 4\nwindow_seconds: 5\nhttp: {port: 0}\n")
+    monitor = ModelMonitor.from_config(str(path), registry=registry, background=False)
+    assert (monitor.model, monitor.n_classes, monitor.window_seconds) == ("cfg", 4, 5.0)
+    assert monitor.http_port == 0 and monitor.http_addr == "127.0.0.1"
