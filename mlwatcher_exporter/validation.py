@@ -58,6 +58,8 @@ def _describe(value: Any) -> str:
 
 def count_rows(value: Any) -> int:
     """Rows of a batch for the rejection counter: its length when it has one, else 1."""
+    if isinstance(value, (str, bytes)):
+        return 1
     try:
         return int(len(value))
     except Exception:  # noqa: BLE001 - anything without a length is one bad row

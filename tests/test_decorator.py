@@ -1,0 +1,139 @@
+"""watch and wrap: one line of monitoring that never touches the model's behaviour."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from mlwatcher_exporter import ModelMonitor
+from mlwatcher_exporter.decorator import find_features
+
+
+@pytest.fixture
+def monitor(registry, clock):
+    return ModelMonitor(model="m", n_classes=3, registry=registry, background=False,
+                        _clock=clock, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def iris_model():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])
+    return LogisticRegression(max_iter=500).fit(X, names[y]), X, names[y]
+
+
+def test_plain_function_keeps_return_value_and_metadata(monitor):
+    output = np.array([[0.1, 0.2, 0.7]])
+
+    @monitor.watch
+    def predict_proba(X):
+        """Docs."""
+        return output
+
+    assert predict_proba(np.ones((1, 4))) is output
+    assert predict_proba.__name__ == "predict_proba" and predict_proba.__doc__ == "Docs."
+    assert predict_proba.__wrapped__ is not None
+    stats = monitor.close_window()
+    assert stats.rows == 1 and "f3" in stats.features
+
+
+def test_method_and_bound_method(monitor):
+    class Model:
+        def __init__(self):
+            self.calls = 0
+
+        @monitor.watch
+        def predict_proba(self, X):
+            self.calls += 1
+            return np.tile([0.2, 0.5, 0.3], (len(X), 1))
+
+        def raw(self, X):
+            return np.tile([0.6, 0.2, 0.2], (len(X), 1))
+
+    model = Model()
+    model.predict_proba(np.ones((4, 2)))
+    bound = monitor.watch(model.raw)
+    bound(np.zeros((3, 2)))
+    stats = monitor.close_window()
+    assert model.calls == 1 and stats.rows == 7
+    assert stats.features["f0"]["mean"] == pytest.approx(4 / 7)
+
+
+def test_exceptions_of_the_model_pass_through_untouched(monitor):
+    error = RuntimeError("model failed")
+
+    @monitor.watch
+    def predict_proba(X):
+        raise error
+
+    with pytest.raises(RuntimeError) as caught:
+        predict_proba(np.ones((1, 2)))
+    assert caught.value is error
+
+
+@pytest.mark.parametrize("bad_output", [
+    np.array([[0.5, 0.5]]), np.array([[np.nan, 0.5, 0.5]]), "not an array", None,
+    np.array([[2.0, 0.0, 0.0]]),
+])
+def test_bad_output_is_counted_never_raised(monitor, bad_output):
+    @monitor.watch
+    def predict_proba(X):
+        return bad_output
+
+    assert predict_proba(np.ones((1, 2))) is bad_output
+    assert sum(monitor.rejected_rows().values()) >= 1
+    assert monitor.close_window().rows == 0
+
+
+def test_internal_errors_are_counted_as_internal(monitor, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(monitor, "_record", broken)
+    wrapped = monitor.watch(lambda X: np.array([[0.2, 0.3, 0.5]]))
+    assert wrapped(np.ones((1, 2))).shape == (1, 3)
+    assert monitor.rejected_rows()["internal"] == 1
+
+
+def test_labels_come_from_the_context(monitor):
+    predict_proba = monitor.watch(lambda X: np.tile([0.1, 0.8, 0.1], (len(X), 1)))
+    with monitor.labels([1, 1, 0]):
+        predict_proba(np.ones((3, 2)))
+    predict_proba(np.ones((2, 2)))  # outside the block: no labels
+    stats = monitor.close_window()
+    assert stats.scores.labeled_rows == 3 and stats.scores.accuracy == pytest.approx(2 / 3)
+    assert monitor.current_labels() is None
+
+
+def test_wrap_uses_classes_and_delegates(registry, clock, iris_model):
+    model, X, y = iris_model
+    monitor = ModelMonitor(model="iris", n_classes=3, registry=registry, background=False,
+                           _clock=clock)
+    monitored = monitor.wrap(model)
+    with monitor.labels(y[:50]):
+        proba = monitored.predict_proba(X[:50])
+    np.testing.assert_array_equal(proba, model.predict_proba(X[:50]))
+    np.testing.assert_array_equal(monitored.predict(X[:5]), model.predict(X[:5]))
+    assert monitored.classes_ is model.classes_
+    assert monitor.class_labels == ["setosa", "versicolor", "virginica"]
+    assert monitor.close_window().scores.accuracy == 1.0
+    assert registry.get_sample_value("mlwatcher_predictions_total",
+                                     {"model": "iris", "class": "setosa"}) == 50
+
+
+def test_wrap_rejects_mismatched_classes(registry, clock, iris_model):
+    monitor = ModelMonitor(model="x", n_classes=4, registry=registry, background=False)
+    with pytest.raises(ValueError, match="classes_ has 3 classes, must match n_classes == 4"):
+        monitor.wrap(iris_model[0])
+    with pytest.raises(TypeError, match="must have a predict_proba"):
+        monitor.wrap(object())
+
+
+def test_find_features():
+    table = np.ones((2, 3))
+    frame = pd.DataFrame(table)
+    assert find_features((table,), {}) is table
+    assert find_features((object(), frame), {}) is frame
+    assert find_features((), {"X": table}) is table
+    assert find_features((np.ones(3),), {}) is None
