@@ -12,10 +12,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import threading
 import time
 from dataclasses import replace
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Union,
+)
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -203,7 +215,7 @@ class ModelMonitor:
     @classmethod
     def from_config(
         cls,
-        config: Union[str, "Any", MonitorSettings],
+        config: Union[str, "os.PathLike[str]", Mapping[str, Any], MonitorSettings],
         registry: Optional[CollectorRegistry] = REGISTRY,
         **overrides: Any,
     ) -> "ModelMonitor":
@@ -215,7 +227,7 @@ class ModelMonitor:
         """
         if isinstance(config, MonitorSettings):
             settings = config
-        elif isinstance(config, dict):
+        elif isinstance(config, Mapping):
             settings = parse_config(config)
         else:
             settings = load_config(config)
@@ -482,7 +494,13 @@ class ModelMonitor:
         with self._lock:
             if not self._closed:
                 self._rotate_due(self._clock())
-        self._publish_pending()
+        try:
+            self._publish_pending()
+        except Exception:  # noqa: BLE001 - a failed window must not fail the scrape
+            self._log.warning(
+                "statistics", f"mlwatcher: model {self.model!r}: window statistics failed",
+                exc_info=True,
+            )
 
     def _publish_pending(self) -> Optional[WindowStats]:
         """Compute and publish the pending window, off the observe path."""

@@ -150,3 +150,20 @@ def test_exposition_parses_and_passes_promtool(registry, clock, promtool):
                             text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
         result.stdout + result.stderr
+
+
+def test_a_failing_window_does_not_fail_the_scrape(registry, clock, monkeypatch, caplog):
+    monitor = make_monitor(registry, clock)
+    feed(monitor, np.random.default_rng(5))
+    clock.advance(10)
+    assert value(registry, "mlwatcher_window_rows") == 200
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("boom")
+
+    monkeypatch.setattr("mlwatcher_exporter.monitor.compute_window_stats", broken)
+    feed(monitor, np.random.default_rng(6), n=50)
+    clock.advance(10)
+    assert generate_latest(registry)  # the scrape still answers
+    assert value(registry, "mlwatcher_window_rows") == 200  # the last good window stays
+    assert any("window statistics failed" in r.getMessage() for r in caplog.records)
