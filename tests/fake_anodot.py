@@ -18,9 +18,10 @@ open-source clients:
 * :meth:`hold` makes every request wait until :meth:`release` (to show that nothing on
   the model side waits for the API).
 
-Accepted points are recorded in :attr:`FakeAnodot.accepted`, in order; points that
-arrive out of time order for their series are recorded in
-:attr:`FakeAnodot.order_violations`.
+Accepted points are recorded in :attr:`FakeAnodot.accepted`, in order. A point that is
+an exact copy of one accepted before (same series, timestamp and value) is also listed
+in :attr:`FakeAnodot.duplicates`; any other point older than the newest accepted point
+of its series is listed in :attr:`FakeAnodot.order_violations`.
 
 Error codes used for per-point errors (the fake's own; the bridge only reads them):
 2001 bad ``what``/properties, 2004 bad property key or value, 2005 too many
@@ -132,6 +133,8 @@ class FakeAnodot:
         self.rejected: List[Tuple[Dict[str, Any], int]] = []
         self.requests: Counter[str] = Counter()
         self.order_violations: List[Dict[str, Any]] = []
+        self.duplicates: List[Dict[str, Any]] = []
+        self._seen: set = set()
         self.waiting = 0
         self._last_ts: Dict[Tuple[Tuple[str, str], ...], int] = {}
         self._server: Optional[ThreadingHTTPServer] = None
@@ -263,9 +266,13 @@ class FakeAnodot:
                     self.rejected.append((point, problem[0]))
                     continue
                 key = series_key(point)
+                identity = (key, point["timestamp"], point["value"])
                 last = self._last_ts.get(key)
-                if last is not None and point["timestamp"] < last:
+                if identity in self._seen:
+                    self.duplicates.append(point)  # expected from at-least-once re-sends
+                elif last is not None and point["timestamp"] < last:
                     self.order_violations.append(point)
+                self._seen.add(identity)
                 self._last_ts[key] = max(point["timestamp"], last or point["timestamp"])
                 self.accepted.append(point)
         if fault == "drop_after_accept":

@@ -1,0 +1,25 @@
+"""Bridges from the exporter's metrics to other systems (Anodot)."""
+
+from .anodot import AnodotBridge, FlushResult
+from .config import BridgeConfig, ConfigError, Target, load_config, read_token
+from .mapping import PointMapper
+from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions
+from .scrape import ScrapeSource
+from .spool import Spool
+
+__all__ = [
+    "AnodotBridge",
+    "FlushResult",
+    "BridgeConfig",
+    "ConfigError",
+    "Target",
+    "load_config",
+    "read_token",
+    "PointMapper",
+    "MappingOptions",
+    "SendOptions",
+    "SpoolOptions",
+    "DeadLetterOptions",
+    "ScrapeSource",
+    "Spool",
+]

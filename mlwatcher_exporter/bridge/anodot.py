@@ -1,0 +1,315 @@
+"""AnodotBridge: forward a prometheus_client registry to Anodot, durably.
+
+Like prometheus_client's ``GraphiteBridge`` it only reads ``registry.collect()``, so
+Anodot gets exactly the numbers Prometheus scrapes. Unlike it, sending is decoupled
+from collecting: a snapshot is mapped to Anodot points and fsync'd to an on-disk spool
+(:class:`~mlwatcher_exporter.bridge.spool.Spool`), and a separate sender thread
+delivers the spool oldest first, acknowledging after Anodot answered 2xx. A slow or
+unreachable API therefore never blocks the code that updates the metrics, and points
+survive restarts of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Union
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.registry import REGISTRY
+
+from .client import AnodotClient, Response
+from .deadletter import DeadLetter
+from .mapping import PointMapper
+from .metrics import BridgeMetrics
+from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions
+from .sender import Sender, SendResult
+from .spool import Spool, SpoolBatch
+
+__all__ = ["AnodotBridge", "FlushResult"]
+
+logger = logging.getLogger(__name__)
+
+_IDLE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What one :meth:`AnodotBridge.flush` did.
+
+    Attributes
+    ----------
+    accepted : int
+        Points Anodot accepted.
+    rejected : int
+        Points refused one by one or with their whole request (dead-lettered).
+    pending : int
+        Points still in the spool (a request failed, or ``max_requests`` was reached).
+    """
+
+    accepted: int
+    rejected: int
+    pending: int
+
+
+class AnodotBridge:
+    """Send the samples of a registry to Anodot through a durable spool.
+
+    Parameters
+    ----------
+    base_url : str
+        Anodot API address, e.g. ``https://app.anodot.com``.
+    token : str
+        Data collection token (read it from the environment or a file, see
+        :func:`~mlwatcher_exporter.bridge.config.read_token`); never logged.
+    spool_dir : str or os.PathLike
+        Directory of the spool (one bridge per directory).
+    registry : object with ``collect()``, default=REGISTRY
+        What to forward: a ``CollectorRegistry`` or any collector, e.g. a
+        :class:`~mlwatcher_exporter.bridge.scrape.ScrapeSource`.
+    mapping : MappingOptions, default=MappingOptions()
+        How samples become points.
+    sending : SendOptions, default=SendOptions()
+        Batch size, rate limits, retries.
+    spool : SpoolOptions, default=SpoolOptions()
+        Spool bounds.
+    dead_letter : DeadLetterOptions, default=DeadLetterOptions()
+        Where refused points are written (default ``<spool_dir>/dead-letter.jsonl``).
+    metrics_registry : CollectorRegistry or None, default=REGISTRY
+        Where the bridge's own ``mlwatcher_anodot_*`` metrics are registered.
+    random_state : None, int or random.Random, default=None
+        Seed of the retry jitter.
+    _clock : callable, default=time.time
+        Current Unix time: point timestamps, spool age.
+    _post : callable, default=None
+        Replaces the HTTP transport: ``body -> Response`` (tests).
+
+    Examples
+    --------
+    >>> bridge = AnodotBridge("https://app.anodot.com", token, "/var/lib/mlw/spool")  # doctest: +SKIP
+    >>> bridge.start(60.0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        spool_dir: "str | os.PathLike[str]",
+        registry: Any = REGISTRY,
+        *,
+        mapping: Optional[MappingOptions] = None,
+        sending: Optional[SendOptions] = None,
+        spool: Optional[SpoolOptions] = None,
+        dead_letter: Optional[DeadLetterOptions] = None,
+        metrics_registry: Optional[CollectorRegistry] = REGISTRY,
+        random_state: Union[None, int, random.Random] = None,
+        _clock: Callable[[], float] = time.time,
+        _post: Optional[Callable[[bytes], Response]] = None,
+    ) -> None:
+        if not callable(getattr(registry, "collect", None)):
+            raise TypeError(f"registry == {registry!r}, must have a collect() method.")
+        if not isinstance(spool_dir, (str, os.PathLike)):
+            raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
+        mapping = _option(mapping, MappingOptions, "mapping")
+        sending = _option(sending, SendOptions, "sending")
+        spool = _option(spool, SpoolOptions, "spool")
+        dead_letter = _option(dead_letter, DeadLetterOptions, "dead_letter")
+        self._registry = registry
+        self._clock = _clock
+        self.sending = sending
+        self.metrics = BridgeMetrics(metrics_registry, _clock=_clock)
+        self.client = AnodotClient(base_url, token, sending.timeout_seconds)
+        self.spool = Spool(
+            spool_dir,
+            max_bytes=spool.max_bytes,
+            max_age_seconds=spool.max_age_seconds,
+            segment_bytes=spool.segment_bytes,
+            fsync=spool.fsync,
+            on_drop=self.metrics.spool_dropped,
+            _clock=_clock,
+        )
+        self.metrics.track_spool(self.spool)
+        self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
+        dead_path = dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl")
+        self.dead_letter = DeadLetter(
+            dead_path, dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped
+        )
+        self.sender = Sender(
+            _post if _post is not None else self.client,
+            sending,
+            self.metrics,
+            self.dead_letter,
+            random_state=random_state,
+            _clock=_clock,
+        )
+        if _post is not None:
+            self.sender._redact = self.client.redact
+        self._last_timestamp = 0
+        self._snapshot_lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: List[threading.Thread] = []
+        pending = self.spool.pending_points
+        if pending:
+            logger.info("anodot: %d points left in the spool will be sent first", pending)
+
+    # ------------------------------------------------------------------ collecting
+    def snapshot(self) -> int:
+        """Map the registry's current samples to points and spool them durably.
+
+        No network I/O happens here. The timestamp is the current second, never
+        earlier than the previous snapshot's, so each series stays in time order.
+
+        Returns
+        -------
+        int
+            Points spooled (0 when the spool could not be written; that is logged
+            and counted in ``mlwatcher_anodot_spool_errors_total``).
+        """
+        with self._snapshot_lock:
+            timestamp = max(int(self._clock()), self._last_timestamp)
+            state_before = self.mapper.state()
+            try:
+                result = self.mapper.map(self._registry.collect(), timestamp)
+            except Exception:
+                self.metrics.snapshot_errors.inc()
+                logger.exception("anodot: snapshot failed")
+                self.mapper = PointMapper(self.mapper.options, state=state_before)
+                return 0
+            for reason, count in result.skipped.items():
+                self.metrics.points_skipped.labels(reason).inc(count)
+            state = self.mapper.state() if self.mapper.tracks_counters else None
+            try:
+                self.spool.append(result.points, state)
+            except (OSError, ValueError):
+                self.metrics.spool_errors.inc()
+                logger.exception("anodot: could not write %d points to the spool", len(result.points))
+                # Keep the counter baselines consistent with what the spool holds.
+                self.mapper = PointMapper(self.mapper.options, state=state_before)
+                return 0
+            self._last_timestamp = timestamp
+            self.metrics.points_spooled.inc(len(result.points))
+        self._wake.set()
+        return len(result.points)
+
+    # ------------------------------------------------------------------ sending
+    def flush(self, max_requests: Optional[int] = None) -> FlushResult:
+        """Send spooled points from the calling thread until the spool is empty.
+
+        Waits for the rate limits but does not retry: it stops at the first request
+        that must be retried, leaving the rest spooled for the next flush.
+        """
+        accepted = rejected = requests = 0
+        with self._send_lock:
+            while max_requests is None or requests < max_requests:
+                batch = self.spool.read(self.sending.batch_size)
+                if not batch.points:
+                    break
+                requests += 1
+                result = self.sender.deliver(batch.points, _body(batch), max_attempts=1)
+                if result is None or result.kind == "retry":
+                    break
+                accepted, rejected = _tally(result, len(batch.points), accepted, rejected)
+                self.spool.ack(batch)
+        return FlushResult(accepted, rejected, self.spool.pending_points)
+
+    def push(self) -> FlushResult:
+        """Snapshot the registry, then :meth:`flush` (one-shot use, like GraphiteBridge)."""
+        self.snapshot()
+        return self.flush()
+
+    # ------------------------------------------------------------------ background
+    def start(self, interval: float = 60.0) -> None:
+        """Snapshot every ``interval`` seconds and send continuously, in daemon threads.
+
+        Spooled points from an earlier run are sent first. Call :meth:`stop` to end.
+        """
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+            raise ValueError(f"interval == {interval!r}, must be a number > 0.")
+        if self._threads:
+            raise RuntimeError("the bridge is already started")
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._snapshot_loop, args=(float(interval),),
+                             name="anodot-snapshot", daemon=True),
+            threading.Thread(target=self._send_loop, name="anodot-send", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: Optional[float] = 10.0) -> None:
+        """Stop the threads started by :meth:`start`; unsent points stay spooled."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if self._threads:
+            logger.warning("anodot: %d threads did not stop in time", len(self._threads))
+
+    def close(self) -> None:
+        """Stop, then close the spool and the connection."""
+        self.stop()
+        self.spool.close()
+        self.client.close()
+
+    def __enter__(self) -> "AnodotBridge":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopping; return False when stopping."""
+        return not self._stop.wait(max(0.0, seconds))
+
+    def _snapshot_loop(self, interval: float) -> None:
+        wait_until = time.monotonic()
+        while not self._stop.is_set():
+            self.snapshot()
+            wait_until += interval
+            now = time.monotonic()
+            if wait_until < now:  # skip missed ticks instead of bursting
+                wait_until = now + interval - ((now - wait_until) % interval)
+            if self._stop.wait(wait_until - now):
+                return
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._wake.clear()
+                with self._send_lock:
+                    batch = self.spool.read(self.sending.batch_size)
+                    if batch.points:
+                        result = self.sender.deliver(batch.points, _body(batch), wait=self._wait)
+                        if result is None:
+                            return  # stopping; the batch stays spooled
+                        self.spool.ack(batch)
+                        continue
+                self._wake.wait(_IDLE_POLL_SECONDS)
+            except Exception:
+                logger.exception("anodot: sender error")
+                self._stop.wait(1.0)
+
+
+def _body(batch: SpoolBatch) -> bytes:
+    return b"[" + b",".join(line.rstrip(b"\n") for line in batch.lines) + b"]"
+
+
+def _tally(result: SendResult, size: int, accepted: int, rejected: int) -> "tuple[int, int]":
+    if result.kind == "ok":
+        return accepted + result.accepted, rejected + result.rejected
+    return accepted, rejected + size
+
+
+def _option(value: Any, cls: type, name: str) -> Any:
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} == {value!r}, must be a {cls.__name__}.")
+    return value

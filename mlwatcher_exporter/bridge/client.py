@@ -1,0 +1,148 @@
+"""HTTP transport to Anodot's metrics API, with the token kept out of every message."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import urllib.parse
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["AnodotClient", "Response", "redact", "METRICS_PATH", "PROTOCOL"]
+
+METRICS_PATH = "/api/v1/metrics"
+PROTOCOL = "anodot20"
+_TOKEN_QUERY = re.compile(r"(token=)[^&\s]*", re.IGNORECASE)
+REDACTED = "REDACTED"
+
+
+def redact(text: str, token: Optional[str] = None) -> str:
+    """Return ``text`` with every ``token=...`` query value, and ``token`` itself, hidden.
+
+    Examples
+    --------
+    >>> redact("POST https://host/api/v1/metrics?token=s3cr3t&protocol=anodot20")
+    'POST https://host/api/v1/metrics?token=REDACTED&protocol=anodot20'
+    """
+    text = _TOKEN_QUERY.sub(r"\1" + REDACTED, text)
+    if token:
+        text = text.replace(token, REDACTED)
+        quoted = urllib.parse.quote(token, safe="")
+        if quoted != token:
+            text = text.replace(quoted, REDACTED)
+    return text
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one POST got back.
+
+    Attributes
+    ----------
+    status : int or None
+        HTTP status, or None when no response arrived (connection error, timeout).
+    body : bytes
+        Response body (empty without a response).
+    retry_after : str or None
+        The ``Retry-After`` header, if any.
+    error : str or None
+        Why no response arrived, with the token redacted.
+    """
+
+    status: Optional[int]
+    body: bytes = b""
+    retry_after: Optional[str] = None
+    error: Optional[str] = None
+
+
+class AnodotClient:
+    """POST JSON bodies to ``{base_url}/api/v1/metrics?token=...&protocol=anodot20``.
+
+    One persistent connection is reused and reopened after any failure. The client
+    never raises for network problems: it returns a :class:`Response` whose ``status``
+    is None.
+
+    Parameters
+    ----------
+    base_url : str
+        ``http://`` or ``https://`` address of the Anodot API, e.g. ``https://app.anodot.com``.
+    token : str
+        Data collection token. It appears only in the request line, never in
+        :attr:`url`, logs or errors.
+    timeout_seconds : float, default=30.0
+        Connect and read timeout.
+    """
+
+    def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url == {base_url!r}, must be a string.")
+        parts = urllib.parse.urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"base_url == {redact(base_url)!r}, must be an http:// or https:// address."
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(
+                f"base_url == {redact(base_url)!r}, must not have a query or fragment."
+            )
+        if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+            raise ValueError("token must be a non-empty string without whitespace (value hidden).")
+        if not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
+            raise ValueError(f"timeout_seconds == {timeout_seconds!r}, must be > 0.")
+        self._scheme = parts.scheme
+        self._host = parts.hostname
+        self._port = parts.port
+        self._token = token
+        self.timeout_seconds = float(timeout_seconds)
+        prefix = parts.path.rstrip("/")
+        query = urllib.parse.urlencode({"token": token, "protocol": PROTOCOL})
+        self._path = f"{prefix}{METRICS_PATH}?{query}"
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        #: The request address with the token hidden, for logs.
+        self.url = f"{parts.scheme}://{netloc}{prefix}{METRICS_PATH}?token={REDACTED}&protocol={PROTOCOL}"
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with this client's token hidden."""
+        return redact(text, self._token)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = (
+                http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            )
+            self._conn = cls(self._host, self._port, timeout=self.timeout_seconds)
+        return self._conn
+
+    def post(self, body: bytes) -> Response:
+        """POST ``body`` (a JSON array of points) and return the response."""
+        conn = self._connection()
+        try:
+            conn.request(
+                "POST",
+                self._path,
+                body=body,
+                headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
+            )
+            response = conn.getresponse()
+            data = response.read()
+            retry_after = response.getheader("Retry-After")
+            if response.will_close:
+                self.close()
+            return Response(response.status, data, retry_after)
+        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+            self.close()
+            detail = self.redact(f"{type(exc).__name__}: {exc}")
+            return Response(None, error=detail)
+
+    def close(self) -> None:
+        """Close the connection (a later :meth:`post` reopens it)."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def __repr__(self) -> str:
+        return f"AnodotClient({self.url!r})"

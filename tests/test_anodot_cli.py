@@ -1,0 +1,272 @@
+"""Tests of mlwatcher_exporter.bridge.cli: anodot-bridge and anodot-send, in and out of process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence
+
+import pytest
+import yaml
+
+from fake_anodot import FakeAnodot, SequenceExporter
+from mlwatcher_exporter.bridge import cli
+from mlwatcher_exporter.bridge.spool import Spool
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """Build the parser the way mlwatcher_exporter/cli.py does."""
+    parser = argparse.ArgumentParser(prog="mlwatcher-exporter")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    cli.add_commands(subparsers)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    args = make_parser().parse_args(list(argv))
+    return int(args.func(args))
+
+
+def write_config(tmp_path: Path, fake: FakeAnodot, targets: Sequence[str] = (),
+                 **sections: Dict[str, Any]) -> Path:
+    token_file = tmp_path / "token"
+    token_file.write_text(fake.token + "\n")
+    data: Dict[str, Any] = {
+        "anodot": {"base_url": fake.url, "token_env": None, "token_file": str(token_file)},
+        "interval_seconds": 0.02,
+        "scrape": {"timeout_seconds": 5, "targets": list(targets)},
+        "sending": {"backoff_initial_seconds": 0.005, "backoff_max_seconds": 0.05,
+                    "timeout_seconds": 5, "points_per_second": 1e6,
+                    "requests_per_minute": 1e7},
+        "spool": {"directory": str(tmp_path / "spool")},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path = tmp_path / "anodot.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition``; fail (not a timing assertion: a guard against hanging) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.01)
+
+
+def point(what: str, value: float, ts: int, **props: str) -> Dict[str, Any]:
+    return {"properties": {"what": what, "target_type": "gauge", **props}, "tags": {},
+            "timestamp": ts, "value": value}
+
+
+# ---------------------------------------------------------------------- parser
+def test_add_commands_registers_both_commands_with_callables() -> None:
+    parser = make_parser()
+    args = parser.parse_args(["anodot-bridge", "--config", "c.yml"])
+    assert args.func is cli.run_bridge and args.config == "c.yml" and not args.once
+    args = parser.parse_args(["anodot-send", "--config", "c.yml", "points.json"])
+    assert args.func is cli.run_send and args.file == "points.json"
+
+
+def test_no_command_line_option_takes_a_token(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["anodot-bridge", "--config", "c.yml", "--token", "x"])
+    help_text = make_parser()._subparsers._group_actions[0].choices["anodot-send"].format_help()
+    assert "--token" not in help_text
+
+
+# ---------------------------------------------------------------------- anodot-send
+def test_send_replays_an_ancestor_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake, sending={"batch_size": 2})
+        now = int(time.time())
+        lines = [json.dumps(point("cpu", float(i), now - 10 + i, server_id="5")) + ","
+                 for i in range(5)]
+        lines.insert(2, "{not json},")
+        lines.append(json.dumps(point("bad", 1.0, now, region="us.east")))  # '.' refused
+        source = tmp_path / "MLmetrics.json"
+        source.write_text("\n".join(lines) + "\n")
+
+        code = run(["anodot-send", "--config", str(config), str(source)])
+
+    out = capsys.readouterr()
+    assert code == 1
+    assert [p["value"] for p in fake.accepted] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert "MLmetrics.json:3: skipped, not valid JSON" in out.err
+    assert "5 points accepted, 1 refused, 0 not delivered, 1 unreadable" in out.out
+    failed = [json.loads(x) for x in Path(str(source) + ".failed.jsonl").read_text().splitlines()]
+    assert [(f["reason"], f["point"]["properties"]["what"]) for f in failed] == [("rejected", "bad")]
+    assert fake.token not in out.out + out.err
+
+
+def test_send_writes_undelivered_points_and_they_can_be_replayed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = int(time.time())
+    source = tmp_path / "points.jsonl"
+    source.write_text("".join(json.dumps(point("x", float(i), now)) + "\n" for i in range(3)))
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake)
+        fake.fail_next("500", count=2)
+        assert run(["anodot-send", "--config", str(config), "--max-attempts", "2",
+                    str(source)]) == 1
+        assert fake.accepted == []
+        failed = Path(str(source) + ".failed.jsonl")
+        assert [json.loads(x)["reason"] for x in failed.read_text().splitlines()] == [
+            "undelivered"] * 3
+        # The failed file is itself a valid input: replay it once the API is back.
+        assert run(["anodot-send", "--config", str(config), "--failed",
+                    str(tmp_path / "again.jsonl"), str(failed)]) == 0
+    assert [p["value"] for p in fake.accepted] == [0.0, 1.0, 2.0]
+
+
+def test_send_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake)
+        source = tmp_path / "p.jsonl"
+        source.write_text("")
+        assert run(["anodot-send", "--config", str(config), "--failed", str(source),
+                    str(source)]) == 2
+
+
+# ---------------------------------------------------------------------- configuration errors
+def test_invalid_config_exits_2_listing_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.yml"
+    path.write_text(yaml.safe_dump({
+        "anodot": {"base_url": "ftp://x"},
+        "sending": {"batch_size": 5000},
+        "spool": {},
+    }))
+    assert run(["anodot-bridge", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "anodot.base_url" in err and "sending.batch_size" in err and "spool.directory" in err
+
+
+def test_missing_token_exits_2_without_starting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLW_TEST_TOKEN", raising=False)
+    path = tmp_path / "c.yml"
+    path.write_text(yaml.safe_dump({
+        "anodot": {"base_url": "http://127.0.0.1:9", "token_env": "MLW_TEST_TOKEN"},
+        "scrape": {"targets": ["http://127.0.0.1:9/metrics"]},
+        "spool": {"directory": str(tmp_path / "spool")},
+    }))
+    assert run(["anodot-bridge", "--config", str(path)]) == 2
+    assert "MLW_TEST_TOKEN is not set" in capsys.readouterr().err
+    assert not (tmp_path / "spool").exists()
+
+
+# ---------------------------------------------------------------------- anodot-bridge
+def test_bridge_once_scrapes_and_sends(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url],
+                              mapping={"properties": {"env": "test"}})
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 0
+    assert capsys.readouterr().out.strip().endswith("1 points accepted, 0 refused, 0 still spooled")
+    # The counter's first scrape only sets its baseline; the gauge is sent.
+    assert [p["properties"] for p in fake.accepted] == [{
+        "what": "mlwatcher_test_sequence", "model": "a", "env": "test", "ver": "1",
+        "target_type": "gauge"}]
+
+
+def start_bridge(config: Path, log: Any) -> "subprocess.Popen[bytes]":
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlwatcher_exporter.bridge.cli", "anodot-bridge",
+         "--config", str(config), "--log-level", "INFO"],
+        stdout=log, stderr=log, env=env, cwd=str(REPO),
+    )
+
+
+def first_occurrences(points: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    seen = set()
+    out = []
+    for p in points:
+        key = (p["timestamp"], p["value"])
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+@pytest.mark.slow
+def test_killed_and_restarted_bridge_delivers_every_spooled_point_in_order(tmp_path: Path) -> None:
+    """SIGKILL the bridge process at random moments while the API fails at random.
+
+    Guarantee checked (at-least-once): every scrape whose points reached the spool is
+    accepted; the only scrape a kill may lose is the one in flight at that moment;
+    duplicates are exact copies; each series arrives in time order; the counter's
+    increases add up exactly across restarts.
+    """
+    rng = random.Random(20240601)
+    with FakeAnodot(fault_rate=0.3, seed=5, retry_after="0", slow_seconds=0.02) as fake, \
+            SequenceExporter() as exporter:
+        config = write_config(tmp_path, fake, [exporter.url], sending={"batch_size": 4})
+        log_path = tmp_path / "bridge.log"
+        kills: List[int] = []
+        with open(log_path, "ab") as log:
+            for _ in range(4):
+                before = exporter.served
+                proc = start_bridge(config, log)
+                try:
+                    wait_until(lambda: exporter.served >= before + 3, 30, "scrapes")
+                    time.sleep(rng.uniform(0.0, 0.3))
+                finally:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(10)
+                kills.append(exporter.served)
+
+            before = exporter.served
+            proc = start_bridge(config, log)
+            try:
+                wait_until(lambda: exporter.served >= before + 3, 30, "scrapes")
+                last = exporter.pause()
+                wait_until(
+                    lambda: all(last in fake.accepted_values("mlwatcher_test_sequence", model=m)
+                                for m in exporter.models),
+                    30, "the last scrape to be accepted")
+            finally:
+                proc.terminate()
+                code = proc.wait(10)
+        assert code == 0
+
+    faults = {k for k, v in fake.requests.items() if k != "ok" and v}
+    assert len(faults) >= 4, f"too few fault kinds were exercised: {fake.requests}"
+    assert fake.rejected == []
+    assert fake.order_violations == []
+    for model in exporter.models:
+        gauge = [p for p in fake.accepted if p["properties"]["what"] == "mlwatcher_test_sequence"
+                 and p["properties"]["model"] == model]
+        unique = first_occurrences(gauge)
+        values = [int(p["value"]) for p in unique]
+        assert values == sorted(set(values)), "a series arrived out of order"
+        assert [p["timestamp"] for p in unique] == sorted(p["timestamp"] for p in unique)
+        assert values[0] == 1 and values[-1] == last
+        missing = set(range(1, last + 1)) - set(values)
+        assert missing <= set(kills), f"lost scrapes {sorted(missing - set(kills))}"
+
+        counter = first_occurrences([
+            p for p in fake.accepted if p["properties"]["what"] == "mlwatcher_test_events_total"
+            and p["properties"]["model"] == model])
+        assert all(p["properties"]["target_type"] == "counter" for p in counter)
+        assert sum(p["value"] for p in counter) == exporter.total(last) - exporter.total(1)
+
+    log_text = log_path.read_text()
+    assert fake.token not in log_text
+    assert "token=REDACTED" in log_text or "REDACTED" not in log_text
+    with Spool(tmp_path / "spool") as spool:
+        assert spool.pending_points <= 4  # at most the batch in flight at the stop
