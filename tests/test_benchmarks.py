@@ -1,0 +1,56 @@
+"""Smoke test of benchmarks/run.py: it runs with tiny sizes and writes its table.
+
+Benchmarks are not tests: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def load_run():
+    spec = importlib.util.spec_from_file_location("mlwatcher_benchmarks_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def run():
+    return load_run()
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_section(run, tmp_path):
+    output = tmp_path / "benchmarks.md"
+    assert run.main(["--quick", "--output", str(output)]) == 0
+    text = output.read_text()
+    assert run.BEGIN in text and run.END in text
+    for title in ("## Machine", "## 1. Added latency", "digits demo model",
+                  "## 2. Window statistics", "## 3. One scrape", "## 4. Memory held",
+                  "## 5. Throughput under contention"):
+        assert title in text
+    # The window statistics agree with the straightforward reference computation.
+    assert "**NO**" not in text
+
+
+def test_rerun_replaces_only_the_generated_section(run, tmp_path):
+    output = tmp_path / "benchmarks.md"
+    output.write_text(f"# Title\n\nHand-written.\n\n{run.BEGIN}\nold\n{run.END}\n\nMore prose.\n")
+    run.write_report(output, "new table")
+    text = output.read_text()
+    assert text.startswith("# Title\n\nHand-written.\n\n")
+    assert "new table" in text and "old" not in text
+    assert text.endswith(f"{run.END}\n\nMore prose.\n")
+
+
+def test_reference_statistics_match_ours(run):
+    sample = run.make_sample(300, 4)
+    assert run.same_numbers(run.ours(sample), run.reference(sample))
