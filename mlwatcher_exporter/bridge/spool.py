@@ -69,12 +69,15 @@ class SpoolBatch:
         ``(segment, offset)`` just past the last line read.
     cursor_points : int
         Points stored in the cursor's segment before ``cursor``.
+    corrupt : int
+        Unreadable lines among them (counted as dropped when acknowledged).
     """
 
     points: List[Dict[str, Any]]
     lines: List[bytes]
     cursor: Tuple[int, int]
     cursor_points: int
+    corrupt: int = 0
 
 
 class Spool:
@@ -297,33 +300,37 @@ class Spool:
     def read(self, max_points: int) -> SpoolBatch:
         """Return up to ``max_points`` of the oldest unacknowledged points.
 
-        Points older than ``max_age_seconds`` at the head of the spool are dropped
-        (acknowledged and counted) instead of returned.
+        Points older than ``max_age_seconds`` (and unreadable lines) at the head of the
+        spool are dropped (acknowledged and counted) instead of returned.
         """
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points == {max_points!r}, must be an integer >= 1.")
         with self._lock:
             oldest_allowed = self._clock() - self.max_age_seconds
-            while True:
-                batch, expired, corrupt = self._read_locked(max_points, oldest_allowed)
-                if expired or corrupt:
-                    if expired:
-                        self._dropped("age", expired)
-                    if corrupt:
-                        self._dropped("corrupt", corrupt)
-                if batch.points or batch.cursor == self._ack:
-                    return batch
-                # Only dropped lines were read: acknowledge them and read further.
-                self._ack_locked(batch)
+            batch, prefix, expired, corrupt = self._read_locked(max_points, oldest_allowed)
+            if prefix is not None:
+                # Drop what precedes the first point to return, for good.
+                self._ack_locked(SpoolBatch([], [], prefix[0], prefix[1]))
+                if expired:
+                    self._dropped("age", expired)
+                if corrupt:
+                    self._dropped("corrupt", corrupt)
+            return batch
 
     def _read_locked(
         self, max_points: int, oldest_allowed: float
-    ) -> Tuple[SpoolBatch, int, int]:
+    ) -> Tuple[SpoolBatch, Optional[Tuple[Tuple[int, int], int]], int, int]:
+        """Read from the acknowledgement point.
+
+        Returns the batch, the position just before its first point when lines to drop
+        precede it (else None), and how many of those were expired or unreadable.
+        """
         points: List[Dict[str, Any]] = []
         lines: List[bytes] = []
-        expired = corrupt = 0
+        expired = corrupt = corrupt_inside = 0
         cursor = self._ack
         cursor_points = self._ack_points
+        prefix: Optional[Tuple[Tuple[int, int], int]] = None
         for segment in self._segments:
             if segment.seq < self._ack[0]:
                 continue
@@ -340,6 +347,7 @@ class Spool:
             for line in data.splitlines(keepends=True):
                 if len(points) >= max_points:
                     break
+                before = (segment.seq, pos), counted
                 pos += len(line)
                 if line.startswith(_STATE_PREFIX):
                     cursor, cursor_points = (segment.seq, pos), counted
@@ -350,16 +358,24 @@ class Spool:
                     point = json.loads(line)
                     timestamp = float(point["timestamp"])
                 except (ValueError, KeyError, TypeError):
-                    corrupt += 1
+                    if points:
+                        corrupt_inside += 1
+                    else:
+                        corrupt += 1
                     continue
                 if timestamp < oldest_allowed and not points:
                     expired += 1
                     continue
+                if not points and (expired or corrupt):
+                    prefix = before
                 points.append(point)
                 lines.append(line)
             if len(points) >= max_points:
                 break
-        return SpoolBatch(points, lines, cursor, cursor_points), expired, corrupt
+        if not points and (expired or corrupt):
+            prefix = (cursor, cursor_points)
+        batch = SpoolBatch(points, lines, cursor, cursor_points, corrupt_inside)
+        return batch, prefix, expired, corrupt
 
     # ------------------------------------------------------------------ acknowledging
     def ack(self, batch: SpoolBatch) -> None:
@@ -372,6 +388,8 @@ class Spool:
             return  # already acknowledged, or its segment was dropped meanwhile
         if not any(s.seq == batch.cursor[0] for s in self._segments):
             return
+        if batch.corrupt:
+            self._dropped("corrupt", batch.corrupt)
         self._ack = batch.cursor
         self._ack_points = batch.cursor_points
         # Step over a fully read segment that is no longer written to.
@@ -429,7 +447,7 @@ class Spool:
         """Timestamp of the oldest unacknowledged point, or None when empty."""
         with self._lock:
             if not self._oldest_known:
-                batch, _, _ = self._read_locked(1, float("-inf"))
+                batch = self._read_locked(1, float("-inf"))[0]
                 self._oldest = float(batch.points[0]["timestamp"]) if batch.points else None
                 self._oldest_known = True
             return self._oldest
