@@ -459,7 +459,7 @@ def overview() -> Dict[str, Any]:
         timeseries("Feature mean and its usual band",
                    "Window mean of the selected features (solid) and the band of "
                    "MLWatcherFeatureDrift (dashed): the last hour's average +/- half the "
-                   "feature's usual standard deviation.",
+                   "feature's usual standard deviation and 5% of its usual range.",
                    targets((f'mlwatcher_feature{{{MF},stat="mean"}}', "{{model}} {{feature}}"),
                            (f'model_feature_stat:mlwatcher_feature:band_lower1h{{{MF},'
                             f'stat="mean"}}', "{{model}} {{feature}} lower"),

@@ -1,0 +1,300 @@
+"""End to end: a real Prometheus scrapes the real demo; every dashboard and rule query works.
+
+One stack per module, on 127.0.0.1 only:
+
+* the demo, `python -m mlwatcher_exporter demo --scenario cycle` with 1 s windows and
+  30 windows per scenario: healthy for 30 s, then input drift (pixels inverted);
+* prometheus, from config/prometheus.yml with every interval at 1 s, the shipped rule
+  files, its storage in a temporary folder.
+
+Then:
+
+* every target of both dashboards, with the variables resolved as Grafana would on first
+  load, returns data now;
+* every recording rule's expression returns data, and so does every series each alert
+  reads. An alert's own expression is only required to evaluate: empty is its healthy
+  state, and the `offset 1d` side of the confidence alerts has no data a day back here.
+* while the demo is healthy nothing fires and no model-level alert is pending (a few
+  sparse pixels may flicker out of their young feature band, see HEALTHY_FLICKER_MAX);
+  when it drifts, MLWatcherFeatureDrift becomes pending for most features of model
+  "digits" (its band is the last hour, so it needs no day of history; with `for: 10m`,
+  pending is as far as a short test goes).
+
+Allowed to be empty, and only these: queries on `mlwatcher_feature_value_ratio`, which
+exists for categorical features only, and the demo has none. Rejected rows need no
+exception: their counters are exported at 0 for every reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Set
+
+import pytest
+import yaml
+
+from _prometheus import (
+    LineReader,
+    Prometheus,
+    PromQLError,
+    panel_targets,
+    resolve_variables,
+    selectors,
+    stop_process,
+    substitute,
+    tail_file,
+    fast_config,
+    wait_for,
+)
+from conftest import require_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "config" / "prometheus.yml"
+RULE_FILES = sorted((ROOT / "config" / "rules").glob("*.yml"))
+DASHBOARDS = [ROOT / "dashboards" / "mlwatcher-overview.json",
+              ROOT / "dashboards" / "mlwatcher-canary.json"]
+DEMO_JOB = "mlwatcher-demo"
+MODELS = {"digits", "digits-canary"}
+
+WINDOW_SECONDS = 1
+WINDOWS_PER_SCENARIO = 30  # healthy for 30 s, then input drift for 30 s
+DEMO_SAFETY_DURATION = 300  # the demo stops by itself even if nothing else stops it
+
+# On healthy data at most this many features may be pending MLWatcherFeatureDrift at once
+# (sampling noise of sparse pixels while the band is young); after the drift, at least
+# DRIFT_MIN_FEATURES of the 64 must be (about 44 are).
+HEALTHY_FLICKER_MAX = 4
+DRIFT_MIN_FEATURES = 16
+
+# May be empty against the demo: categorical features only (see the module docstring).
+MAY_BE_EMPTY = ("mlwatcher_feature_value_ratio",)
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
+
+
+@dataclass
+class Stack:
+    prometheus: Prometheus
+    demo: subprocess.Popen
+    demo_output: LineReader
+    demo_log: Path
+
+    def diagnostics(self) -> str:
+        return (f"demo output:\n{self.demo_output.tail()}\ndemo stderr:\n"
+                f"{tail_file(self.demo_log)}\nprometheus log:\n"
+                f"{tail_file(self.prometheus.log_path)}")
+
+    def drift_started(self) -> bool:
+        return self.demo_output.first(lambda line: "scenario=input-drift" in line) is not None
+
+
+def _demo_command(port: int) -> List[str]:
+    return [sys.executable, "-m", "mlwatcher_exporter", "demo",
+            "--addr", "127.0.0.1", "--port", str(port),
+            "--window-seconds", str(WINDOW_SECONDS), "--scenario", "cycle",
+            "--windows-per-scenario", str(WINDOWS_PER_SCENARIO),
+            "--duration", str(DEMO_SAFETY_DURATION), "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    binary = require_binary("prometheus")
+    workdir = tmp_path_factory.mktemp("prometheus-e2e")
+    demo_log = workdir / "demo.stderr"
+    demo = prometheus = output = None
+    try:
+        with open(demo_log, "wb") as stderr:
+            # Port 0: the demo picks a free port and prints it on its first line.
+            demo = subprocess.Popen(
+                _demo_command(0), cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr,
+                stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        output = LineReader(demo)
+        first = wait_for(
+            lambda: output.first(lambda line: line.startswith("Serving metrics at ")),
+            60, lambda: f"demo did not start:\n{output.tail()}\n{tail_file(demo_log)}")
+        url = first.split()[-1]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), first
+        target = url[len("http://"):-len("/metrics")]
+
+        prometheus = Prometheus(binary, fast_config(CONFIG, RULE_FILES, DEMO_JOB, target),
+                                workdir)
+        prometheus.start()
+        yield Stack(prometheus, demo, output, demo_log)
+    finally:
+        if prometheus is not None:
+            prometheus.stop()
+        stop_process(demo)
+        if output is not None:
+            output.close()
+        elif demo is not None and demo.stdout is not None:
+            demo.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def warm(stack: Stack) -> Stack:
+    """The stack once every recording rule has produced a sample for both models."""
+    checks = ["model:mlwatcher_predictions:rate5m",
+              "model_feature_stat:mlwatcher_feature:band_upper1h",
+              "model:mlwatcher_window_sampled_rows:guarded",
+              "model:mlwatcher_accuracy:ratio_rate5m"]
+
+    def ready() -> bool:
+        for expr in checks:
+            models = {s["metric"].get("model") for s in stack.prometheus.query(expr)}
+            if not MODELS <= models:
+                return False
+        return True
+
+    wait_for(ready, 60, lambda: "no data for both models in " + ", ".join(checks)
+             + "\n" + stack.diagnostics(), interval=0.5)
+    return stack
+
+
+def _may_be_empty(expr: str) -> bool:
+    return any(name in expr for name in MAY_BE_EMPTY)
+
+
+def _query_all(prometheus: Prometheus, queries: List[tuple]) -> List[str]:
+    """Run (label, expr) queries; return a description of each that fails or is empty."""
+    problems = []
+    for label, expr in queries:
+        try:
+            result = prometheus.query(expr)
+        except PromQLError as error:
+            problems.append(f"{label}: {expr}\n    error: {error}")
+            continue
+        if not result and not _may_be_empty(expr):
+            problems.append(f"{label}: {expr}\n    empty result")
+    return problems
+
+
+def test_demo_exposes_every_contract_series(warm: Stack) -> None:
+    from test_dashboards import contract_metrics
+
+    result = warm.prometheus.query(f'count by (__name__) ({{job="{DEMO_JOB}"}})')
+    scraped = {s["metric"]["__name__"] for s in result}
+    expected = contract_metrics() - {"mlwatcher_feature_value_ratio"}
+    assert not expected - scraped, f"the demo does not expose {sorted(expected - scraped)}"
+    models = warm.prometheus.label_values("model", "mlwatcher_model_info")
+    assert set(models) == MODELS
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=[p.name for p in DASHBOARDS])
+def test_every_dashboard_target_returns_data(warm: Stack, path: Path) -> None:
+    dashboard = json.loads(path.read_text())
+    values = resolve_variables(dashboard, warm.prometheus)
+    queries = []
+    for title, ref, expr in panel_targets(dashboard):
+        sent = substitute(expr, values)
+        assert "$" not in sent, f"{title}/{ref}: unresolved variable in {sent}"
+        queries.append((f"{title} [{ref}]", sent))
+    assert len(queries) >= 15
+    problems = _query_all(warm.prometheus, queries)
+    assert not problems, (f"{len(problems)} of {len(queries)} targets of {path.name} "
+                          f"(variables {values}):\n" + "\n".join(problems))
+
+
+def _rules() -> List[Dict[str, Any]]:
+    return [rule for path in RULE_FILES
+            for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"]]
+
+
+def test_every_rule_expression_returns_data(warm: Stack) -> None:
+    queries = []
+    for rule in _rules():
+        if "record" in rule:
+            queries.append((f"record {rule['record']} (expr)", rule["expr"]))
+            queries.append((f"record {rule['record']} (stored)", rule["record"]))
+        else:
+            queries += [(f"alert {rule['alert']} reads", s) for s in selectors(rule["expr"])]
+    problems = _query_all(warm.prometheus, queries)
+    for rule in _rules():  # alert expressions must evaluate; empty is fine
+        if "alert" in rule:
+            try:
+                warm.prometheus.query(rule["expr"])
+            except PromQLError as error:
+                problems.append(f"alert {rule['alert']}: {error}")
+    assert not problems, "\n".join(problems)
+
+
+def test_prometheus_evaluates_every_rule_without_error(warm: Stack) -> None:
+    loaded = warm.prometheus.rules()
+    names = {r["name"] for r in loaded}
+    expected = {r.get("record") or r.get("alert") for r in _rules()}
+    assert expected <= names, f"not loaded: {sorted(expected - names)}"
+    broken = [f"{r['name']}: {r.get('lastError')}" for r in loaded if r["health"] != "ok"]
+    assert not broken, "\n".join(broken)
+
+
+def _active(stack: Stack, alertname: str = "MLWatcher") -> List[Dict[str, Any]]:
+    return [a for a in stack.prometheus.alerts()
+            if a["labels"]["alertname"].startswith(alertname)
+            and a["state"] in ("pending", "firing")]
+
+
+def _describe(alerts: List[Dict[str, Any]]) -> str:
+    return "\n".join(f"  {a['state']} {a['labels']}" for a in alerts) or "  (none)"
+
+
+def _drifted_features(alerts: List[Dict[str, Any]], model: str) -> Set[str]:
+    return {a["labels"]["feature"] for a in alerts
+            if a["labels"]["alertname"] == "MLWatcherFeatureDrift"
+            and a["labels"].get("model") == model}
+
+
+def test_input_drift_makes_the_feature_drift_alert_pending(warm: Stack) -> None:
+    # Healthy phase: watch /api/v1/alerts every second until the demo prints its first
+    # drifted window. A snapshot counts only if the demo was still healthy after it was
+    # taken (Prometheus lags the demo by a scrape and two rule evaluations).
+    budget = WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 60
+    deadline = time.monotonic() + budget
+    healthy: List[List[Dict[str, Any]]] = []
+    while not warm.drift_started():
+        assert time.monotonic() < deadline, (
+            f"after {budget} s the demo never reached input-drift\n" + warm.diagnostics())
+        snapshot = _active(warm)
+        if not warm.drift_started():
+            healthy.append(snapshot)
+        time.sleep(1)
+    for snapshot in healthy:
+        # Nothing fires, and no model-level alert is even pending...
+        assert not [a for a in snapshot if a["state"] == "firing"], _describe(snapshot)
+        others = [a for a in snapshot if a["labels"]["alertname"] != "MLWatcherFeatureDrift"]
+        assert not others, "alerts on healthy data:\n" + _describe(others)
+        # ...but while the band is built from the first few windows, a sparse pixel
+        # (almost always 0) may leave it for a window: pending, which `for: 10m`
+        # absorbs. Never more than a handful of the 64 features.
+        for model in MODELS:
+            flickering = _drifted_features(snapshot, model)
+            assert len(flickering) <= HEALTHY_FLICKER_MAX, (
+                f"{model}: {len(flickering)} features out of band on healthy data:\n"
+                + _describe(snapshot))
+
+    # Drift: inverted pixels move most features' means out of their band at once.
+    started = time.monotonic()
+
+    def drifted() -> Set[str]:
+        features = _drifted_features(_active(warm, "MLWatcherFeatureDrift"), "digits")
+        return features if len(features) >= DRIFT_MIN_FEATURES else set()
+
+    features = wait_for(drifted, 30, lambda: (
+        f"MLWatcherFeatureDrift did not become pending for {DRIFT_MIN_FEATURES}+ features "
+        f"of model digits; active alerts:\n{_describe(_active(warm))}\n" + warm.diagnostics()),
+        interval=0.5)
+    found = [a for a in _active(warm, "MLWatcherFeatureDrift")
+             if a["labels"]["model"] == "digits"]
+    assert all(a["labels"]["severity"] == "warning" for a in found)
+    assert all(a["annotations"]["summary"].startswith("Feature ") for a in found)
+    print(f"\n{len(healthy)} healthy snapshots, at most "
+          f"{max((len(_drifted_features(h, 'digits')) for h in healthy), default=0)} "
+          f"features flickering; MLWatcherFeatureDrift pending "
+          f"{time.monotonic() - started:.1f} s after the first drifted window for "
+          f"{len(features)} features of digits, e.g. {sorted(features)[:4]}")
