@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
+import numpy as np
+
 from .validation import is_table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +51,12 @@ def watch(monitor: "ModelMonitor", func: Callable[..., Any]) -> Callable[..., An
     def monitored(*args: Any, **kwargs: Any) -> Any:
         result = func(*args, **kwargs)
         try:
-            monitor.observe_quietly(result, find_features(args, kwargs), monitor.current_labels())
+            # The common call, predict_proba(X) with an array, skips find_features.
+            if args and type(args[0]) is np.ndarray and args[0].ndim == 2:
+                features = args[0]
+            else:
+                features = find_features(args, kwargs)
+            monitor.observe_quietly(result, features, monitor.current_labels())
         except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
             pass
         return result

@@ -33,10 +33,11 @@ import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from . import naming
-from .buffer import WindowBuffer
+from .buffer import RowStage, WindowBuffer
 from .config import DEFAULT_PORT, MonitorSettings, check_settings, load_config, parse_config
 from .ratelog import RateLimitedLogger
 from .validation import (
+    PROBA_TOLERANCE,
     BatchError,
     ClassIndex,
     check_features,
@@ -50,6 +51,49 @@ __all__ = ["ModelMonitor", "LifetimeCounts", "MonitorSnapshot"]
 logger = logging.getLogger("mlwatcher_exporter")
 
 _PRED1_EDGES = np.asarray(naming.PRED1_BUCKETS)
+_LOW = -PROBA_TOLERANCE
+_HIGH = 1.0 + PROBA_TOLERANCE
+# Single rows staged before they are recorded together (see RowStage).
+_STAGE_ROWS = 256
+
+
+class _Tally(NamedTuple):
+    """The counts of one batch, computed outside the lock."""
+
+    predicted: np.ndarray
+    class_rows: np.ndarray
+    buckets: np.ndarray
+    pred1_sum: float
+    labeled: Optional[np.ndarray]
+    correct: Optional[np.ndarray]
+
+
+def _tally(proba: np.ndarray, threshold: float, labels: Optional[np.ndarray]) -> _Tally:
+    """Predicted classes and every per-class count of a batch, vectorised.
+
+    `labels` may hold -1 for unlabeled rows (staged single rows).
+    """
+    n_rows, n_classes = proba.shape
+    predicted = predicted_classes(proba, threshold)
+    class_rows = np.bincount(predicted, minlength=n_classes)
+    if n_classes > 2:
+        # The top probability of each row: a flat take beats proba[arange, predicted].
+        index = np.arange(0, n_rows * n_classes, n_classes)
+        index += predicted
+        pred1 = proba.reshape(-1).take(index)
+    else:
+        pred1 = np.maximum(proba[:, 0], proba[:, 1])
+    buckets = np.bincount(
+        np.searchsorted(_PRED1_EDGES, pred1, side="left"), minlength=len(_PRED1_EDGES) + 1
+    )
+    labeled = correct = None
+    if labels is not None:
+        hits = labels[labels == predicted]
+        if labels.size and labels.min() < 0:
+            labels = labels[labels >= 0]
+        labeled = np.bincount(labels, minlength=n_classes)
+        correct = np.bincount(hits, minlength=n_classes)
+    return _Tally(predicted, class_rows, buckets, float(pred1.sum()), labeled, correct)
 
 
 class LifetimeCounts:
@@ -74,6 +118,28 @@ class LifetimeCounts:
         other.pred1_sum = self.pred1_sum
         other.last_prediction = self.last_prediction
         return other
+
+
+class _LabelsBlock(contextlib.ContextDecorator):
+    """The context manager of :meth:`ModelMonitor.labels`: a class, because a generator
+    based one costs a microsecond more on every monitored call."""
+
+    __slots__ = ("_var", "_labels", "_token")
+
+    def __init__(self, var: "contextvars.ContextVar[Any]", labels: Any) -> None:
+        self._var = var
+        self._labels = labels
+        self._token: Any = None
+
+    def _recreate_cm(self) -> "_LabelsBlock":
+        return _LabelsBlock(self._var, self._labels)
+
+    def __enter__(self) -> None:
+        self._token = self._var.set(self._labels)
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        self._var.reset(self._token)
+        return False
 
 
 class MonitorSnapshot(NamedTuple):
@@ -192,6 +258,8 @@ class ModelMonitor:
         self._pending_end: Optional[float] = None
         self._spare: List[WindowBuffer] = []
         self._counts: Optional[LifetimeCounts] = None
+        self._stage: Optional[RowStage] = None
+        self._stage_rows = max(1, min(_STAGE_ROWS, reservoir_size // 16))
         self._rejected: Dict[str, int] = {reason: 0 for reason in naming.REJECT_REASONS}
         self._window_start = _clock()
         self._window_end = self._window_start + self.window_seconds
@@ -247,6 +315,7 @@ class ModelMonitor:
         self._classes = ClassIndex(classes)
         self.n_classes = self._classes.n_classes
         self._counts = LifetimeCounts(self.n_classes)
+        self._stage = None
 
     @property
     def class_labels(self) -> List[str]:
@@ -306,6 +375,13 @@ class ModelMonitor:
         self._observe(proba, features, labels, self.threshold)
 
     def _observe(self, proba: Any, features: Any, labels: Any, threshold: float) -> None:
+        if (
+            type(proba) is np.ndarray
+            and proba.ndim == 2
+            and proba.shape[0] == 1
+            and self._observe_row(proba, features, labels, threshold)
+        ):
+            return
         try:
             probabilities = check_proba(proba, self.n_classes)
             n_rows = probabilities.shape[0]
@@ -323,6 +399,120 @@ class ModelMonitor:
             raise
         if n_rows:
             self._record(probabilities, table, label_index, threshold)
+
+    def _observe_row(
+        self, proba: np.ndarray, features: Any, labels: Any, threshold: float
+    ) -> bool:
+        """Fast path of a single row: checks with Python scalars, then stages the row.
+
+        Accepts only what the general path accepts; anything else (an error, a
+        DataFrame, class names, the first batch) returns False untouched, and the general
+        path validates, counts the rejection and raises as usual.
+        """
+        classes = self._classes
+        if classes is None or proba.shape[1] != self.n_classes or proba.dtype.kind != "f":
+            return False
+        row = proba.tolist()[0]
+        high = max(row)
+        total = sum(row)
+        # NaN propagates through the sum; infinities and out-of-range values fail the bounds.
+        if not (min(row) >= _LOW and high <= _HIGH) or total != total:
+            return False
+        if features is not None:
+            names = self.feature_names
+            if (
+                type(features) is not np.ndarray
+                or features.ndim != 2
+                or features.shape[0] != 1
+                or features.dtype.kind not in "fiub"
+                or names is None
+                or self._categorical_mask is None
+                or features.shape[1] != len(names)
+            ):
+                return False
+        label = -1
+        if labels is not None:
+            if not classes.is_range:
+                return False
+            if type(labels) is np.ndarray:
+                if labels.ndim != 1 or labels.shape[0] != 1 or labels.dtype.kind not in "iu":
+                    return False
+                label = labels.tolist()[0]
+            elif type(labels) is list and len(labels) == 1 and type(labels[0]) is int:
+                label = labels[0]
+            else:
+                return False
+            if not 0 <= label < classes.n_classes:
+                return False
+        now = self._clock()
+        wall = self._wall_clock()
+        with self._lock:
+            if self._closed:
+                return True
+            if now >= self._window_end:
+                self._rotate_due(now)
+            stage = self._stage
+            if stage is None:
+                stage = self._stage = RowStage(self._stage_rows, classes.n_classes)
+            elif stage.n and stage.threshold != threshold:
+                self._flush_stage()
+            if self._active is None:
+                self._active = self._new_buffer(self._window_start)
+            i = stage.n
+            stage.threshold = threshold
+            stage.proba[i] = proba[0]
+            if features is None:
+                stage.has_features[i] = False  # True until written (see RowStage)
+            else:
+                staged = stage.features
+                if staged is None:
+                    staged = stage.ensure_features(features.shape[1])
+                staged[i] = features[0]
+            stage.labels[i] = label
+            stage.n = i + 1
+            counts = self._counts
+            assert counts is not None
+            counts.pred1_sum += high  # in call order, exactly as the general path adds it
+            counts.last_prediction = wall
+            if stage.n == stage.capacity:
+                self._flush_stage()
+        if self.background and self._worker is None:
+            self._start_worker()
+        return True
+
+    def _flush_stage(self) -> None:
+        """Record the staged single rows as one batch, in order (lock held)."""
+        stage = self._stage
+        if stage is None or not stage.n:
+            return
+        n_rows, stage.n = stage.n, 0
+        proba = stage.proba[:n_rows]
+        labels = stage.labels[:n_rows]
+        has_features = stage.has_features[:n_rows]
+        features = stage.features[:n_rows] if stage.features is not None else None
+        if features is not None and not has_features.any():
+            features = None
+        tally = _tally(proba, stage.threshold, labels)
+        if tally.labeled is not None and not tally.labeled.any():
+            labels = None  # stored as -1 either way
+        active = self._active
+        if active is None:
+            active = self._active = self._new_buffer(self._window_start)
+        active.add(proba, tally.predicted, tally.class_rows, features, labels, has_features)
+        stage.has_features[:n_rows] = True
+        self._add_counts(tally, with_sum=False)
+
+    def _add_counts(self, tally: _Tally, with_sum: bool = True) -> None:
+        """Add a batch to the lifetime counters (lock held)."""
+        counts = self._counts
+        assert counts is not None
+        counts.predictions += tally.class_rows
+        counts.pred1_buckets += tally.buckets
+        if with_sum:
+            counts.pred1_sum += tally.pred1_sum
+        if tally.labeled is not None:
+            counts.labeled += tally.labeled
+            counts.correct += tally.correct
 
     def _check_features(self, features: Any, n_rows: int) -> np.ndarray:
         expected = None if self.feature_names is None else len(self.feature_names)
@@ -361,37 +551,21 @@ class ModelMonitor:
         threshold: float,
     ) -> None:
         """Count a validated batch and offer it to the reservoir."""
-        n_classes = proba.shape[1]
-        predicted = predicted_classes(proba, threshold)
-        class_rows = np.bincount(predicted, minlength=n_classes)
-        pred1 = proba[np.arange(proba.shape[0]), predicted] if n_classes > 2 else proba.max(axis=1)
-        buckets = np.bincount(
-            np.searchsorted(_PRED1_EDGES, pred1, side="left"), minlength=len(_PRED1_EDGES) + 1
-        )
-        pred1_sum = float(pred1.sum())
-        labeled = correct = None
-        if labels is not None:
-            labeled = np.bincount(labels, minlength=n_classes)
-            correct = np.bincount(labels[labels == predicted], minlength=n_classes)
+        tally = _tally(proba, threshold, labels)
         now = self._clock()
         wall = self._wall_clock()
         with self._lock:
             if self._closed:
                 return
+            self._flush_stage()  # staged single rows came first
             self._rotate_due(now)
             active = self._active
             if active is None:
                 active = self._active = self._new_buffer(self._window_start)
-            active.add(proba, predicted, class_rows, features, labels)
-            counts = self._counts
-            assert counts is not None
-            counts.predictions += class_rows
-            counts.pred1_buckets += buckets
-            counts.pred1_sum += pred1_sum
-            if labeled is not None:
-                counts.labeled += labeled
-                counts.correct += correct
-            counts.last_prediction = wall
+            active.add(proba, tally.predicted, tally.class_rows, features, labels)
+            self._add_counts(tally)
+            assert self._counts is not None
+            self._counts.last_prediction = wall
         if self.background and self._worker is None:
             self._start_worker()
 
@@ -426,17 +600,13 @@ class ModelMonitor:
             )
         return False
 
-    @contextlib.contextmanager
-    def labels(self, labels: Any) -> Iterator[None]:
+    def labels(self, labels: Any) -> "_LabelsBlock":
         """Attach true labels to the predictions made inside the ``with`` block.
 
         The decorated ``predict_proba`` picks them up (per thread and per asyncio task).
+        Like a :func:`contextlib.contextmanager`, the block also works as a decorator.
         """
-        token = self._labels_var.set(labels)
-        try:
-            yield
-        finally:
-            self._labels_var.reset(token)
+        return _LabelsBlock(self._labels_var, labels)
 
     def current_labels(self) -> Any:
         """Labels set by the enclosing :meth:`labels` block, or None."""
@@ -467,6 +637,7 @@ class ModelMonitor:
         """Close the active window if its end has passed (lock held; O(1))."""
         if now < self._window_end:
             return
+        self._flush_stage()  # staged rows belong to the window that ends
         elapsed = max(1, int((now - self._window_start) // self.window_seconds))
         last_end = self._window_start + elapsed * self.window_seconds
         if elapsed == 1 and self._active is not None:
@@ -544,6 +715,7 @@ class ModelMonitor:
         with self._lock:
             now = self._clock()
             self._rotate_due(now)
+            self._flush_stage()
             if self._classes is not None:
                 active = self._active or self._new_buffer(self._window_start)
                 self._hand_over(active, now)
@@ -561,6 +733,7 @@ class ModelMonitor:
     def snapshot(self) -> "MonitorSnapshot":
         """The published window and copies of the counters, for one scrape."""
         with self._lock:
+            self._flush_stage()  # counters count every row, staged ones too
             counts = None if self._counts is None else self._counts.copy()
             rejected = dict(self._rejected)
         return MonitorSnapshot(self._published, counts, rejected, self.class_labels)

@@ -246,6 +246,8 @@ class ClassIndex:
         self._is_range = self.classes.dtype.kind in "iu" and np.array_equal(
             self.classes, np.arange(self.n_classes)
         )
+        #: Whether the classes are 0..n-1, so that integer labels are their own indices.
+        self.is_range = bool(self._is_range)
 
     def indices(self, labels: Any, n_rows: int) -> np.ndarray:
         """Return the class index of every label, as int64, or raise BatchValueError."""
