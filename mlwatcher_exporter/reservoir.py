@@ -87,12 +87,27 @@ class Reservoir:
             positions = self._kept_positions(start + fill, start + n_rows)
             if positions.size:
                 slots = self._rng.integers(0, self.capacity, size=positions.size)
-                # Algorithm R lets a later row overwrite an earlier one in the same slot.
-                _, last = np.unique(slots[::-1], return_index=True)
-                keep = positions.size - 1 - last
-                plans.append((slots[keep], positions[keep] - start))
+                slots, positions = self._last_writes(slots, positions)
+                plans.append((slots, positions - start))
         self.seen = start + n_rows
         return plans
+
+    def _last_writes(
+        self, slots: np.ndarray, positions: np.ndarray
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Keep, per slot, only the last row written to it (Algorithm R lets a later row
+        overwrite an earlier one in the same slot)."""
+        size = slots.size
+        if size < 2:
+            return slots, positions
+        if size * size < 2 * self.capacity:
+            # Few draws: duplicates are unlikely, and a sort is cheaper than np.unique.
+            ordered = np.sort(slots)
+            if not (ordered[1:] == ordered[:-1]).any():
+                return slots, positions
+        _, last = np.unique(slots[::-1], return_index=True)
+        keep = size - 1 - last
+        return slots[keep], positions[keep]
 
     def _kept_positions(self, first: int, end: int) -> np.ndarray:
         """Stream positions in [first, end) that Algorithm R keeps (first >= capacity)."""
