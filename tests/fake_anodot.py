@@ -303,11 +303,14 @@ class SequenceExporter:
     Scrape number ``n`` (from 1) serves, for each model ``m``::
 
         mlwatcher_test_sequence{model="m"} n
-        mlwatcher_test_events_total{model="m"} n * (n + 1) / 2
+        mlwatcher_test_events_total{model="m"} total(n)
 
     so every point the bridge forwards can be traced back to the scrape that produced it,
-    and the counter's increases add up to a known total. While :attr:`paused`, scrapes
-    get 503 and produce nothing.
+    and the counter's increases add up to a known total. The counter grows by ``3n + 1``
+    at scrape ``n``: an increase over one scrape (``= 1 mod 3``) never equals an increase
+    over two (``6n - 1 = 2 mod 3``), so no two counter points of a series are equal and
+    exact duplicates can be told from distinct points. While :attr:`paused`, scrapes get
+    503 and produce nothing.
     """
 
     def __init__(self, models: Sequence[str] = ("m0", "m1", "m2")) -> None:
@@ -320,7 +323,8 @@ class SequenceExporter:
 
     @staticmethod
     def total(n: int) -> float:
-        return n * (n + 1) / 2
+        """Counter value at scrape ``n``: the sum of ``3i + 1`` for i = 1..n."""
+        return 3 * n * (n + 1) / 2 + n
 
     def page(self, n: int) -> str:
         lines = ["# TYPE mlwatcher_test_sequence gauge"]

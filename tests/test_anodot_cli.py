@@ -235,9 +235,13 @@ def test_killed_and_restarted_bridge_delivers_every_spooled_point_in_order(tmp_p
             try:
                 wait_until(lambda: exporter.served >= before + 3, 30, "scrapes")
                 last = exporter.pause()
+                # The last scrape's points: its gauges, and its counter increase 3n + 1.
                 wait_until(
-                    lambda: all(last in fake.accepted_values("mlwatcher_test_sequence", model=m)
-                                for m in exporter.models),
+                    lambda: all(
+                        last in fake.accepted_values("mlwatcher_test_sequence", model=m)
+                        and 3 * last + 1 in fake.accepted_values("mlwatcher_test_events_total",
+                                                                 model=m)
+                        for m in exporter.models),
                     30, "the last scrape to be accepted")
             finally:
                 proc.terminate()

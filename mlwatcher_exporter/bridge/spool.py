@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = ["Spool", "SpoolBatch", "encode_point"]
 
@@ -339,12 +339,8 @@ class Spool:
             if start >= segment.size:
                 cursor, cursor_points = (segment.seq, segment.size), counted
                 continue
-            with open(segment.path, "rb") as f:
-                f.seek(start)
-                # Read only up to the size known to be complete.
-                data = f.read(segment.size - start)
             pos = start
-            for line in data.splitlines(keepends=True):
+            for line in _lines(segment.path, start, segment.size):
                 if len(points) >= max_points:
                     break
                 before = (segment.seq, pos), counted
@@ -466,6 +462,25 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lines(path: str, start: int, end: int, chunk: int = 1 << 16) -> Iterator[bytes]:
+    """Yield the newline-terminated lines of ``path`` between ``start`` and ``end``, lazily."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        tail = b""
+        while remaining > 0:
+            data = f.read(min(chunk, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            parts = (tail + data).split(b"\n")
+            tail = parts.pop()
+            for part in parts:
+                yield part + b"\n"
+        # Bytes after the last newline belong to no complete line (cannot happen
+        # below ``end``, which only ever counts whole appends).
 
 
 def _unlink(path: str) -> None:
