@@ -10,7 +10,8 @@ and prints one markdown table row:
 Snapshot = collect + map + fsync'd spool append; delivery = spool read + HTTP POST of
 1000-point batches + acknowledgement (fsync'd). Delivery is bounded by the fake
 server's own Python validation of each point; the "bridge CPU" column divides by the
-bridge process's CPU time instead, i.e. what the bridge itself could push. A benchmark, not a test: nothing is
+bridge process's CPU time instead, i.e. what the bridge itself could push.
+A benchmark, not a test: nothing is
 asserted. Real Anodot accounts are limited to a few thousand points per second
 (2000/s by default in config/anodot.yml), far below these numbers.
 """

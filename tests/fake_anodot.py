@@ -70,7 +70,8 @@ def _validate(point: Any, now: float) -> Optional[Tuple[int, str]]:
         return 2004, "target_type must be gauge or counter"
     tags = point.get("tags", {})
     if not isinstance(tags, dict) or any(
-        not isinstance(v, list) or not all(isinstance(x, str) and x for x in v) for v in tags.values()
+        not isinstance(v, list) or not all(isinstance(x, str) and x for x in v)
+        for v in tags.values()
     ):
         return 2008, "tags must map keys to lists of strings"
     timestamp = point.get("timestamp")
@@ -330,7 +331,8 @@ class SequenceExporter:
         lines = ["# TYPE mlwatcher_test_sequence gauge"]
         lines += [f'mlwatcher_test_sequence{{model="{m}"}} {n}' for m in self.models]
         lines.append("# TYPE mlwatcher_test_events_total counter")
-        lines += [f'mlwatcher_test_events_total{{model="{m}"}} {self.total(n)}' for m in self.models]
+        lines += [f'mlwatcher_test_events_total{{model="{m}"}} {self.total(n)}'
+                  for m in self.models]
         return "\n".join(lines) + "\n"
 
     def start(self) -> "SequenceExporter":

@@ -57,7 +57,7 @@ def write_config(tmp_path: Path, fake: FakeAnodot, targets: Sequence[str] = (),
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition``; fail (not a timing assertion: a guard against hanging) after ``timeout``."""
+    """Poll ``condition``; fail after ``timeout`` (a guard against hanging, not a timing check)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -106,7 +106,8 @@ def test_send_replays_an_ancestor_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert "MLmetrics.json:3: skipped, not valid JSON" in out.err
     assert "5 points accepted, 1 refused, 0 not delivered, 1 unreadable" in out.out
     failed = [json.loads(x) for x in Path(str(source) + ".failed.jsonl").read_text().splitlines()]
-    assert [(f["reason"], f["point"]["properties"]["what"]) for f in failed] == [("rejected", "bad")]
+    assert [(f["reason"], f["point"]["properties"]["what"]) for f in failed] == [
+        ("rejected", "bad")]
     assert fake.token not in out.out + out.err
 
 

@@ -40,6 +40,7 @@ def test_field_problems_lists_all_and_unknown_keys() -> None:
 
 
 def test_lists_become_tuples_and_property_values_strings() -> None:
-    options = MappingOptions(include_prefixes=["a_"], properties={"n": 3})  # type: ignore[dict-item]
+    options = MappingOptions(include_prefixes=["a_"],  # type: ignore[arg-type]
+                             properties={"n": 3})  # type: ignore[dict-item]
     assert options.include_prefixes == ("a_",)
     assert options.properties == {"n": "3"}

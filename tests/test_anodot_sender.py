@@ -69,13 +69,15 @@ def test_indexed_errors_drop_only_those_points(
     result = sender.deliver(points)
     assert result is not None and (result.kind, result.accepted, result.rejected) == ("ok", 2, 2)
     assert [p["value"] for p in fake.accepted] == [0.0, 2.0]
-    assert registry.get_sample_value("mlwatcher_anodot_points_rejected_total", {"code": "2004"}) == 1
-    assert registry.get_sample_value("mlwatcher_anodot_points_rejected_total", {"code": "2006"}) == 1
+    rejected = "mlwatcher_anodot_points_rejected_total"
+    assert registry.get_sample_value(rejected, {"code": "2004"}) == 1
+    assert registry.get_sample_value(rejected, {"code": "2006"}) == 1
     assert registry.get_sample_value("mlwatcher_anodot_points_sent_total") == 2
     dead = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert [(d["reason"], d["error"], d["point"]["value"]) for d in dead] == [
         ("rejected", 2004, 1.0), ("rejected", 2006, 3.0)]
-    assert registry.get_sample_value("mlwatcher_anodot_retries_total", {"reason": "server_error"}) == 0
+    assert registry.get_sample_value("mlwatcher_anodot_retries_total",
+                                     {"reason": "server_error"}) == 0
 
 
 @pytest.mark.parametrize("fault, reason", [

@@ -90,7 +90,8 @@ class AnodotBridge:
 
     Examples
     --------
-    >>> bridge = AnodotBridge("https://app.anodot.com", token, "/var/lib/mlw/spool")  # doctest: +SKIP
+    >>> bridge = AnodotBridge(  # doctest: +SKIP
+    ...     "https://app.anodot.com", os.environ["ANODOT_TOKEN"], "/var/lib/mlw/spool")
     >>> bridge.start(60.0)  # doctest: +SKIP
     """
 
@@ -144,10 +145,9 @@ class AnodotBridge:
             self.metrics,
             self.dead_letter,
             random_state=random_state,
+            redact=self.client.redact,
             _clock=_clock,
         )
-        if _post is not None:
-            self.sender._redact = self.client.redact
         self._last_timestamp = 0
         self._snapshot_lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -188,7 +188,8 @@ class AnodotBridge:
                 self.spool.append(result.points, state)
             except (OSError, ValueError):
                 self.metrics.spool_errors.inc()
-                logger.exception("anodot: could not write %d points to the spool", len(result.points))
+                logger.exception("anodot: could not write %d points to the spool",
+                                 len(result.points))
                 # Keep the counter baselines consistent with what the spool holds.
                 self.mapper = PointMapper(self.mapper.options, state=state_before)
                 return 0

@@ -92,7 +92,8 @@ def run_bridge(args: argparse.Namespace) -> int:
     try:
         config, token = _load(args.config)
         if not config.targets:
-            raise ConfigError(args.config, ["scrape.targets: anodot-bridge needs at least one target"])
+            raise ConfigError(args.config,
+                              ["scrape.targets: anodot-bridge needs at least one target"])
     except ConfigError as exc:
         print(f"anodot-bridge: {exc}", file=sys.stderr)
         return 2
@@ -119,7 +120,8 @@ def run_bridge(args: argparse.Namespace) -> int:
             return 0 if result.pending == 0 else 1
         server = None
         if config.metrics_port is not None:
-            server = start_http_server(config.metrics_port, config.metrics_address, registry=registry)
+            server = start_http_server(config.metrics_port, config.metrics_address,
+                                       registry=registry)
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):

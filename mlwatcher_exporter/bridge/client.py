@@ -7,7 +7,7 @@ import re
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Type
 
 __all__ = ["AnodotClient", "Response", "redact", "METRICS_PATH", "PROTOCOL"]
 
@@ -100,7 +100,8 @@ class AnodotClient:
         self._path = f"{prefix}{METRICS_PATH}?{query}"
         netloc = parts.netloc.rsplit("@", 1)[-1]
         #: The request address with the token hidden, for logs.
-        self.url = f"{parts.scheme}://{netloc}{prefix}{METRICS_PATH}?token={REDACTED}&protocol={PROTOCOL}"
+        self.url = (f"{parts.scheme}://{netloc}{prefix}{METRICS_PATH}"
+                    f"?token={REDACTED}&protocol={PROTOCOL}")
         self._conn: Optional[http.client.HTTPConnection] = None
 
     def redact(self, text: str) -> str:
@@ -109,9 +110,9 @@ class AnodotClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            )
+            cls: Type[http.client.HTTPConnection] = http.client.HTTPConnection
+            if self._scheme == "https":
+                cls = http.client.HTTPSConnection
             self._conn = cls(self._host, self._port, timeout=self.timeout_seconds)
         return self._conn
 

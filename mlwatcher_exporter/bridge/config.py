@@ -108,7 +108,8 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     anodot = section("anodot")
     for key in anodot:
         if key not in ("base_url", "token_env", "token_file"):
-            problems.append(f"anodot.{key}: unknown key, expected base_url, token_env or token_file")
+            problems.append(
+                f"anodot.{key}: unknown key, expected base_url, token_env or token_file")
     base_url = anodot.get("base_url")
     if base_url is None:
         problems.append("anodot.base_url: required")
@@ -207,12 +208,12 @@ def _targets(raw: Any, problems: List[str]) -> List[Target]:
             continue
         properties = item.get("properties") or {}
         if not isinstance(properties, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, (str, int, float)) and not isinstance(v, bool)
-            and str(v) for k, v in properties.items()
+            isinstance(k, str) and k and isinstance(v, (str, int, float))
+            and not isinstance(v, bool) and str(v) for k, v in properties.items()
         ):
             problems.append(f"{path}.properties: must map names to non-empty strings")
             continue
-        targets.append(Target(url, {k: str(v) for k, v in properties.items()}))
+        targets.append(Target(str(url), {k: str(v) for k, v in properties.items()}))
     return targets
 
 

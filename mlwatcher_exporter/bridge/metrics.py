@@ -105,7 +105,9 @@ class BridgeMetrics:
             p + "spool_bytes", "Size of the spool's segment files.", registry=registry
         )
         self.spool_points = Gauge(
-            p + "spool_points", "Points in the spool not yet accepted or dropped.", registry=registry
+            p + "spool_points",
+            "Points in the spool not yet accepted or dropped.",
+            registry=registry,
         )
         self.spool_oldest_age = Gauge(
             p + "spool_oldest_age_seconds",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, cast
 
 __all__ = [
     "MappingOptions",
@@ -58,13 +58,14 @@ class _Spec:
             ok_types: Tuple[type, ...] = (int,) if self.kind == "int" else (int, float)
             if isinstance(value, bool) or not isinstance(value, ok_types):
                 return TypeError(f"{name} == {value!r}, must be {self._expected()}.")
-            if self.kind == "number" and not math.isfinite(value):
+            number = float(cast(float, value))
+            if self.kind == "number" and not math.isfinite(number):
                 return ValueError(f"{name} == {value!r}, must be a finite number.")
             if self.min_val is not None:
-                if value < self.min_val or (not self.include_min and value == self.min_val):
+                if number < self.min_val or (not self.include_min and number == self.min_val):
                     op = ">=" if self.include_min else ">"
                     return ValueError(f"{name} == {value!r}, must be {op} {self.min_val}.")
-            if self.max_val is not None and value > self.max_val:
+            if self.max_val is not None and number > self.max_val:
                 return ValueError(f"{name} == {value!r}, must be <= {self.max_val}.")
             return None
         if self.kind == "bool":
@@ -116,7 +117,9 @@ def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> List[Tuple[str,
     problems: List[Tuple[str, Exception]] = []
     for key, value in values.items():
         if key not in spec:
-            problems.append((key, ValueError(f"unknown option {key!r}, expected one of {sorted(spec)}.")))
+            problems.append(
+                (key, ValueError(f"unknown option {key!r}, expected one of {sorted(spec)}."))
+            )
             continue
         problem = spec[key].check(key, value)
         if problem is not None:

@@ -57,7 +57,9 @@ class ScrapeSource:
     ) -> None:
         if isinstance(targets, (str, Target)):
             raise TypeError(f"targets == {targets!r}, must be a list of targets.")
-        self.targets: List[Target] = [t if isinstance(t, Target) else Target(str(t)) for t in targets]
+        self.targets: List[Target] = [
+            t if isinstance(t, Target) else Target(str(t)) for t in targets
+        ]
         if not self.targets:
             raise ValueError("targets == [], must name at least one /metrics address.")
         if not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:

@@ -94,6 +94,9 @@ class Sender:
         Where refused points go; None only logs them.
     random_state : None, int or random.Random, default=None
         Seed of the backoff jitter.
+    redact : callable, default=None
+        Hides the token in texts that are logged or dead-lettered; defaults to the
+        client's own when ``client`` is an :class:`AnodotClient`.
     _clock : callable, default=time.time
         Current Unix time (last-success gauge, HTTP-date ``Retry-After``).
     _monotonic : callable, default=time.monotonic
@@ -107,6 +110,7 @@ class Sender:
         metrics: Optional[BridgeMetrics] = None,
         dead_letter: Optional[DeadLetter] = None,
         random_state: Union[None, int, random.Random] = None,
+        redact: Optional[Callable[[str], str]] = None,
         _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -119,9 +123,11 @@ class Sender:
             self._redact: Callable[[str], str] = client.redact
         elif callable(client):
             self._post = client
-            self._redact = lambda text: text
+            self._redact = _identity
         else:
             raise TypeError(f"client == {client!r}, must be an AnodotClient or a callable.")
+        if redact is not None:
+            self._redact = redact
         self.options = options
         self.metrics = metrics if metrics is not None else BridgeMetrics(registry=None)
         self.dead_letter = dead_letter
@@ -170,20 +176,24 @@ class Sender:
             return self._on_success(points, response)
         if status == 429:
             logger.warning("anodot: 429 rate limited (Retry-After %s)", response.retry_after)
-            return SendResult("retry", reason="rate_limited", retry_after=retry_after, status=status)
+            return SendResult("retry", reason="rate_limited", retry_after=retry_after,
+                              status=status)
         if status == 408 or status >= 500:
             logger.warning("anodot: HTTP %d, will retry", status)
-            return SendResult("retry", reason="server_error", retry_after=retry_after, status=status)
+            return SendResult("retry", reason="server_error", retry_after=retry_after,
+                              status=status)
         if status in (401, 403):
             reason = "unauthorized"
-            logger.error("anodot: HTTP %d: the token was refused; check token_env/token_file", status)
+            logger.error("anodot: HTTP %d: the token was refused; check token_env/token_file",
+                         status)
         elif status in (400, 413):
             reason = "bad_request"
         else:
             reason = "client_error"
         description = self._redact(response.body[:500].decode("utf-8", "replace"))
         logger.error(
-            "anodot: HTTP %d (%s): %d points dead-lettered: %s", status, reason, len(points), description
+            "anodot: HTTP %d (%s): %d points dead-lettered: %s",
+            status, reason, len(points), description
         )
         self._dead_letter(points, reason, status, None, description)
         return SendResult("dead_letter", reason=reason, status=status)
@@ -235,7 +245,7 @@ class Sender:
         self,
         points: Sequence[Dict[str, Any]],
         body: Optional[bytes] = None,
-        wait: Callable[[float], bool] = lambda seconds: (time.sleep(seconds), True)[1],
+        wait: Optional[Callable[[float], bool]] = None,
         max_attempts: Optional[int] = None,
     ) -> Optional[SendResult]:
         """Send ``points``, waiting for the rate limits and retrying transient failures.
@@ -261,6 +271,8 @@ class Sender:
             raise ValueError(f"max_attempts == {max_attempts!r}, must be >= 1 or None.")
         if body is None:
             body = encode_batch(points)
+        if wait is None:
+            wait = _sleep
         attempt = 0
         while True:
             delay = self.limiter.reserve(len(points))
@@ -279,6 +291,15 @@ class Sender:
                 delay = self.backoff.delay(attempt - 1)
             if not wait(delay):
                 return None
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return True
 
 
 def _parse_errors(

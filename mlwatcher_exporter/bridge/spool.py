@@ -290,7 +290,8 @@ class Spool:
             self._write_ack()
             self._oldest_known = False
             if lost:
-                logger.warning("spool: over %d bytes, dropped %d oldest points", self.max_bytes, lost)
+                logger.warning("spool: over %d bytes, dropped %d oldest points",
+                               self.max_bytes, lost)
                 self._dropped("size", lost)
         if self.bytes > self.max_bytes and self._segments[-1].size > 0:
             # The active segment alone is too big: start a new one, drop it next time.
