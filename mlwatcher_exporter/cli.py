@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional
 
 from ._version import __version__
+from .bridge.cli import add_commands as add_bridge_commands
 from .config import DEFAULT_PORT, ConfigError, load_config
 
 __all__ = ["main", "build_parser"]
@@ -111,12 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_check_config(subparsers)
-    try:
-        from .bridge.cli import add_commands
-    except ImportError:  # the bridge is optional at import time
-        pass
-    else:
-        add_commands(subparsers)
+    add_bridge_commands(subparsers)
     return parser
 
 

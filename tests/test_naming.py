@@ -37,3 +37,15 @@ def test_reasons_and_stats_are_small_fixed_sets():
     assert naming.STATS == ("mean", "std", "min", "max", "range", "q25", "median", "q75", "iqr")
     assert list(naming.PRED1_BUCKETS) == sorted(naming.PRED1_BUCKETS)
     assert naming.PRED1_BUCKETS[-1] == 1.0
+
+
+def test_bridge_metrics_are_in_the_readme_reference():
+    from prometheus_client import CollectorRegistry
+
+    from mlwatcher_exporter.bridge.metrics import BridgeMetrics
+
+    registry = CollectorRegistry()
+    BridgeMetrics(registry)
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()}
+    reference = set(re.findall(r"^\| `(mlwatcher_[a-z0-9_]+)` \|", README, flags=re.M))
+    assert names and not names - reference, sorted(names - reference)
