@@ -62,6 +62,7 @@ class LineReader:
 
     def __init__(self, process: subprocess.Popen) -> None:
         self.lines: Deque[str] = deque(maxlen=10_000)
+        self.first_line_at: Optional[float] = None  # time.monotonic() of its arrival
         self._process = process
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, args=(process,), daemon=True)
@@ -71,6 +72,8 @@ class LineReader:
         assert process.stdout is not None
         for line in process.stdout:
             with self._lock:
+                if self.first_line_at is None:
+                    self.first_line_at = time.monotonic()
                 self.lines.append(line.rstrip("\n"))
 
     def close(self, timeout: float = 5.0) -> None:
