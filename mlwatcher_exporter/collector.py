@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -36,6 +36,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from .monitor import ModelMonitor, MonitorSnapshot
+    from .window import WindowStats
 
 __all__ = ["MonitorCollector", "register_monitor", "unregister_monitor"]
 
@@ -85,10 +86,11 @@ FAMILIES: Dict[str, tuple] = {
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
 
-_STAT_FAMILIES = (n.PRED1, n.SPREAD12)
+# Families being filled during one scrape; Any because their add_metric signatures differ.
+Families = Dict[str, Any]
 
 
-def _new_family(name: str) -> Metric:
+def _new_family(name: str) -> Any:
     kind, documentation, extra = FAMILIES[name]
     labels = ["model", *extra]
     if kind == "gauge":
@@ -139,7 +141,7 @@ class MonitorCollector(Collector):
         yield from (family for family in families.values() if family.samples)
 
 
-def _add_monitor(families: Dict[str, Metric], monitor: "ModelMonitor",
+def _add_monitor(families: Families, monitor: "ModelMonitor",
                  snap: "MonitorSnapshot") -> None:
     model = monitor.model
     families[n.MODEL_INFO].add_metric([model], {
@@ -168,7 +170,7 @@ def _add_monitor(families: Dict[str, Metric], monitor: "ModelMonitor",
         _add_window(families, model, classes, snap.window)
 
 
-def _add_window(families: Dict[str, Metric], model: str, classes: List[str], w) -> None:
+def _add_window(families: Families, model: str, classes: List[str], w: "WindowStats") -> None:
     families[n.WINDOW_ROWS].add_metric([model], w.rows)
     families[n.WINDOW_SAMPLED_ROWS].add_metric([model], w.sampled_rows)
     families[n.WINDOW_END].add_metric([model], w.end_time)

@@ -66,7 +66,9 @@ class MetricsServer:
     def __init__(self, server: WSGIServer, thread: threading.Thread) -> None:
         self._server = server
         self.thread = thread
-        self.addr, self.port = server.server_address[:2]
+        host, port = server.server_address[:2]
+        self.addr: str = host.decode() if isinstance(host, bytes) else str(host)
+        self.port: int = int(port)
 
     @property
     def url(self) -> str:

@@ -22,6 +22,7 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     Mapping,
     NamedTuple,
     Optional,
@@ -137,7 +138,7 @@ class _LabelsBlock(contextlib.ContextDecorator):
     def __enter__(self) -> None:
         self._token = self._var.set(self._labels)
 
-    def __exit__(self, *exc_info: Any) -> bool:
+    def __exit__(self, *exc_info: Any) -> Literal[False]:
         self._var.reset(self._token)
         return False
 
@@ -271,7 +272,7 @@ class ModelMonitor:
         self._wakeup = threading.Event()
 
         if class_names is not None:
-            self._set_classes(self.class_names)
+            self._set_classes(list(class_names))
         elif n_classes is not None:
             self._set_classes(list(range(n_classes)))
         if registry is not None:
