@@ -96,6 +96,10 @@ def run_demo(
     """
     models = train_models(seed)
     registry = registry if registry is not None else CollectorRegistry()
+    # The scenario clock starts with the monitors' first window, so that each window
+    # sees one scenario and its line names the right one.
+    started = time.monotonic()
+    started_wall = time.time()
     common: Dict[str, Any] = dict(
         n_classes=10,
         window_seconds=window_seconds,
@@ -115,7 +119,6 @@ def run_demo(
     restore = _stop_on_signals(stop)
     rng = np.random.default_rng(seed)
     tick = 0.1
-    started = time.monotonic()
     last_end: Optional[float] = None
     try:
         while not stop.is_set():
@@ -135,9 +138,8 @@ def run_demo(
             window = production_monitor.last_window
             if window is not None and window.end_time != last_end:
                 last_end = window.end_time
-                closed = scenario_at(
-                    scenario, int(elapsed // window_seconds) - 1, windows_per_scenario
-                )
+                index = round((window.end_time - started_wall) / window_seconds) - 1
+                closed = scenario_at(scenario, index, windows_per_scenario)
                 print(_window_line(window, closed), file=out, flush=True)
             stop.wait(tick)
     finally:
