@@ -12,7 +12,7 @@ from typing import Optional, Union
 import numpy as np
 
 from .reservoir import Reservoir
-from .window import WindowSample
+from .window import WindowSample, predicted_classes
 
 __all__ = ["WindowBuffer", "RowStage"]
 
@@ -44,6 +44,8 @@ class WindowBuffer:
         self.has_features: Optional[np.ndarray] = None
         self.class_rows = np.zeros(n_classes, dtype=np.int64)
         self.start = 0.0
+        # Incremented at each reset: counts deferred for an older window must not land here.
+        self.generation = 0
 
     @property
     def rows(self) -> int:
@@ -55,29 +57,37 @@ class WindowBuffer:
         self.reservoir.reset()
         self.class_rows[:] = 0
         self.start = start
+        self.generation += 1
 
     def add(
         self,
         proba: np.ndarray,
-        predicted: np.ndarray,
-        class_rows: np.ndarray,
+        predicted: Optional[np.ndarray],
+        class_rows: Optional[np.ndarray],
         features: Optional[np.ndarray],
         labels: Optional[np.ndarray],
         has_features: Optional[np.ndarray] = None,
+        threshold: float = 0.5,
     ) -> None:
         """Offer one validated batch; the rows kept are copied, the counts added.
 
         `labels` may hold -1 for rows without a label; `has_features`, when given,
-        marks which rows of `features` are real (staged single rows mix both).
+        marks which rows of `features` are real (staged single rows mix both). Without
+        `predicted`, the predicted class is computed (with `threshold`) for the kept rows
+        only; without `class_rows`, the caller adds the window's counts later.
         """
         if features is not None and self.features is None:
             capacity = self.reservoir.capacity
             self.features = np.empty((capacity, features.shape[1]), dtype=np.float64)
             self.has_features = np.zeros(capacity, dtype=bool)
-        self.class_rows += class_rows
+        if class_rows is not None:
+            self.class_rows += class_rows
         for slots, rows in self.reservoir.offer(proba.shape[0]):
-            self.proba[slots] = proba[rows]
-            self.predicted[slots] = predicted[rows]
+            kept = proba[rows]
+            self.proba[slots] = kept
+            self.predicted[slots] = (
+                predicted_classes(kept, threshold) if predicted is None else predicted[rows]
+            )
             self.labels[slots] = -1 if labels is None else labels[rows]
             if self.has_features is not None:
                 if features is None:

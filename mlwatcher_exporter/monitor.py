@@ -36,6 +36,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from . import naming
 from .buffer import RowStage, WindowBuffer
 from .config import DEFAULT_PORT, MonitorSettings, check_settings, load_config, parse_config
+from .deferred import CountQueue
 from .ratelog import RateLimitedLogger
 from .validation import (
     PROBA_TOLERANCE,
@@ -56,6 +57,8 @@ _LOW = -PROBA_TOLERANCE
 _HIGH = 1.0 + PROBA_TOLERANCE
 # Single rows staged before they are recorded together (see RowStage).
 _STAGE_ROWS = 256
+# Batches of at least this many rows are counted off the request path (see _drain).
+_DEFER_ROWS = 1024
 
 
 class _Tally(NamedTuple):
@@ -260,6 +263,9 @@ class ModelMonitor:
         self._spare: List[WindowBuffer] = []
         self._counts: Optional[LifetimeCounts] = None
         self._stage: Optional[RowStage] = None
+        # Large batches whose rows are counted off the request path (see _drain).
+        self._deferred: Optional[CountQueue] = None
+        self._drain_lock = threading.Lock()
         self._stage_rows = max(1, min(_STAGE_ROWS, reservoir_size // 16))
         self._rejected: Dict[str, int] = {reason: 0 for reason in naming.REJECT_REASONS}
         self._window_start = _clock()
@@ -317,6 +323,7 @@ class ModelMonitor:
         self.n_classes = self._classes.n_classes
         self._counts = LifetimeCounts(self.n_classes)
         self._stage = None
+        self._deferred = CountQueue(self.n_classes)
 
     @property
     def class_labels(self) -> List[str]:
@@ -551,8 +558,19 @@ class ModelMonitor:
         labels: Optional[np.ndarray],
         threshold: float,
     ) -> None:
-        """Count a validated batch and offer it to the reservoir."""
-        tally = _tally(proba, threshold, labels)
+        """Count a validated batch and offer it to the reservoir.
+
+        A large batch is only sampled here; classifying and counting its every row (an
+        argmax per row, 20-30 ns each) is deferred to the worker or the next scrape,
+        from a copy of its probabilities. See :meth:`_drain`.
+        """
+        n_rows = proba.shape[0]
+        queue = self._deferred
+        assert queue is not None
+        defer = _DEFER_ROWS <= n_rows <= queue.capacity
+        if defer and not queue.has_room(n_rows):
+            self._drain()  # the worker is behind: count here rather than queue more
+        tally = None if defer else _tally(proba, threshold, labels)
         now = self._clock()
         wall = self._wall_clock()
         with self._lock:
@@ -563,12 +581,48 @@ class ModelMonitor:
             active = self._active
             if active is None:
                 active = self._active = self._new_buffer(self._window_start)
-            active.add(proba, tally.predicted, tally.class_rows, features, labels)
-            self._add_counts(tally)
             assert self._counts is not None
             self._counts.last_prediction = wall
+            if tally is None and queue.has_room(n_rows):
+                active.add(proba, None, None, features, labels, threshold=threshold)
+                queue.push(proba, labels, threshold, active)
+            else:
+                if tally is None:  # another thread filled the queue meanwhile: rare
+                    tally = _tally(proba, threshold, labels)
+                    defer = False
+                active.add(proba, tally.predicted, tally.class_rows, features, labels)
+                self._add_counts(tally)
+        if defer:
+            self._wakeup.set()
         if self.background and self._worker is None:
             self._start_worker()
+
+    def _drain(self) -> None:
+        """Classify and count the deferred batches, in order, off the request path.
+
+        Called by the worker, before every snapshot and before a window's statistics,
+        so that counters and class counts are exact whenever they are read.
+        """
+        with self._drain_lock:
+            with self._lock:
+                if self._deferred is None or not self._deferred.rows:
+                    return
+                arena, batches = self._deferred.take()
+            assert arena is not None
+            proba, labels = arena
+            tallies = [
+                _tally(
+                    proba[b.start:b.start + b.rows],
+                    b.threshold,
+                    labels[b.start:b.start + b.rows] if b.has_labels else None,
+                )
+                for b in batches
+            ]
+            with self._lock:
+                for batch, tally in zip(batches, tallies):
+                    self._add_counts(tally)
+                    if batch.buffer.generation == batch.generation:
+                        batch.buffer.class_rows += tally.class_rows
 
     def _count_rejected(self, reason: str, rows: int) -> None:
         with self._lock:
@@ -684,6 +738,8 @@ class ModelMonitor:
                 categorical = self._categorical_mask
             if buffer is None or end is None:
                 return None
+            # Every deferred batch of this window was queued before it closed.
+            self._drain()
             started = time.perf_counter()
             try:
                 stats = compute_window_stats(
@@ -733,6 +789,7 @@ class ModelMonitor:
 
     def snapshot(self) -> "MonitorSnapshot":
         """The published window and copies of the counters, for one scrape."""
+        self._drain()
         with self._lock:
             self._flush_stage()  # counters count every row, staged ones too
             counts = None if self._counts is None else self._counts.copy()
@@ -758,12 +815,14 @@ class ModelMonitor:
         while not self._closed:
             with self._lock:
                 wait = self._window_end - self._clock()
-            # Wake at the window's end, or when observe closes one; cap to notice close().
+            # Wake at the window's end, when observe closes one or defers a large batch;
+            # cap the wait to notice close().
             self._wakeup.wait(timeout=min(max(wait, 0.01), 1.0))
             self._wakeup.clear()
             if self._closed:
                 break
             try:
+                self._drain()
                 self.tick()
             except Exception:  # noqa: BLE001 - the worker must survive a bad window
                 self._log.warning("worker", "mlwatcher: window statistics failed", exc_info=True)

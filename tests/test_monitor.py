@@ -8,6 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from mlwatcher_exporter import BatchValueError, ModelMonitor
+from mlwatcher_exporter.deferred import CountQueue
 from reference import assert_stats_equal, reference_stats
 
 
@@ -230,3 +231,91 @@ def test_from_config(registry, tmp_path):
     monitor = ModelMonitor.from_config(str(path), registry=registry, background=False)
     assert (monitor.model, monitor.n_classes, monitor.window_seconds) == ("cfg", 4, 5.0)
     assert monitor.http_port == 0 and monitor.http_addr == "127.0.0.1"
+
+
+def test_large_batches_are_counted_exactly_off_the_request_path(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=500)
+    rng = np.random.default_rng(12)
+    predicted, truth = [], []
+    for n in (3000, 1024, 5000):
+        proba, features, labels = batch(rng, n)
+        monitor.observe(proba, features, labels)
+        predicted.append(proba.argmax(axis=1))
+        proba[:] = 0.0  # the caller reuses its buffer: the monitor kept its own copy
+        truth.append(labels)
+    assert monitor._deferred.rows == 9024  # nothing classified on the caller's thread yet
+    predicted, truth = np.concatenate(predicted), np.concatenate(truth)
+    expected = np.bincount(predicted, minlength=3)
+    for index in range(3):
+        labels = {"model": "m", "class": str(index)}
+        assert registry.get_sample_value("mlwatcher_predictions_total", labels) == expected[index]
+        assert registry.get_sample_value("mlwatcher_correct_predictions_total", labels) == \
+            ((truth == index) & (predicted == index)).sum()
+    assert monitor._deferred.rows == 0
+    stats = monitor.close_window()
+    np.testing.assert_array_equal(stats.class_rows, expected)
+    assert stats.rows == 9024 and stats.sampled_rows == 500
+    # The kept rows' predicted classes were computed for them alone, and agree.
+    assert stats.scores.labeled_rows == 500
+
+
+def test_deferred_counts_of_a_superseded_window_stay_out_of_the_next(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(13)
+    monitor.observe(batch(rng, 2000)[0])
+    clock.advance(10)
+    monitor.observe(batch(rng, 1500)[0])  # closes window 1 (not computed yet)
+    clock.advance(10)
+    monitor.observe(batch(rng, 1200)[0])  # closes window 2, superseding window 1
+    clock.advance(10)
+    monitor.tick()
+    stats = monitor.last_window
+    assert stats.rows == 1200 and stats.class_rows.sum() == 1200
+    total = sum(registry.get_sample_value("mlwatcher_predictions_total",
+                                          {"model": "m", "class": str(c)}) for c in range(3))
+    assert total == 4700
+
+
+def test_an_overloaded_worker_makes_the_caller_count(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=10)
+    monitor._deferred = CountQueue(3, arena_bytes=5000 * 8 * 4)  # room for 5000 rows
+    rng = np.random.default_rng(14)
+    for _ in range(6):
+        monitor.observe(batch(rng, 1100)[0])
+    # Four batches fit; the fifth found no room, so its caller counted the four first.
+    assert monitor._deferred.rows == 2200
+    monitor.observe(batch(rng, 6000)[0])  # larger than an arena: counted at once
+    assert monitor._deferred.rows == 2200
+    assert monitor.close_window().class_rows.sum() == 12600
+
+
+def test_concurrent_large_batches_conserve_every_row(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=64, window_seconds=1e9)
+    closed_rows, closed_classes = [], []
+    done = threading.Event()
+
+    def observer(seed):
+        rng = np.random.default_rng(seed)
+        for n in rng.integers(1, 3000, size=40):
+            monitor.observe(rng.dirichlet(np.ones(3), size=int(n)))
+
+    def closer():
+        while not done.is_set():
+            stats = monitor.close_window()
+            closed_rows.append(stats.rows)
+            closed_classes.append(int(stats.class_rows.sum()))
+
+    workers = [threading.Thread(target=observer, args=(seed,)) for seed in range(3)]
+    helper = threading.Thread(target=closer)
+    for thread in workers + [helper]:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    done.set()
+    helper.join()
+    stats = monitor.close_window()
+    closed_rows.append(stats.rows)
+    closed_classes.append(int(stats.class_rows.sum()))
+    total = sum(int(n) for seed in range(3)
+                for n in np.random.default_rng(seed).integers(1, 3000, size=40))
+    assert sum(closed_rows) == total and closed_rows == closed_classes
