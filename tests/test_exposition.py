@@ -58,3 +58,67 @@ def test_start_http_server_binds_loopback_by_default(registry):
         assert get(server.url)[0] == 200
     finally:
         server.shutdown()
+
+
+def _mixed_registry():
+    """Every metric type of prometheus_client, odd label values and special floats."""
+    from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
+
+    registry = CollectorRegistry()
+    Counter("c", "A counter.\nWith a second line and a \\ backslash.", ["x"], registry=registry) \
+        .labels('quo"te').inc(3)
+    gauge = Gauge("g_seconds", "Gauges.", ["a", "b"], registry=registry)
+    gauge.labels("new\nline", "back\\slash").set(float("inf"))
+    gauge.labels("ünïcode", "").set(float("nan"))
+    gauge.labels("big", "small").set(1795843997.4212275)
+    gauge.labels("tiny", "neg").set(-1e-12)
+    Histogram("h", "A histogram.", registry=registry).observe(0.3)
+    Summary("s", "A summary.", registry=registry).observe(2)
+    Info("i", "Info.", registry=registry).info({"version": "1.2"})
+    Enum("e", "An enum.", states=["a", "b"], registry=registry).state("b")
+    Gauge("empty", "No samples.", ["k"], registry=registry)
+    return registry
+
+
+def test_render_text_is_byte_identical_to_prometheus_client(registry, clock):
+    from prometheus_client import generate_latest
+
+    from mlwatcher_exporter.exposition import render_text
+
+    monitor = ModelMonitor(model='odd "model"', class_names=["a\\b", "c\nd", "é"],
+                           registry=registry, background=False, _clock=clock,
+                           categorical_features=[1])
+    monitor.observe(np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]), [[1.0, 2], [np.nan, 3]],
+                    labels=["é", "a\\b"])
+    clock.advance(60)
+    for source in (registry, _mixed_registry()):
+        assert render_text(source) == generate_latest(source)
+
+
+def test_render_text_falls_back_for_utf8_names():
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+
+    from mlwatcher_exporter.exposition import render_text
+
+    class Odd:
+        def collect(self):
+            family = GaugeMetricFamily("odd", "Odd label name.", labels=["bad.name"])
+            family.add_metric(["v"], 1.0)
+            yield family
+
+    registry = CollectorRegistry()
+    registry.register(Odd())
+    assert render_text(registry) == generate_latest(registry)
+
+
+def test_metrics_gzip_and_name_filter(served):
+    import gzip
+
+    request = urllib.request.Request(served.url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        body = gzip.decompress(response.read()).decode()
+    assert "mlwatcher_predictions_total" in body
+    _, _, body = get(served.url + "?name[]=mlwatcher_model_info")
+    assert "mlwatcher_model_info{" in body and "mlwatcher_predictions_total" not in body
