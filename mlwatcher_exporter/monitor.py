@@ -405,7 +405,14 @@ class ModelMonitor:
         except BatchError as error:
             self._count_rejected(error.reason, error.rows)
             raise
-        if n_rows:
+        if 1 < n_rows <= self._stage_rows:
+            # A small batch: staged like single rows, counted with the stage.
+            pred1_sum = float(probabilities.max(axis=1).sum())
+            self._stage_rows_now(
+                probabilities, table, -1 if label_index is None else label_index,
+                threshold, pred1_sum,
+            )
+        elif n_rows:
             self._record(probabilities, table, label_index, threshold)
 
     def _observe_row(
@@ -452,41 +459,60 @@ class ModelMonitor:
                 return False
             if not 0 <= label < classes.n_classes:
                 return False
+        self._stage_rows_now(proba, features, label, threshold, high)
+        return True
+
+    def _stage_rows_now(
+        self,
+        proba: np.ndarray,
+        features: Optional[np.ndarray],
+        labels: Union[int, np.ndarray],
+        threshold: float,
+        pred1_sum: float,
+    ) -> None:
+        """Copy validated rows into the stage (they are counted when it is flushed).
+
+        `labels` is one class index for all the rows (-1: none) or one per row.
+        """
+        classes = self._classes
+        assert classes is not None
+        n_rows = proba.shape[0]
         now = self._clock()
         wall = self._wall_clock()
         with self._lock:
             if self._closed:
-                return True
+                return
             if now >= self._window_end:
                 self._rotate_due(now)
             stage = self._stage
             if stage is None:
                 stage = self._stage = RowStage(self._stage_rows, classes.n_classes)
-            elif stage.n and stage.threshold != threshold:
+            elif stage.n and (
+                stage.threshold != threshold or stage.n + n_rows > stage.capacity
+            ):
                 self._flush_stage()
             if self._active is None:
                 self._active = self._new_buffer(self._window_start)
-            i = stage.n
+            i, end = stage.n, stage.n + n_rows
             stage.threshold = threshold
-            stage.proba[i] = proba[0]
+            stage.proba[i:end] = proba
             if features is None:
-                stage.has_features[i] = False  # True until written (see RowStage)
+                stage.has_features[i:end] = False  # True until written (see RowStage)
             else:
                 staged = stage.features
                 if staged is None:
                     staged = stage.ensure_features(features.shape[1])
-                staged[i] = features[0]
-            stage.labels[i] = label
-            stage.n = i + 1
+                staged[i:end] = features
+            stage.labels[i:end] = labels
+            stage.n = end
             counts = self._counts
             assert counts is not None
-            counts.pred1_sum += high  # in call order, exactly as the general path adds it
+            counts.pred1_sum += pred1_sum  # per batch, in call order, as the general path
             counts.last_prediction = wall
             if stage.n == stage.capacity:
                 self._flush_stage()
         if self.background and self._worker is None:
             self._start_worker()
-        return True
 
     def _flush_stage(self) -> None:
         """Record the staged single rows as one batch, in order (lock held)."""

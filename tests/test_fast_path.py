@@ -92,3 +92,28 @@ def test_bad_single_labels_and_features_still_raise(clock):
     rejected = monitor.rejected_rows()
     assert rejected["unknown_label"] == 1 and rejected["n_features"] == 1
     assert monitor.close_window().rows == 1
+
+
+def test_small_batches_are_staged_and_publish_what_one_batch_publishes(clock):
+    rng = np.random.default_rng(8)
+    n = 1500
+    proba = rng.dirichlet(np.ones(4), n)
+    features = rng.normal(size=(n, 2))
+    labels = rng.integers(0, 4, n)
+    batched, batched_registry = make(clock)
+    staged, staged_registry = make(clock)
+    batched.observe(proba, features, labels)
+    start = 0
+    for size in rng.integers(2, 120, size=100):
+        end = min(n, start + int(size))
+        staged.observe(proba[start:end], features[start:end], labels[start:end])
+        start = end
+        if start == n:
+            break
+    staged.observe(proba[start:], features[start:], labels[start:])
+    assert exposition(staged_registry) == exposition(batched_registry)
+    assert pred1_sum(staged_registry) == pytest.approx(pred1_sum(batched_registry), rel=1e-12)
+    ours, theirs = staged.close_window(), batched.close_window()
+    np.testing.assert_array_equal(ours.class_rows, theirs.class_rows)
+    assert ours.scores.accuracy == theirs.scores.accuracy
+    assert ours.features["f0"] == pytest.approx(theirs.features["f0"])
