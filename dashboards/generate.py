@@ -433,8 +433,8 @@ def overview() -> Dict[str, Any]:
         timeseries("Predicted classes of $model per window",
                    "Share of the window's rows predicted as each class, stacked. A class "
                    "taking over or vanishing is what MLWatcherClassRatioShift reports.",
-                   targets((f'mlwatcher_predicted_class_ratio{{model=~"$model",'
-                            f'class=~"$class"}}', "class {{class}}")),
+                   targets(('mlwatcher_predicted_class_ratio{model=~"$model",'
+                            'class=~"$class"}', "class {{class}}")),
                    stack=True, repeat="model", **prob),
         timeseries("Class ratio: last 10 minutes vs last day",
                    "The two levels MLWatcherClassRatioShift compares: it fires when the 10m "

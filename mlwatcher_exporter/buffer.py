@@ -93,6 +93,7 @@ class WindowBuffer:
                 if features is None:
                     self.has_features[slots] = False
                 else:
+                    assert self.features is not None  # allocated with has_features
                     self.has_features[slots] = True if has_features is None else has_features[rows]
                     self.features[slots] = features[rows]
 

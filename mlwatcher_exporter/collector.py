@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -30,9 +30,11 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from . import naming as n
 from ._version import __version__
+from .exposition import PRERENDERED, render_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from .monitor import ModelMonitor, MonitorSnapshot
@@ -46,7 +48,7 @@ _SAMPLE = "over the window's sample (see mlwatcher_window_sampled_rows)"
 # name -> (type, HELP, extra labels besides `model`)
 FAMILIES: Dict[str, tuple] = {
     n.WINDOW_ROWS: ("gauge", f"Rows observed {_WINDOW}, before sampling.", ()),
-    n.WINDOW_SAMPLED_ROWS: ("gauge", f"Rows in the sample of the last completed window.", ()),
+    n.WINDOW_SAMPLED_ROWS: ("gauge", "Rows in the sample of the last completed window.", ()),
     n.WINDOW_END: ("gauge", "Unix time at which the last completed window ended.", ()),
     n.WINDOW_DURATION: ("gauge", "Length of the last completed window in seconds.", ()),
     n.WINDOW_COMPUTE_DURATION: (
@@ -89,6 +91,15 @@ FAMILIES: Dict[str, tuple] = {
 # Families being filled during one scrape; Any because their add_metric signatures differ.
 Families = Dict[str, Any]
 
+# The families that describe the last completed window: identical between two scrapes
+# of one window, so built and rendered once per window.
+_WINDOW_FAMILIES = (
+    n.WINDOW_ROWS, n.WINDOW_SAMPLED_ROWS, n.WINDOW_END, n.WINDOW_DURATION,
+    n.WINDOW_COMPUTE_DURATION, n.PRED1, n.SPREAD12, n.PREDICTED_CLASS_ROWS,
+    n.PREDICTED_CLASS_RATIO, n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO,
+    n.LABELED_ROWS, n.ACCURACY, n.CLASS_ACCURACY, n.PRECISION, n.RECALL, n.F1, n.F1_MACRO,
+)
+
 
 def _new_family(name: str) -> Any:
     kind, documentation, extra = FAMILIES[name]
@@ -107,6 +118,7 @@ class MonitorCollector(Collector):
 
     def __init__(self) -> None:
         self._monitors: Dict[str, "ModelMonitor"] = {}
+        self._parts: Dict[str, _WindowPart] = {}
         self._lock = threading.Lock()
 
     def add(self, monitor: "ModelMonitor") -> None:
@@ -124,6 +136,7 @@ class MonitorCollector(Collector):
         with self._lock:
             if self._monitors.get(monitor.model) is monitor:
                 del self._monitors[monitor.model]
+                self._parts.pop(monitor.model, None)
 
     def describe(self) -> Iterable[Metric]:
         """The families' names (without samples), for the registry's duplicate check."""
@@ -134,11 +147,52 @@ class MonitorCollector(Collector):
         with self._lock:
             monitors = list(self._monitors.values())
         families = {name: _new_family(name) for name in FAMILIES}
+        for name in _WINDOW_FAMILIES:
+            setattr(families[name], PRERENDERED, [])
         for monitor in monitors:
             monitor.tick()  # a scrape closes a due window, as the worker would
-            _add_monitor(families, monitor, monitor.snapshot())
+            snap = monitor.snapshot()
+            _add_monitor(families, monitor, snap)
+            if snap.window is not None:
+                self._add_window_part(families, monitor.model, snap.class_labels, snap.window)
         # Families without samples (no window yet, no categorical feature) are left out.
         yield from (family for family in families.values() if family.samples)
+
+    def _add_window_part(
+        self, families: Families, model: str, classes: List[str], window: "WindowStats"
+    ) -> None:
+        """Add a monitor's window families, built and rendered once per window: they
+        do not change between two scrapes of one window."""
+        with self._lock:
+            part = self._parts.get(model)
+        if part is None or part.window is not window:
+            part = _WindowPart.build(model, classes, window)
+            with self._lock:
+                if model in self._monitors:
+                    self._parts[model] = part
+        for name, samples in part.samples.items():
+            family = families[name]
+            family.samples.extend(samples)
+            chunks = getattr(family, PRERENDERED)
+            text = part.text[name]
+            setattr(family, PRERENDERED, None if chunks is None or text is None
+                    else chunks + [text])
+
+
+class _WindowPart(NamedTuple):
+    """One monitor's window families: samples, and their exposition text."""
+
+    window: "WindowStats"
+    samples: Dict[str, List[Sample]]
+    text: Dict[str, Optional[str]]
+
+    @classmethod
+    def build(cls, model: str, classes: List[str], window: "WindowStats") -> "_WindowPart":
+        own = {name: _new_family(name) for name in _WINDOW_FAMILIES}
+        _add_window(own, model, classes, window)
+        samples = {name: family.samples for name, family in own.items() if family.samples}
+        text = {name: render_samples(lines) for name, lines in samples.items()}
+        return cls(window, samples, text)
 
 
 def _add_monitor(families: Families, monitor: "ModelMonitor",
@@ -166,8 +220,6 @@ def _add_monitor(families: Families, monitor: "ModelMonitor",
         families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
         if counts.last_prediction is not None:
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
-    if snap.window is not None:
-        _add_window(families, model, classes, snap.window)
 
 
 def _add_window(families: Families, model: str, classes: List[str], w: "WindowStats") -> None:

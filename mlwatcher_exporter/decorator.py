@@ -52,6 +52,7 @@ def watch(monitor: "ModelMonitor", func: Callable[..., Any]) -> Callable[..., An
         result = func(*args, **kwargs)
         try:
             # The common call, predict_proba(X) with an array, skips find_features.
+            features: Optional[Any]
             if args and type(args[0]) is np.ndarray and args[0].ndim == 2:
                 features = args[0]
             else:

@@ -18,7 +18,7 @@ from .buffer import WindowBuffer
 
 __all__ = ["DeferredBatch", "CountQueue"]
 
-# Bytes of one arena (two are kept). 4 MiB holds ~47,000 rows of 10 classes.
+# At most this many bytes per arena (two are kept): ~47,000 rows of 10 classes.
 ARENA_BYTES = 4 << 20
 
 
@@ -43,13 +43,15 @@ class CountQueue:
     ----------
     n_classes : int
         Probability columns.
+    rows : int
+        Rows per arena, at most; batches larger than one arena are never queued.
     arena_bytes : int, default=ARENA_BYTES
-        Size of each arena; batches larger than one arena are never queued.
+        Bytes per arena, at most.
     """
 
-    def __init__(self, n_classes: int, arena_bytes: int = ARENA_BYTES) -> None:
+    def __init__(self, n_classes: int, rows: int, arena_bytes: int = ARENA_BYTES) -> None:
         self.n_classes = n_classes
-        self.capacity = max(1, arena_bytes // (8 * (n_classes + 1)))
+        self.capacity = max(1, min(rows, arena_bytes // (8 * (n_classes + 1))))
         self._arenas: List[Optional[Tuple[np.ndarray, np.ndarray]]] = [None, None]
         self._current = 0
         self._batches: List[DeferredBatch] = []

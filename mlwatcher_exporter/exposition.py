@@ -19,7 +19,18 @@ from prometheus_client.utils import floatToGoString
 
 from ._version import __version__
 
-__all__ = ["make_wsgi_app", "start_http_server", "MetricsServer", "render_text"]
+__all__ = [
+    "make_wsgi_app",
+    "start_http_server",
+    "MetricsServer",
+    "render_text",
+    "render_samples",
+    "PRERENDERED",
+]
+
+# Attribute of a metric family holding text chunks that render its samples, in order.
+# Collectors whose samples repeat between scrapes set it to skip formatting them again.
+PRERENDERED = "_mlwatcher_prerendered"
 
 _LEGACY_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LEGACY_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -64,12 +75,21 @@ def _sample_line(
     return f"{head} {floatToGoString(sample.value)}{timestamp}\n"
 
 
+def render_samples(samples: Iterable[Sample]) -> Optional[str]:
+    """Sample lines as :func:`render_text` writes them; None for unusual names."""
+    try:
+        return "".join(_sample_line(sample, {}, {}) for sample in samples)
+    except _UnusualName:
+        return None
+
+
 def render_text(registry: Collector = REGISTRY) -> bytes:
     """The registry in Prometheus' text format 0.0.4.
 
-    Byte for byte what ``prometheus_client.generate_latest`` writes, about three times
-    faster on thousands of series: names in the usual character set need no per-character
-    escaping. A registry with any other name is handed to ``generate_latest``.
+    Byte for byte what ``prometheus_client.generate_latest`` writes, several times faster
+    on thousands of series: names in the usual character set need no per-character
+    escaping, and families that carry :data:`PRERENDERED` text are not formatted again.
+    A registry with any other name is handed to ``generate_latest``.
     """
     output: List[str] = []
     # Names seen in this render, and whether they are in the usual character set.
@@ -92,6 +112,10 @@ def render_text(registry: Collector = REGISTRY) -> bytes:
                 raise _UnusualName(name)
             documentation = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
             output.append(f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n")
+            prerendered = getattr(metric, PRERENDERED, None)
+            if prerendered is not None:
+                output.extend(prerendered)
+                continue
             extra: Dict[str, List[str]] = {}
             for sample in metric.samples:
                 for suffix in _OPENMETRICS_SUFFIXES:
@@ -111,6 +135,7 @@ def render_text(registry: Collector = REGISTRY) -> bytes:
     except _UnusualName:
         return generate_latest(registry)
     return "".join(output).encode("utf-8")
+
 
 _LANDING = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>mlwatcher-exporter</title></head>

@@ -20,7 +20,6 @@ from typing import (
     Any,
     Callable,
     Dict,
-    Iterator,
     List,
     Literal,
     Mapping,
@@ -323,7 +322,10 @@ class ModelMonitor:
         self.n_classes = self._classes.n_classes
         self._counts = LifetimeCounts(self.n_classes)
         self._stage = None
-        self._deferred = CountQueue(self.n_classes)
+        # Two reservoirs' worth of rows per arena: memory scales with what users size.
+        self._deferred = CountQueue(
+            self.n_classes, max(2 * self.reservoir_size, 4 * _DEFER_ROWS)
+        )
 
     @property
     def class_labels(self) -> List[str]:
@@ -521,7 +523,7 @@ class ModelMonitor:
             return
         n_rows, stage.n = stage.n, 0
         proba = stage.proba[:n_rows]
-        labels = stage.labels[:n_rows]
+        labels: Optional[np.ndarray] = stage.labels[:n_rows]
         has_features = stage.has_features[:n_rows]
         features = stage.features[:n_rows] if stage.features is not None else None
         if features is not None and not has_features.any():
@@ -544,7 +546,7 @@ class ModelMonitor:
         counts.pred1_buckets += tally.buckets
         if with_sum:
             counts.pred1_sum += tally.pred1_sum
-        if tally.labeled is not None:
+        if tally.labeled is not None and tally.correct is not None:
             counts.labeled += tally.labeled
             counts.correct += tally.correct
 
@@ -774,7 +776,9 @@ class ModelMonitor:
                     duration=end - buffer.start,
                     feature_names=feature_names,
                     categorical=(
-                        categorical if categorical is not None else [False] * len(feature_names)
+                        categorical.tolist()
+                        if categorical is not None
+                        else [False] * len(feature_names)
                     ),
                     max_categories=self.max_categories,
                 )
@@ -900,4 +904,3 @@ class ModelMonitor:
             f"ModelMonitor(model={self.model!r}, n_classes={self.n_classes}, "
             f"window_seconds={self.window_seconds}, reservoir_size={self.reservoir_size})"
         )
-

@@ -18,7 +18,6 @@ __all__ = [
     "BatchTypeError",
     "check_proba",
     "check_features",
-    "check_labels",
     "count_rows",
     "is_table",
     "ClassIndex",
@@ -49,7 +48,8 @@ def _describe(value: Any) -> str:
     """Short description of a value for an error message (never its whole content)."""
     shape = getattr(value, "shape", None)
     if shape is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {getattr(value, 'dtype', '?')}"
+        dtype = getattr(value, "dtype", "?")
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of length {len(value)}"
     text = repr(value)
@@ -187,7 +187,9 @@ def check_features(
             array = np.asarray(features.to_numpy(dtype=np.float64, na_value=np.nan))
         except (TypeError, ValueError):
             dtypes = getattr(features, "dtypes", None)
-            bad = [] if dtypes is None else [str(c) for c, t in dtypes.items() if t.kind not in "fiub"]
+            bad = [] if dtypes is None else [
+                str(c) for c, t in dtypes.items() if t.kind not in "fiub"
+            ]
             raise BatchTypeError(
                 f"features has non-numeric columns {bad[:5]}, must be numeric "
                 "(encode categories as numbers)",

@@ -260,7 +260,7 @@ def compute_window_stats(
             stats = describe_columns(
                 table if continuous.size == table.shape[1] else table[:, continuous]
             )
-            for position, column in enumerate(continuous):
+            for position, column in enumerate(continuous.tolist()):
                 column_stats = {stat: float(stats[stat][position]) for stat in STATS}
                 if not np.isnan(column_stats["mean"]):
                     features[feature_names[column]] = column_stats
@@ -288,4 +288,3 @@ def compute_window_stats(
         value_ratios=values,
         scores=scores,
     )
-

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Callable
-
 import pytest
 from prometheus_client import CollectorRegistry
 

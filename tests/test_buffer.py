@@ -38,7 +38,8 @@ def test_rows_of_one_input_stay_together():
     np.testing.assert_array_equal(sample.proba, all_proba[ids])
     np.testing.assert_array_equal(sample.labels, ids % 3)
     np.testing.assert_array_equal(sample.predicted, all_proba[ids].argmax(axis=1))
-    np.testing.assert_array_equal(sample.class_rows, np.bincount(all_proba.argmax(axis=1), minlength=3))
+    np.testing.assert_array_equal(sample.class_rows,
+                                  np.bincount(all_proba.argmax(axis=1), minlength=3))
 
 
 def test_statistics_with_sampling_match_numpy_on_the_sample():

@@ -82,13 +82,15 @@ def test_demo_serves_both_models_and_stops_after_duration():
         samples = wait_for(url, "mlwatcher_accuracy", {"model": "digits"})
         assert samples[("mlwatcher_accuracy", (("model", "digits"),))] > 0.8
         samples = wait_for(url, "mlwatcher_accuracy", {"model": "digits-canary"})
-        key = ("mlwatcher_feature", (("feature", "pixel_3_3"), ("model", "digits"), ("stat", "mean")))
+        key = ("mlwatcher_feature",
+               (("feature", "pixel_3_3"), ("model", "digits"), ("stat", "mean")))
         assert key in samples
         out, err = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 0, err
-    assert "scenario=healthy" in out and "accuracy=" in out and out.rstrip().endswith("Demo stopped.")
+    assert "scenario=healthy" in out and "accuracy=" in out
+    assert out.rstrip().endswith("Demo stopped.")
 
 
 def test_demo_input_drift_inverts_pixels_and_stops_on_sigint():
@@ -97,7 +99,8 @@ def test_demo_input_drift_inverts_pixels_and_stops_on_sigint():
         samples = wait_for(url, "mlwatcher_feature",
                            {"model": "digits", "feature": "pixel_0_0", "stat": "min"})
         # pixel_0_0 is always 0 in the digits data: inverted, it is always 16.
-        key = ("mlwatcher_feature", (("feature", "pixel_0_0"), ("model", "digits"), ("stat", "min")))
+        key = ("mlwatcher_feature",
+               (("feature", "pixel_0_0"), ("model", "digits"), ("stat", "min")))
         assert samples[key] == 16.0
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import mlwatcher_exporter
 from mlwatcher_exporter import ModelMonitor
 from mlwatcher_exporter.collector import FAMILIES
 from mlwatcher_exporter.naming import PRED1_BUCKETS, REJECT_REASONS, STATS
@@ -53,7 +54,8 @@ def test_every_family_is_published_with_its_labels(registry, clock):
         assert value(registry, "mlwatcher_predicted_class_ratio", **{"class": name}) == rows / 200
         assert value(registry, "mlwatcher_predictions_total", **{"class": name}) == rows
         truth = labels == name
-        assert value(registry, "mlwatcher_labeled_predictions_total", **{"class": name}) == truth.sum()
+        assert value(registry, "mlwatcher_labeled_predictions_total",
+                     **{"class": name}) == truth.sum()
         assert value(registry, "mlwatcher_correct_predictions_total", **{"class": name}) == \
             (truth & (predicted == index)).sum()
         for family in ("precision", "recall", "f1", "class_accuracy"):
@@ -68,7 +70,7 @@ def test_every_family_is_published_with_its_labels(registry, clock):
     assert sum(ratios) == pytest.approx(1.0)
     for reason in REJECT_REASONS:
         assert value(registry, "mlwatcher_rejected_rows_total", reason=reason) == 0
-    info = value(registry, "mlwatcher_model_info", version=__import__("mlwatcher_exporter").__version__,
+    info = value(registry, "mlwatcher_model_info", version=mlwatcher_exporter.__version__,
                  window_seconds="10", reservoir_size="500", n_classes="3")
     assert info == 1.0
     assert value(registry, "mlwatcher_window_duration_seconds") == 10.0
@@ -109,8 +111,11 @@ def test_gauges_are_stable_between_scrapes_of_one_window(registry, clock):
     feed(monitor, rng)  # goes into the next, still open window
     clock.advance(5)
     second = generate_latest(registry)
-    window = lambda text: [l for l in text.decode().splitlines()  # noqa: E731
-                           if l.startswith(("mlwatcher_pred1", "mlwatcher_feature{"))]
+
+    def window(text):
+        return [line for line in text.decode().splitlines()
+                if line.startswith(("mlwatcher_pred1", "mlwatcher_feature{"))]
+
     assert window(first) == window(second)
 
 

@@ -88,11 +88,21 @@ def test_render_text_is_byte_identical_to_prometheus_client(registry, clock):
     monitor = ModelMonitor(model='odd "model"', class_names=["a\\b", "c\nd", "é"],
                            registry=registry, background=False, _clock=clock,
                            categorical_features=[1])
+    other = ModelMonitor(model="plain", n_classes=2, registry=registry, background=False,
+                         _clock=clock)
     monitor.observe(np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]), [[1.0, 2], [np.nan, 3]],
                     labels=["é", "a\\b"])
+    other.observe(np.array([[0.9, 0.1]]))
     clock.advance(60)
     for source in (registry, _mixed_registry()):
         assert render_text(source) == generate_latest(source)
+    first = render_text(registry)
+    assert render_text(registry) == first  # the same window, from the cache
+    other.observe(np.array([[0.2, 0.8]] * 3))
+    clock.advance(60)  # a new window: the cache is rebuilt
+    second = render_text(registry)
+    assert second != first and second == generate_latest(registry)
+    assert b'mlwatcher_window_rows{model="plain"} 3.0' in second
 
 
 def test_render_text_falls_back_for_utf8_names():

@@ -234,7 +234,7 @@ def test_from_config(registry, tmp_path):
 
 
 def test_large_batches_are_counted_exactly_off_the_request_path(registry, clock):
-    monitor = make_monitor(registry, clock, reservoir_size=500)
+    monitor = make_monitor(registry, clock, reservoir_size=5000)  # arenas of 10,000 rows
     rng = np.random.default_rng(12)
     predicted, truth = [], []
     for n in (3000, 1024, 5000):
@@ -252,11 +252,12 @@ def test_large_batches_are_counted_exactly_off_the_request_path(registry, clock)
         assert registry.get_sample_value("mlwatcher_correct_predictions_total", labels) == \
             ((truth == index) & (predicted == index)).sum()
     assert monitor._deferred.rows == 0
+    sample = monitor._active.sample()  # kept rows were classified on their own
+    np.testing.assert_array_equal(sample.predicted, sample.proba.argmax(axis=1))
     stats = monitor.close_window()
     np.testing.assert_array_equal(stats.class_rows, expected)
-    assert stats.rows == 9024 and stats.sampled_rows == 500
-    # The kept rows' predicted classes were computed for them alone, and agree.
-    assert stats.scores.labeled_rows == 500
+    assert stats.rows == 9024 and stats.sampled_rows == 5000
+    assert stats.scores.labeled_rows == 5000
 
 
 def test_deferred_counts_of_a_superseded_window_stay_out_of_the_next(registry, clock):
@@ -278,7 +279,7 @@ def test_deferred_counts_of_a_superseded_window_stay_out_of_the_next(registry, c
 
 def test_an_overloaded_worker_makes_the_caller_count(registry, clock):
     monitor = make_monitor(registry, clock, reservoir_size=10)
-    monitor._deferred = CountQueue(3, arena_bytes=5000 * 8 * 4)  # room for 5000 rows
+    monitor._deferred = CountQueue(3, rows=5000)
     rng = np.random.default_rng(14)
     for _ in range(6):
         monitor.observe(batch(rng, 1100)[0])

@@ -68,7 +68,8 @@ def test_label_scores_match_sklearn(seed):
     n_classes = int(rng.integers(2, 8))
     labels = rng.integers(0, n_classes, size=int(rng.integers(5, 800)))
     # Mostly right, sometimes wrong, and one class never predicted.
-    predicted = np.where(rng.random(labels.size) < 0.7, labels, rng.integers(0, n_classes, labels.size))
+    noise = rng.integers(0, n_classes, labels.size)
+    predicted = np.where(rng.random(labels.size) < 0.7, labels, noise)
     predicted[predicted == n_classes - 1] = 0
     scores = label_scores(predicted, labels, n_classes)
     every = list(range(n_classes))
@@ -136,7 +137,8 @@ def test_compute_window_stats_every_number():
         {str(int(v)): n / len(table) for v, n in zip(values, counts)})
     assert stats.scores.labeled_rows == 250
     assert stats.scores.accuracy == pytest.approx(accuracy_score(labels[50:], predicted[50:]))
-    assert (stats.end_time, stats.duration, stats.rows, stats.sampled_rows) == (123.0, 60.0, 300, 300)
+    assert (stats.end_time, stats.duration) == (123.0, 60.0)
+    assert (stats.rows, stats.sampled_rows) == (300, 300)
 
 
 def test_empty_window_has_no_statistics():
