@@ -85,7 +85,46 @@ def _validate(point: Any, now: float) -> Optional[Tuple[int, str]]:
     return None
 
 
-class FakeAnodot:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 with a free port; subclasses give the handler."""
+
+    def __init__(self) -> None:
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def _handler(self) -> type:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        kwargs={"poll_interval": 0.05})
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start() first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+
+class FakeAnodot(LoopbackServer):
     """A real HTTP server imitating Anodot's metrics API.
 
     Parameters
@@ -138,11 +177,10 @@ class FakeAnodot:
         self._seen: set = set()
         self.waiting = 0
         self._last_ts: Dict[Tuple[Tuple[str, str], ...], int] = {}
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        super().__init__()
 
     # ------------------------------------------------------------------ control
-    def start(self) -> "FakeAnodot":
+    def _handler(self) -> type:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -154,33 +192,15 @@ class FakeAnodot:
             def do_POST(self) -> None:  # noqa: N802
                 fake._handle(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05})
-        self._thread.start()
-        return self
+        return Handler
 
     def stop(self) -> None:
-        self._released.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> "FakeAnodot":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._released.set()  # let held (slow) responses finish before shutting down
+        super().stop()
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
 
     def fail_next(self, fault: str, count: int = 1) -> None:
         """Answer the next ``count`` requests with ``fault``."""
@@ -298,7 +318,7 @@ class FakeAnodot:
         handler.wfile.write(data)
 
 
-class SequenceExporter:
+class SequenceExporter(LoopbackServer):
     """A ``/metrics`` page on 127.0.0.1 whose values advance by one step per scrape.
 
     Scrape number ``n`` (from 1) serves, for each model ``m``::
@@ -319,8 +339,7 @@ class SequenceExporter:
         self.served = 0
         self.paused = False
         self._lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        super().__init__()
 
     @staticmethod
     def total(n: int) -> float:
@@ -335,7 +354,7 @@ class SequenceExporter:
                   for m in self.models]
         return "\n".join(lines) + "\n"
 
-    def start(self) -> "SequenceExporter":
+    def _handler(self) -> type:
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -355,32 +374,11 @@ class SequenceExporter:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        kwargs={"poll_interval": 0.05})
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> "SequenceExporter":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return Handler
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/metrics"
+        return self.base_url + "/metrics"
 
     def pause(self) -> int:
         """Stop producing; return the number of the last scrape served."""
