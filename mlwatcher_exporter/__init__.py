@@ -1,9 +1,19 @@
 """mlwatcher-exporter: watch ML classifiers in production, publish what you see to Prometheus.
 
->>> from mlwatcher_exporter import ModelMonitor                     # doctest: +SKIP
->>> monitor = ModelMonitor(model="digits", n_classes=10)            # doctest: +SKIP
->>> model = monitor.wrap(fitted_classifier)                         # doctest: +SKIP
->>> monitor.start_http_server()                                     # doctest: +SKIP
+>>> from prometheus_client import CollectorRegistry
+>>> from sklearn.datasets import load_iris
+>>> from sklearn.linear_model import LogisticRegression
+>>> from mlwatcher_exporter import ModelMonitor
+>>> X, y = load_iris(return_X_y=True)
+>>> monitor = ModelMonitor(model="iris", registry=CollectorRegistry(), background=False)
+>>> model = monitor.wrap(LogisticRegression(max_iter=500).fit(X, y))
+>>> with monitor.labels(y):
+...     proba = model.predict_proba(X)          # observed, features and labels included
+>>> window = monitor.close_window()
+>>> window.rows, round(window.scores.accuracy, 2)
+(150, 0.97)
+>>> server = monitor.start_http_server(port=0)  # http://127.0.0.1:<port>/metrics
+>>> server.shutdown()
 """
 
 from ._version import __version__

@@ -42,9 +42,16 @@ def watch(monitor: "ModelMonitor", func: Callable[..., Any]) -> Callable[..., An
 
     Examples
     --------
-    >>> @monitor.watch                                      # doctest: +SKIP
+    >>> import numpy as np
+    >>> from mlwatcher_exporter import ModelMonitor
+    >>> monitor = ModelMonitor(model="doc", n_classes=2, registry=None, background=False)
+    >>> @monitor.watch
     ... def predict_proba(X):
-    ...     return model.predict_proba(X)
+    ...     return np.tile([0.3, 0.7], (len(X), 1))
+    >>> predict_proba(np.zeros((4, 3))).shape     # the function's own result, untouched
+    (4, 2)
+    >>> monitor.close_window().rows
+    4
     """
 
     @functools.wraps(func)

@@ -90,9 +90,11 @@ class AnodotBridge:
 
     Examples
     --------
-    >>> bridge = AnodotBridge(  # doctest: +SKIP
-    ...     "https://app.anodot.com", os.environ["ANODOT_TOKEN"], "/var/lib/mlw/spool")
-    >>> bridge.start(60.0)  # doctest: +SKIP
+    In the exporter's process, reading the registry it serves::
+
+        bridge = AnodotBridge(
+            "https://app.anodot.com", os.environ["ANODOT_TOKEN"], "/var/lib/mlw/spool")
+        bridge.start(60.0)
     """
 
     def __init__(
