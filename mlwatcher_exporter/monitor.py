@@ -40,6 +40,7 @@ from .ratelog import RateLimitedLogger
 from .validation import (
     PROBA_TOLERANCE,
     BatchError,
+    BatchValueError,
     ClassIndex,
     check_features,
     check_proba,
@@ -558,23 +559,31 @@ class ModelMonitor:
                 if self.feature_names is None:
                     self.feature_names = columns or [f"f{i}" for i in range(table.shape[1])]
                 if self._categorical_mask is None:
-                    self._categorical_mask = self._resolve_categorical(self.feature_names)
+                    self._categorical_mask = self._resolve_categorical(
+                        self.feature_names, n_rows
+                    )
         return table
 
-    def _resolve_categorical(self, names: Sequence[str]) -> np.ndarray:
+    def _resolve_categorical(self, names: Sequence[str], n_rows: int) -> np.ndarray:
+        """Which columns are categorical; a reference the features lack rejects the batch."""
         mask = np.zeros(len(names), dtype=bool)
         for ref in self.categorical_features:
             if isinstance(ref, str):
                 if ref not in names:
-                    raise ValueError(
-                        f"categorical_features names {ref!r}, must be one of the features "
-                        f"{list(names)[:10]}"
+                    raise BatchValueError(
+                        f"features has columns {list(names)[:10]}, must include "
+                        f"categorical_features {ref!r}",
+                        "n_features",
+                        n_rows,
                     )
                 mask[list(names).index(ref)] = True
             else:
                 if not 0 <= ref < len(names):
-                    raise ValueError(
-                        f"categorical_features has index {ref}, must be < {len(names)}"
+                    raise BatchValueError(
+                        f"features has {len(names)} columns, must have more than "
+                        f"categorical_features index {ref}",
+                        "n_features",
+                        n_rows,
                     )
                 mask[ref] = True
         return mask

@@ -320,3 +320,13 @@ def test_concurrent_large_batches_conserve_every_row(registry, clock):
     total = sum(int(n) for seed in range(3)
                 for n in np.random.default_rng(seed).integers(1, 3000, size=40))
     assert sum(closed_rows) == total and closed_rows == closed_classes
+
+
+def test_categorical_feature_missing_from_the_columns_rejects_the_batch(registry, clock):
+    monitor = make_monitor(registry, clock, categorical_features=["colour"])
+    frame = pd.DataFrame({"height": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="must include categorical_features 'colour'"):
+        monitor.observe(np.full((2, 3), 1 / 3), frame)
+    assert monitor.rejected_rows()["n_features"] == 2
+    assert monitor.observe_quietly(np.full((2, 3), 1 / 3), frame) is False
+    assert monitor.rejected_rows()["internal"] == 0
