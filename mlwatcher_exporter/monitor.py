@@ -1,7 +1,9 @@
 """ModelMonitor: the in-process collector of one model's predictions.
 
 The request path (:meth:`ModelMonitor.observe`) validates a batch, counts it and copies
-the rows the reservoir keeps, holding the lock only for the copy. Windows are tumbling
+the rows the reservoir keeps, holding the lock only for the copy; small batches are
+staged and counted together, and the rows of large ones are counted by the worker
+(:mod:`.deferred`). Windows are tumbling
 on a monotonic clock; when one ends, its buffer is swapped for an empty one in O(1) and
 its statistics are computed later, by the background worker or by the next scrape,
 never on the thread that called ``observe``.
@@ -338,11 +340,13 @@ class ModelMonitor:
     def adopt_classes(self, classes: Sequence[Any]) -> None:
         """Take class values from an estimator's ``classes_`` (used by :meth:`wrap`).
 
+        Explicit ``class_names`` win, and so do the classes of data already counted;
+        otherwise the estimator's values become the ``class`` labels.
+
         Raises
         ------
         ValueError
-            When the number of classes differs from the declared one, or when the
-            monitor has already seen data with other class values.
+            When the number of classes differs from the declared one.
         """
         classes = list(classes)
         with self._lock:
@@ -352,8 +356,9 @@ class ModelMonitor:
                         f"estimator.classes_ has {len(classes)} classes, must match "
                         f"n_classes == {self.n_classes} of monitor {self.model!r}"
                     )
-                if self.class_names is not None or self._active is not None:
-                    return  # explicit names, or data already counted under these
+                seen = self._counts is not None and self._counts.last_prediction is not None
+                if self.class_names is not None or seen:
+                    return  # explicit names win; counted data keeps its classes
             self._set_classes(classes)
 
     def _ensure_classes(self, n_classes: int) -> None:

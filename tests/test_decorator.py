@@ -137,3 +137,16 @@ def test_find_features():
     assert find_features((object(), frame), {}) is frame
     assert find_features((), {"X": table}) is table
     assert find_features((np.ones(3),), {}) is None
+
+
+def test_wrapping_after_data_keeps_the_counters(registry, clock, iris_model):
+    model, X, y = iris_model
+    monitor = ModelMonitor(model="late", n_classes=3, registry=registry, background=False,
+                           _clock=clock)
+    monitor.observe(np.array([[0.2, 0.3, 0.5]]))
+    clock.advance(120)
+    monitor.tick()  # the window closed: no active buffer any more
+    monitor.wrap(model)
+    assert monitor.class_labels == ["0", "1", "2"]  # the data already counted keeps them
+    assert registry.get_sample_value("mlwatcher_predictions_total",
+                                     {"model": "late", "class": "2"}) == 1
