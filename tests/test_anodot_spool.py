@@ -269,3 +269,24 @@ def test_files_are_private(tmp_path: Path) -> None:
     spool.append(pts(0, 1))
     segment = sorted(tmp_path.glob("segment-*.jsonl"))[-1]
     assert os.stat(segment).st_mode & 0o077 == 0
+
+
+def test_a_failed_write_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = make(tmp_path)
+    spool.append(pts(0, 2))
+    real_write = os.write
+
+    def half_then_disk_full(fd: int, data: Any) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_disk_full)
+    with pytest.raises(OSError):
+        spool.append(pts(2, 3))
+    monkeypatch.undo()
+    spool.append(pts(5, 1))
+    assert values(spool.read(10)) == [0, 1, 5]
+    spool.close()
+    assert values(make(tmp_path).read(10)) == [0, 1, 5], "and after a restart"

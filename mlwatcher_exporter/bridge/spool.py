@@ -239,13 +239,19 @@ class Spool:
 
     def _write(self, data: bytes, points: int) -> None:
         assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(self._fd)
         segment = self._segments[-1]
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError:
+            # Cut a partial write off, so the file keeps matching ``segment.size``
+            # (reads use it as their bound) and the next append starts on a line.
+            os.ftruncate(self._fd, segment.size)
+            raise
         segment.size += len(data)
         segment.points += points
 
