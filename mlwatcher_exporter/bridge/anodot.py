@@ -26,7 +26,7 @@ from .client import AnodotClient, Response
 from .deadletter import DeadLetter
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
-from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions
+from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, resolve
 from .sender import Sender, SendResult
 from .spool import Spool, SpoolBatch
 
@@ -117,10 +117,10 @@ class AnodotBridge:
             raise TypeError(f"registry == {registry!r}, must have a collect() method.")
         if not isinstance(spool_dir, (str, os.PathLike)):
             raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
-        mapping = _option(mapping, MappingOptions, "mapping")
-        sending = _option(sending, SendOptions, "sending")
-        spool = _option(spool, SpoolOptions, "spool")
-        dead_letter = _option(dead_letter, DeadLetterOptions, "dead_letter")
+        mapping = resolve(mapping, MappingOptions, "mapping")
+        sending = resolve(sending, SendOptions, "sending")
+        spool = resolve(spool, SpoolOptions, "spool")
+        dead_letter = resolve(dead_letter, DeadLetterOptions, "dead_letter")
         self._registry = registry
         self._clock = _clock
         self.sending = sending
@@ -308,11 +308,3 @@ def _tally(result: SendResult, size: int, accepted: int, rejected: int) -> "tupl
     if result.kind == "ok":
         return accepted + result.accepted, rejected + result.rejected
     return accepted, rejected + size
-
-
-def _option(value: Any, cls: type, name: str) -> Any:
-    if value is None:
-        return cls()
-    if not isinstance(value, cls):
-        raise TypeError(f"{name} == {value!r}, must be a {cls.__name__}.")
-    return value

@@ -37,7 +37,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.metrics_core import Metric
 
-from .options import MappingOptions
+from .options import MappingOptions, resolve
 
 __all__ = [
     "PointMapper",
@@ -92,11 +92,7 @@ class PointMapper:
     def __init__(
         self, options: Optional[MappingOptions] = None, state: Optional[Dict[str, Any]] = None
     ) -> None:
-        if options is None:
-            options = MappingOptions()
-        if not isinstance(options, MappingOptions):
-            raise TypeError(f"options == {options!r}, must be a MappingOptions.")
-        self.options = options
+        self.options = options = resolve(options, MappingOptions, "options")
         self._last: Dict[str, Tuple[float, int]] = {}
         if state:
             for key, entry in state.get("counters", {}).items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, cast
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, cast
 
 __all__ = [
     "MappingOptions",
@@ -18,6 +18,7 @@ __all__ = [
     "SpoolOptions",
     "DeadLetterOptions",
     "field_problems",
+    "resolve",
     "COUNTER_MODES",
     "MAX_BATCH_SIZE",
 ]
@@ -26,6 +27,8 @@ COUNTER_MODES = ("delta", "gauge")
 MAX_BATCH_SIZE = 1000  # Anodot accepts at most 1000 points per request.
 
 _MIB = 1024 * 1024
+
+_Group = TypeVar("_Group")
 
 
 class _Spec:
@@ -127,6 +130,15 @@ def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> List[Tuple[str,
     if not problems:
         problems.extend(cls._cross_check({**_defaults(cls), **values}))
     return problems
+
+
+def resolve(value: Optional[_Group], cls: Type[_Group], name: str) -> _Group:
+    """Return ``value``, or the defaults ``cls()`` when it is None (TypeError if not a ``cls``)."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} == {value!r}, must be a {cls.__name__}.")
+    return value
 
 
 def _defaults(cls: Type[Any]) -> Dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from .client import AnodotClient, Response
 from .deadletter import DeadLetter
 from .metrics import BridgeMetrics
-from .options import SendOptions
+from .options import SendOptions, resolve
 from .ratelimit import RateLimiter
 from .retry import Backoff, parse_retry_after
 
@@ -114,10 +114,7 @@ class Sender:
         _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if options is None:
-            options = SendOptions()
-        if not isinstance(options, SendOptions):
-            raise TypeError(f"options == {options!r}, must be a SendOptions.")
+        options = resolve(options, SendOptions, "options")
         if isinstance(client, AnodotClient):
             self._post: Callable[[bytes], Response] = client.post
             self._redact: Callable[[str], str] = client.redact
