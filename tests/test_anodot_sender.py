@@ -151,6 +151,7 @@ def test_permanent_errors_go_to_dead_letter_without_retry(
     sender = Sender(post, FAST, BridgeMetrics(registry), dead)
     result = sender.deliver(pts(3), wait=lambda s: pytest.fail("must not wait"))
     assert result is not None and (result.kind, result.reason) == ("dead_letter", reason)
+    assert (result.accepted, result.rejected) == (0, 3)
     assert len(calls) == 1
     lines = (tmp_path / "dead.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x)["status"] == status for x in lines)
@@ -174,7 +175,7 @@ def test_bad_token_is_refused_and_never_logged(
 def test_unindexed_other_error_dead_letters_the_batch(registry: CollectorRegistry) -> None:
     body = b'{"errors":[{"error":9999,"description":"something"}]}'
     result = Sender(lambda b: Response(200, body), FAST, BridgeMetrics(registry)).deliver(pts(2))
-    assert result is not None and result.kind == "dead_letter"
+    assert result is not None and (result.kind, result.rejected) == ("dead_letter", 2)
     assert registry.get_sample_value("mlwatcher_anodot_points_dead_lettered_total",
                                      {"reason": "client_error"}) == 2
 

@@ -27,7 +27,7 @@ from .deadletter import DeadLetter
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
 from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, resolve
-from .sender import Sender, SendResult
+from .sender import Sender
 from .spool import Spool, SpoolBatch
 
 __all__ = ["AnodotBridge", "FlushResult"]
@@ -217,7 +217,8 @@ class AnodotBridge:
                 result = self.sender.deliver(batch.points, _body(batch), max_attempts=1)
                 if result is None or result.kind == "retry":
                     break
-                accepted, rejected = _tally(result, len(batch.points), accepted, rejected)
+                accepted += result.accepted
+                rejected += result.rejected
                 self.spool.ack(batch)
         return FlushResult(accepted, rejected, self.spool.pending_points)
 
@@ -302,9 +303,3 @@ class AnodotBridge:
 
 def _body(batch: SpoolBatch) -> bytes:
     return b"[" + b",".join(line.rstrip(b"\n") for line in batch.lines) + b"]"
-
-
-def _tally(result: SendResult, size: int, accepted: int, rejected: int) -> "tuple[int, int]":
-    if result.kind == "ok":
-        return accepted + result.accepted, rejected + result.rejected
-    return accepted, rejected + size

@@ -181,11 +181,8 @@ def run_send(args: argparse.Namespace) -> int:
                 dead.write(rest, "undelivered", result.status, None, f"gave up: {result.reason}")
                 undelivered = len(rest)
                 break
-            if result.kind == "ok":
-                accepted += result.accepted
-                refused += result.rejected
-            else:
-                refused += len(chunk)
+            accepted += result.accepted
+            refused += result.rejected
     finally:
         client.close()
     print(f"anodot-send: {accepted} points accepted, {refused} refused, {undelivered} not "

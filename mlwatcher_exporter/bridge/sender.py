@@ -61,7 +61,8 @@ class SendResult:
     accepted : int
         Points Anodot accepted.
     rejected : int
-        Points refused one by one (dead-lettered).
+        Points refused and dead-lettered: one by one (``ok``) or the whole batch
+        (``dead_letter``).
     reason : str
         For ``retry`` one of ``rate_limited``, ``server_error``, ``connection_error``;
         for ``dead_letter`` the dead-letter reason; ``""`` for ``ok``.
@@ -193,7 +194,7 @@ class Sender:
             status, reason, len(points), description
         )
         self._dead_letter(points, reason, status, None, description)
-        return SendResult("dead_letter", reason=reason, status=status)
+        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
 
     def _on_success(self, points: Sequence[Dict[str, Any]], response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
@@ -208,7 +209,8 @@ class Sender:
             logger.error("anodot: error %s without index: %s; %d points dead-lettered",
                          first.get("error"), description, len(points))
             self._dead_letter(points, "client_error", status, first.get("error"), description)
-            return SendResult("dead_letter", reason="client_error", status=status)
+            return SendResult("dead_letter", rejected=len(points), reason="client_error",
+                              status=status)
         for index, (code, description) in sorted(indexed.items()):
             self.metrics.rejected(code)
             self._dead_letter([points[index]], "rejected", status, code, self._redact(description))
