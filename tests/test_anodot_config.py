@@ -103,6 +103,12 @@ def test_base_url_with_a_token_query_is_refused_without_echoing_it() -> None:
     assert "SECRET99" not in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["http://h/#frag", "http://h:port/", "http://[::1/"])
+def test_base_url_the_client_would_refuse_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="anodot.base_url: "):
+        parse_config(minimal(anodot={"base_url": url}))
+
+
 def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yml")

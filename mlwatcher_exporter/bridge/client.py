@@ -7,9 +7,9 @@ import re
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional, Type
+from typing import Any, Optional, Type
 
-__all__ = ["AnodotClient", "Response", "redact", "METRICS_PATH", "PROTOCOL"]
+__all__ = ["AnodotClient", "Response", "redact", "is_http_url", "METRICS_PATH", "PROTOCOL"]
 
 METRICS_PATH = "/api/v1/metrics"
 PROTOCOL = "anodot20"
@@ -32,6 +32,24 @@ def redact(text: str, token: Optional[str] = None) -> str:
         if quoted != token:
             text = text.replace(quoted, REDACTED)
     return text
+
+
+def is_http_url(url: Any) -> bool:
+    """Return True if ``url`` is an ``http://`` or ``https://`` address with a host and valid port.
+
+    Examples
+    --------
+    >>> is_http_url("https://app.anodot.com"), is_http_url("ftp://h"), is_http_url("http://h:x")
+    (True, False, False)
+    """
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # raises ValueError when not a number in 0-65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 @dataclass(frozen=True)
@@ -77,11 +95,11 @@ class AnodotClient:
     def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
         if not isinstance(base_url, str):
             raise TypeError(f"base_url == {base_url!r}, must be a string.")
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_http_url(base_url):
             raise ValueError(
                 f"base_url == {redact(base_url)!r}, must be an http:// or https:// address."
             )
+        parts = urllib.parse.urlsplit(base_url)
         if parts.query or parts.fragment:
             raise ValueError(
                 f"base_url == {redact(base_url)!r}, must not have a query or fragment."
@@ -91,7 +109,7 @@ class AnodotClient:
         if not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
             raise ValueError(f"timeout_seconds == {timeout_seconds!r}, must be > 0.")
         self._scheme = parts.scheme
-        self._host = parts.hostname
+        self._host = parts.hostname or ""  # never empty: is_http_url() checked it
         self._port = parts.port
         self._token = token
         self.timeout_seconds = float(timeout_seconds)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from .client import redact
+from .client import is_http_url, redact
 from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems
 
 __all__ = ["BridgeConfig", "Target", "ConfigError", "load_config", "parse_config", "read_token"]
@@ -116,12 +116,13 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     elif not isinstance(base_url, str):
         problems.append(f"anodot.base_url: must be a string, got {base_url!r}")
     else:
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The same rules as AnodotClient, which would refuse the address later.
+        parts = urllib.parse.urlsplit(base_url) if is_http_url(base_url) else None
+        if parts is None:
             problems.append(f"anodot.base_url: {redact(base_url)!r} is not an http(s) address")
-        elif parts.query:
-            problems.append("anodot.base_url: must not contain a query (put the token in "
-                            "token_env or token_file)")
+        elif parts.query or parts.fragment:
+            problems.append("anodot.base_url: must not contain a query or fragment (put the "
+                            "token in token_env or token_file)")
         kwargs["base_url"] = base_url
     token_env = anodot.get("token_env", "ANODOT_TOKEN")
     token_file = anodot.get("token_file")
@@ -202,8 +203,7 @@ def _targets(raw: Any, problems: List[str]) -> List[Target]:
             if key not in ("url", "properties"):
                 problems.append(f"{path}.{key}: unknown key, expected url or properties")
         url = item.get("url")
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_http_url(url):
             problems.append(f"{path}.url: {url!r} is not an http(s) address")
             continue
         properties = item.get("properties") or {}
