@@ -259,8 +259,25 @@ def test_bad_arguments_are_named(tmp_path: Path, registry: CollectorRegistry) ->
     try:
         with pytest.raises(ValueError, match="interval == 0"):
             bridge.start(0)
+        with pytest.raises(ValueError, match="interval == inf"):
+            bridge.start(float("inf"))
     finally:
         bridge.close()
+
+
+def test_a_very_long_interval_waits_instead_of_crashing_the_thread(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    Gauge("mlwatcher_pred1", "h", registry=registry).set(1)
+    bridge = AnodotBridge("http://127.0.0.1:9", "t", tmp_path, registry, metrics_registry=None)
+    try:
+        bridge.start(1e12)  # past threading.TIMEOUT_MAX
+        wait_until(lambda: bridge.spool.pending_points == 1, 10, "the first snapshot")
+        time.sleep(0.05)
+        assert [t.is_alive() for t in bridge._threads] == [True, True]
+    finally:
+        bridge.close()
+    assert bridge._threads == []
 
 
 def test_registers_its_metrics_in_the_given_registry(tmp_path: Path) -> None:

@@ -88,6 +88,14 @@ def test_every_problem_is_reported_with_its_key_path() -> None:
     assert str(info.value).startswith(f"test.yml has {len(problems)} problems:")
 
 
+def test_infinite_durations_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(minimal(interval_seconds=float("inf"),
+                             scrape={"timeout_seconds": float("inf")}))
+    assert [p.split(":")[0] for p in info.value.problems] == [
+        "interval_seconds", "scrape.timeout_seconds"]
+
+
 def test_cross_field_checks() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(minimal(mapping={"properties": {"ver": "2"}},

@@ -26,7 +26,8 @@ from .client import AnodotClient, Response
 from .deadletter import DeadLetter
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
-from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, resolve
+from .options import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
+                      check_positive, resolve)
 from .sender import Sender
 from .spool import Spool, SpoolBatch
 
@@ -233,13 +234,12 @@ class AnodotBridge:
 
         Spooled points from an earlier run are sent first. Call :meth:`stop` to end.
         """
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-            raise ValueError(f"interval == {interval!r}, must be a number > 0.")
+        interval = check_positive("interval", interval)
         if self._threads:
             raise RuntimeError("the bridge is already started")
         self._stop.clear()
         self._threads = [
-            threading.Thread(target=self._snapshot_loop, args=(float(interval),),
+            threading.Thread(target=self._snapshot_loop, args=(interval,),
                              name="anodot-snapshot", daemon=True),
             threading.Thread(target=self._send_loop, name="anodot-send", daemon=True),
         ]
@@ -270,7 +270,8 @@ class AnodotBridge:
 
     def _wait(self, seconds: float) -> bool:
         """Sleep unless stopping; return False when stopping."""
-        return not self._stop.wait(max(0.0, seconds))
+        # Event.wait() raises OverflowError beyond TIMEOUT_MAX (a huge interval or delay).
+        return not self._stop.wait(min(max(0.0, seconds), threading.TIMEOUT_MAX))
 
     def _snapshot_loop(self, interval: float) -> None:
         wait_until = time.monotonic()
@@ -280,7 +281,7 @@ class AnodotBridge:
             now = time.monotonic()
             if wait_until < now:  # skip missed ticks instead of bursting
                 wait_until = now + interval - ((now - wait_until) % interval)
-            if self._stop.wait(wait_until - now):
+            if not self._wait(wait_until - now):
                 return
 
     def _send_loop(self) -> None:

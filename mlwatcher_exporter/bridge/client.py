@@ -9,6 +9,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Optional, Type
 
+from .options import check_positive
+
 __all__ = ["AnodotClient", "Response", "redact", "is_http_url", "METRICS_PATH", "PROTOCOL"]
 
 METRICS_PATH = "/api/v1/metrics"
@@ -106,13 +108,11 @@ class AnodotClient:
             )
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
             raise ValueError("token must be a non-empty string without whitespace (value hidden).")
-        if not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds == {timeout_seconds!r}, must be > 0.")
         self._scheme = parts.scheme
         self._host = parts.hostname or ""  # never empty: is_http_url() checked it
         self._port = parts.port
         self._token = token
-        self.timeout_seconds = float(timeout_seconds)
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
         prefix = parts.path.rstrip("/")
         query = urllib.parse.urlencode({"token": token, "protocol": PROTOCOL})
         self._path = f"{prefix}{METRICS_PATH}?{query}"

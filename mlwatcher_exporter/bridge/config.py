@@ -17,7 +17,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from .client import is_http_url, redact
-from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems
+from .options import (
+    DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems,
+    is_positive_number,
+)
 
 __all__ = ["BridgeConfig", "Target", "ConfigError", "load_config", "parse_config", "read_token"]
 
@@ -135,8 +138,8 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     kwargs["token_file"] = token_file
 
     interval = data.get("interval_seconds", 60.0)
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-        problems.append(f"interval_seconds: {interval!r}, must be a number > 0")
+    if not is_positive_number(interval):
+        problems.append(f"interval_seconds: {interval!r}, must be a finite number > 0")
     kwargs["interval_seconds"] = interval
 
     scrape = section("scrape")
@@ -144,8 +147,8 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
         if key not in ("timeout_seconds", "targets"):
             problems.append(f"scrape.{key}: unknown key, expected timeout_seconds or targets")
     timeout = scrape.get("timeout_seconds", 10.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        problems.append(f"scrape.timeout_seconds: {timeout!r}, must be a number > 0")
+    if not is_positive_number(timeout):
+        problems.append(f"scrape.timeout_seconds: {timeout!r}, must be a finite number > 0")
     kwargs["scrape_timeout_seconds"] = timeout
     kwargs["targets"] = tuple(_targets(scrape.get("targets") or [], problems))
 

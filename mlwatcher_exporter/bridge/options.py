@@ -19,6 +19,8 @@ __all__ = [
     "DeadLetterOptions",
     "field_problems",
     "resolve",
+    "check_positive",
+    "is_positive_number",
     "COUNTER_MODES",
     "MAX_BATCH_SIZE",
 ]
@@ -130,6 +132,21 @@ def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> List[Tuple[str,
     if not problems:
         problems.extend(cls._cross_check({**_defaults(cls), **values}))
     return problems
+
+
+_POSITIVE = _Spec("number", min_val=0, include_min=False)
+
+
+def is_positive_number(value: Any) -> bool:
+    """Return True for a finite number > 0 (an int or a float, not a bool)."""
+    return _POSITIVE.check("value", value) is None
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as a float; raise ValueError naming it unless a finite number > 0."""
+    if not is_positive_number(value):
+        raise ValueError(f"{name} == {value!r}, must be a finite number > 0.")
+    return float(value)
 
 
 def resolve(value: Optional[_Group], cls: Type[_Group], name: str) -> _Group:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .client import redact
 from .config import Target
 from .metrics import BridgeMetrics
+from .options import check_positive
 
 __all__ = ["ScrapeSource", "fetch_text"]
 
@@ -62,9 +63,7 @@ class ScrapeSource:
         ]
         if not self.targets:
             raise ValueError("targets == [], must name at least one /metrics address.")
-        if not isinstance(timeout_seconds, (int, float)) or not timeout_seconds > 0:
-            raise ValueError(f"timeout_seconds == {timeout_seconds!r}, must be > 0.")
-        self.timeout_seconds = float(timeout_seconds)
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
         self.metrics: Optional[BridgeMetrics] = None
         self._fetch = _fetch
         if metrics is not None:
