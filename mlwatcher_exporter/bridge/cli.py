@@ -20,8 +20,9 @@ import sys
 import threading
 from typing import List, Optional
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
+from ..exposition import MetricsServer, start_http_server
 from .anodot import AnodotBridge
 from .client import AnodotClient
 from .config import BridgeConfig, ConfigError, load_config, read_token
@@ -111,6 +112,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         metrics_registry=registry,
     )
     source.use_metrics(bridge.metrics)
+    server: Optional[MetricsServer] = None
     try:
         if args.once:
             bridge.snapshot()
@@ -118,7 +120,6 @@ def run_bridge(args: argparse.Namespace) -> int:
             print(f"anodot-bridge: {result.accepted} points accepted, {result.rejected} refused, "
                   f"{result.pending} still spooled")
             return 0 if result.pending == 0 else 1
-        server = None
         if config.metrics_port is not None:
             server = start_http_server(config.metrics_port, config.metrics_address,
                                        registry=registry)
@@ -132,10 +133,10 @@ def run_bridge(args: argparse.Namespace) -> int:
         bridge.start(config.interval_seconds)
         stop.wait()
         logger.info("anodot-bridge: stopping, %d points stay spooled", bridge.spool.pending_points)
-        if isinstance(server, tuple):  # prometheus_client >= 0.20 returns (server, thread)
-            server[0].shutdown()
         return 0
     finally:
+        if server is not None:
+            server.shutdown()
         bridge.close()
 
 
