@@ -39,9 +39,9 @@ import time
 import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["FakeAnodot", "SequenceExporter", "FAULTS", "series_key"]
+__all__ = ["FakeAnodot", "SequenceExporter", "FAULTS", "series_key", "wait_until"]
 
 FAULTS = ("500", "503", "429", "rate_limit_body", "drop", "drop_after_accept", "slow")
 _BAD_CHARS = re.compile(r"[.=\s]")
@@ -50,6 +50,15 @@ _BAD_CHARS = re.compile(r"[.=\s]")
 def series_key(point: Dict[str, Any]) -> Tuple[Tuple[str, str], ...]:
     """Identity of a point's series: its sorted properties."""
     return tuple(sorted(point["properties"].items()))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition``; fail after ``timeout`` (a guard against hanging, not a timing check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.005)
 
 
 def _validate(point: Any, now: float) -> Optional[Tuple[int, str]]:

@@ -10,20 +10,14 @@ from typing import Any, Iterator, List
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from fake_anodot import FakeAnodot
+from conftest import ManualClock
+from fake_anodot import FakeAnodot, wait_until
 from mlwatcher_exporter.bridge.anodot import AnodotBridge
 from mlwatcher_exporter.bridge.options import SendOptions, SpoolOptions
 
+T0 = 1_700_000_000.0
 FAST = SendOptions(backoff_initial_seconds=0.001, backoff_max_seconds=0.02,
                    points_per_second=1e6, requests_per_minute=1e7, timeout_seconds=5)
-
-
-class Clock:
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -49,20 +43,12 @@ def make(bridges: List[AnodotBridge], fake: FakeAnodot, source: CollectorRegistr
     return bridge
 
 
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.005)
-
-
 def test_push_sends_what_the_registry_holds(
     fake: FakeAnodot, registry: CollectorRegistry, tmp_path: Path, bridges: List[AnodotBridge]
 ) -> None:
     gauge = Gauge("mlwatcher_pred1", "h", ["model", "stat"], registry=registry)
     gauge.labels("digits", "median").set(0.9)
-    clock = Clock()
+    clock = ManualClock(T0)
     own = CollectorRegistry()
     bridge = make(bridges, fake, registry, tmp_path, metrics_registry=own, _clock=clock)
     result = bridge.push()
@@ -82,7 +68,7 @@ def test_outage_keeps_points_spooled_and_restart_replays_them_first(
     fake: FakeAnodot, registry: CollectorRegistry, tmp_path: Path, bridges: List[AnodotBridge]
 ) -> None:
     gauge = Gauge("mlwatcher_pred1", "h", registry=registry)
-    clock = Clock()
+    clock = ManualClock(T0)
     own = CollectorRegistry()
     first = make(bridges, fake, registry, tmp_path, metrics_registry=own, _clock=clock)
     fake.fail_next("503", count=3)
@@ -108,7 +94,7 @@ def test_counter_increases_continue_across_restart(
     fake: FakeAnodot, registry: CollectorRegistry, tmp_path: Path, bridges: List[AnodotBridge]
 ) -> None:
     counter = Counter("mlwatcher_predictions", "h", ["model"], registry=registry).labels("m")
-    clock = Clock()
+    clock = ManualClock(T0)
     counter.inc(10)
     first = make(bridges, fake, registry, tmp_path, _clock=clock)
     first.push()  # baseline
@@ -185,7 +171,7 @@ def test_failed_spool_write_is_counted_and_keeps_counter_baselines(
 ) -> None:
     counter = Counter("mlwatcher_predictions", "h", registry=registry)
     own = CollectorRegistry()
-    clock = Clock()
+    clock = ManualClock(T0)
     bridge = make(bridges, fake, registry, tmp_path, metrics_registry=own, _clock=clock)
     counter.inc(1)
     bridge.push()
@@ -209,7 +195,7 @@ def test_timestamps_never_go_back(
     fake: FakeAnodot, registry: CollectorRegistry, tmp_path: Path, bridges: List[AnodotBridge]
 ) -> None:
     Gauge("mlwatcher_pred1", "h", registry=registry).set(1)
-    clock = Clock()
+    clock = ManualClock(T0)
     bridge = make(bridges, fake, registry, tmp_path, _clock=clock)
     bridge.push()
     clock.now -= 30  # the wall clock was stepped back

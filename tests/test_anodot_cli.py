@@ -11,12 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import pytest
 import yaml
 
-from fake_anodot import FakeAnodot, SequenceExporter
+from fake_anodot import FakeAnodot, SequenceExporter, wait_until
 from mlwatcher_exporter.bridge import cli
 from mlwatcher_exporter.bridge.spool import Spool
 
@@ -54,15 +54,6 @@ def write_config(tmp_path: Path, fake: FakeAnodot, targets: Sequence[str] = (),
     path = tmp_path / "anodot.yml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition``; fail after ``timeout`` (a guard against hanging, not a timing check)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def point(what: str, value: float, ts: int, **props: str) -> Dict[str, Any]:

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import ManualClock
 from mlwatcher_exporter.bridge.ratelimit import RateLimiter, TokenBucket
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_bucket_allows_a_burst_then_paces() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     bucket = TokenBucket(rate=100, capacity=100, _clock=clock)
     assert bucket.reserve(100) == 0
     assert bucket.reserve(50) == pytest.approx(0.5)
@@ -28,7 +21,7 @@ def test_bucket_allows_a_burst_then_paces() -> None:
 
 
 def test_sustained_rate_matches_the_limit() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     limiter = RateLimiter(points_per_second=2000, requests_per_minute=5000, batch_size=1000,
                           _clock=clock)
     for _ in range(20):  # 20 000 points: the caller sleeps as told
@@ -37,7 +30,7 @@ def test_sustained_rate_matches_the_limit() -> None:
 
 
 def test_requests_per_minute_limit() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     limiter = RateLimiter(points_per_second=1e9, requests_per_minute=60, _clock=clock)
     waits = [limiter.reserve(1) for _ in range(3)]
     assert waits == [0, pytest.approx(1.0), pytest.approx(2.0)]

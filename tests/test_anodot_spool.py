@@ -10,6 +10,7 @@ from typing import Any, Dict, List
 
 import pytest
 
+from conftest import ManualClock
 from mlwatcher_exporter.bridge.spool import Spool
 
 
@@ -22,16 +23,8 @@ def values(batch: Any) -> List[float]:
     return [p["value"] for p in batch.points]
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make(path: Path, **kwargs: Any) -> Spool:
-    kwargs.setdefault("_clock", Clock())
+    kwargs.setdefault("_clock", ManualClock())
     return Spool(path, **kwargs)
 
 
@@ -140,7 +133,7 @@ def test_size_bound_holds_across_restart(tmp_path: Path) -> None:
 
 
 def test_points_past_max_age_are_dropped_unsent(tmp_path: Path) -> None:
-    clock = Clock(1000.0)
+    clock = ManualClock(1000.0)
     drops: List[tuple] = []
     spool = Spool(tmp_path, max_age_seconds=60, _clock=clock,
                   on_drop=lambda r, n: drops.append((r, n)))
