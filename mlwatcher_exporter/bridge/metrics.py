@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import REGISTRY
@@ -18,6 +18,18 @@ RETRY_REASONS = ("rate_limited", "server_error", "connection_error")
 DROP_REASONS = ("spool_size", "spool_age", "spool_corrupt", "dead_letter_full")
 # Distinct Anodot error codes kept as label values; further codes are counted as "other".
 MAX_CODE_LABELS = 30
+
+
+class _SpoolSizes(Protocol):
+    """What :meth:`BridgeMetrics.track_spool` reads (a :class:`~.spool.Spool`)."""
+
+    @property
+    def bytes(self) -> int: ...
+
+    @property
+    def pending_points(self) -> int: ...
+
+    def oldest_timestamp(self) -> Optional[float]: ...
 
 
 class BridgeMetrics:
@@ -147,15 +159,13 @@ class BridgeMetrics:
         """``on_drop`` callback of the dead-letter file."""
         self.points_dropped.labels("dead_letter_full").inc(points)
 
-    def track_spool(self, spool: "object") -> None:
+    def track_spool(self, spool: _SpoolSizes) -> None:
         """Read the spool gauges from ``spool`` at every scrape."""
-        self.spool_bytes.set_function(lambda: float(spool.bytes))  # type: ignore[attr-defined]
-        self.spool_points.set_function(
-            lambda: float(spool.pending_points)  # type: ignore[attr-defined]
-        )
+        self.spool_bytes.set_function(lambda: float(spool.bytes))
+        self.spool_points.set_function(lambda: float(spool.pending_points))
 
         def oldest_age() -> float:
-            oldest = spool.oldest_timestamp()  # type: ignore[attr-defined]
+            oldest = spool.oldest_timestamp()
             return 0.0 if oldest is None else max(0.0, self._clock() - oldest)
 
         self.spool_oldest_age.set_function(oldest_age)
