@@ -26,10 +26,18 @@ class PointsFile:
     points: List[Dict[str, Any]] = field(default_factory=list)
     problems: List[Tuple[int, str]] = field(default_factory=list)
 
+    def add(self, number: int, item: Any) -> None:
+        """Keep the point ``item`` (or a dead letter's point), else note why it is unusable."""
+        if isinstance(item, dict) and isinstance(item.get("point"), dict) and "reason" in item:
+            item = item["point"]
+        problem = _check(item)
+        if problem:
+            self.problems.append((number, problem))
+        else:
+            self.points.append(dict(item, timestamp=int(item["timestamp"])))
+
 
 def _check(point: Any) -> str:
-    if isinstance(point, dict) and isinstance(point.get("point"), dict) and "reason" in point:
-        point = point["point"]
     if not isinstance(point, dict):
         return "not a JSON object"
     props = point.get("properties")
@@ -44,14 +52,6 @@ def _check(point: Any) -> str:
     return ""
 
 
-def _unwrap(point: Dict[str, Any]) -> Dict[str, Any]:
-    if isinstance(point.get("point"), dict) and "reason" in point:
-        point = point["point"]
-    point = dict(point)
-    point["timestamp"] = int(point["timestamp"])
-    return point
-
-
 def read_points(path: "str | os.PathLike[str]") -> PointsFile:
     """Read every point of the file at ``path``; report unusable lines with their number."""
     with open(path, "r", encoding="utf-8") as f:
@@ -64,12 +64,8 @@ def read_points(path: "str | os.PathLike[str]") -> PointsFile:
         except ValueError:
             data = None
         if isinstance(data, list):
-            for i, item in enumerate(data):
-                problem = _check(item)
-                if problem:
-                    out.problems.append((i + 1, problem))
-                else:
-                    out.points.append(_unwrap(item))
+            for number, item in enumerate(data, start=1):
+                out.add(number, item)
             return out
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip().rstrip(",").strip()
@@ -81,9 +77,5 @@ def read_points(path: "str | os.PathLike[str]") -> PointsFile:
         except ValueError:
             out.problems.append((number, "not valid JSON"))
             continue
-        problem = _check(item)
-        if problem:
-            out.problems.append((number, problem))
-        else:
-            out.points.append(_unwrap(item))
+        out.add(number, item)
     return out
