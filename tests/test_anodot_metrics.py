@@ -63,3 +63,8 @@ def test_unregistered_metrics_still_work() -> None:
     metrics = BridgeMetrics(registry=None)
     metrics.points_sent.inc(3)
     metrics.rejected("2004")
+    [sent] = metrics.points_sent.collect()
+    [rejected] = metrics.points_rejected.collect()
+    assert [s.value for s in sent.samples if s.name.endswith("_total")] == [3.0]
+    assert [(s.labels, s.value) for s in rejected.samples if s.name.endswith("_total")] == [
+        ({"code": "2004"}, 1.0)]
