@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Optional, Type
@@ -150,7 +149,7 @@ class AnodotClient:
             if response.will_close:
                 self.close()
             return Response(response.status, data, retry_after)
-        except (OSError, http.client.HTTPException, socket.timeout) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
             self.close()
             detail = self.redact(f"{type(exc).__name__}: {exc}")
             return Response(None, error=detail)
