@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         "per-window statistics of predictions, features and labels as Prometheus metrics.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="default INFO")
+    parser.add_argument("--log-level", default=None,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="default: the command's own (INFO; WARNING for anodot-send)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_check_config(subparsers)
@@ -120,7 +121,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``mlwatcher-exporter`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=args.log_level or "INFO",
+                        format="%(asctime)s %(levelname)s %(message)s")
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

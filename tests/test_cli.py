@@ -108,3 +108,13 @@ def test_demo_input_drift_inverts_pixels_and_stops_on_sigint():
         process.kill()
     assert process.returncode == 0, err
     assert "Demo stopped." in out
+
+
+def test_log_level_before_or_after_the_command():
+    from mlwatcher_exporter.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--log-level", "DEBUG", "anodot-send", "--config", "c", "f"])
+    after = parser.parse_args(["anodot-send", "--config", "c", "--log-level", "ERROR", "f"])
+    neither = parser.parse_args(["anodot-send", "--config", "c", "f"])
+    assert (before.log_level, after.log_level, neither.log_level) == ("DEBUG", "ERROR", None)

@@ -52,7 +52,8 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
                         help="YAML configuration (see config/anodot.yml)")
     bridge.add_argument("--once", action="store_true",
                         help="scrape once, send everything spooled, exit (1 if points remain)")
-    bridge.add_argument("--log-level", default="INFO",
+    # SUPPRESS: given before the command (mlwatcher-exporter --log-level X ...), it stays.
+    bridge.add_argument("--log-level", default=argparse.SUPPRESS,
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
     bridge.set_defaults(func=run_bridge)
 
@@ -70,7 +71,7 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
                       help="requests per batch before giving up (default: 5)")
     send.add_argument("--failed", default=None, metavar="FILE",
                       help="where refused or undelivered points go (default: FILE.failed.jsonl)")
-    send.add_argument("--log-level", default="WARNING",
+    send.add_argument("--log-level", default=argparse.SUPPRESS,
                       choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: WARNING")
     send.set_defaults(func=run_send)
 
@@ -89,7 +90,7 @@ def _load(path: str) -> "tuple[BridgeConfig, str]":
 
 def run_bridge(args: argparse.Namespace) -> int:
     """Run ``anodot-bridge``; return the exit code."""
-    _setup_logging(args.log_level)
+    _setup_logging(getattr(args, "log_level", None) or "INFO")
     try:
         config, token = _load(args.config)
         if not config.targets:
@@ -142,7 +143,7 @@ def run_bridge(args: argparse.Namespace) -> int:
 
 def run_send(args: argparse.Namespace) -> int:
     """Run ``anodot-send``; return the exit code."""
-    _setup_logging(args.log_level)
+    _setup_logging(getattr(args, "log_level", None) or "WARNING")
     try:
         config, token = _load(args.config)
     except ConfigError as exc:
