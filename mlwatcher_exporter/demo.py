@@ -8,17 +8,17 @@ inputs throughout, as in the ancestor's canary use case.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TextIO
+from typing import Any, Dict, Optional, TextIO
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from .monitor import ModelMonitor
+from .signals import stop_on_signals
 
 __all__ = ["DemoModels", "train_models", "run_demo", "SCENARIO_CYCLE"]
 
@@ -116,34 +116,35 @@ def run_demo(
     print(f"Serving metrics at {server.url}", file=out, flush=True)
 
     stop = stop or threading.Event()
-    restore = _stop_on_signals(stop)
     rng = np.random.default_rng(seed)
     tick = 0.1
     last_end: Optional[float] = None
     try:
-        while not stop.is_set():
-            elapsed = time.monotonic() - started
-            if duration and elapsed >= duration:
-                break
-            current = scenario_at(scenario, int(elapsed // window_seconds), windows_per_scenario)
-            rows = rng.choice(len(models.y), size=max(1, int(rows_per_second * tick)))
-            X, y = models.X[rows], models.y[rows]
-            if current == "input-drift":
-                X = PIXEL_MAX - X
-            model = weak if current == "weak-model" else production
-            with production_monitor.labels(y):
-                model.predict_proba(X)
-            with canary_monitor.labels(y):
-                canary.predict_proba(X)
-            window = production_monitor.last_window
-            if window is not None and window.end_time != last_end:
-                last_end = window.end_time
-                index = round((window.end_time - started_wall) / window_seconds) - 1
-                closed = scenario_at(scenario, index, windows_per_scenario)
-                print(_window_line(window, closed), file=out, flush=True)
-            stop.wait(tick)
+        with stop_on_signals(stop):
+            while not stop.is_set():
+                elapsed = time.monotonic() - started
+                if duration and elapsed >= duration:
+                    break
+                current = scenario_at(
+                    scenario, int(elapsed // window_seconds), windows_per_scenario
+                )
+                rows = rng.choice(len(models.y), size=max(1, int(rows_per_second * tick)))
+                X, y = models.X[rows], models.y[rows]
+                if current == "input-drift":
+                    X = PIXEL_MAX - X
+                model = weak if current == "weak-model" else production
+                with production_monitor.labels(y):
+                    model.predict_proba(X)
+                with canary_monitor.labels(y):
+                    canary.predict_proba(X)
+                window = production_monitor.last_window
+                if window is not None and window.end_time != last_end:
+                    last_end = window.end_time
+                    index = round((window.end_time - started_wall) / window_seconds) - 1
+                    closed = scenario_at(scenario, index, windows_per_scenario)
+                    print(_window_line(window, closed), file=out, flush=True)
+                stop.wait(tick)
     finally:
-        restore()
         server.shutdown()
         production_monitor.close()
         canary_monitor.close()
@@ -159,18 +160,3 @@ def _window_line(window: Any, scenario: str) -> str:
         f"model=digits rows={window.rows} pred1_median={median:.3f} "
         f"accuracy={accuracy:.3f} scenario={scenario}"
     )
-
-
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Set `stop` on SIGINT/SIGTERM (main thread only); return a function that restores."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore

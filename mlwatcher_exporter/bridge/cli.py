@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 from typing import List, Optional
@@ -23,6 +22,7 @@ from typing import List, Optional
 from prometheus_client import CollectorRegistry
 
 from ..exposition import MetricsServer, start_http_server
+from ..signals import stop_on_signals
 from .anodot import AnodotBridge
 from .client import AnodotClient
 from .config import BridgeConfig, ConfigError, load_config, read_token
@@ -124,15 +124,12 @@ def run_bridge(args: argparse.Namespace) -> int:
         if config.metrics_port is not None:
             server = start_http_server(config.metrics_port, config.metrics_address,
                                        registry=registry)
-        stop = threading.Event()
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
         logger.info("anodot-bridge: %d targets every %ss to %s, spool %s",
                     len(config.targets), config.interval_seconds, bridge.client.url,
                     config.spool_directory)
-        bridge.start(config.interval_seconds)
-        stop.wait()
+        with stop_on_signals(threading.Event()) as stop:
+            bridge.start(config.interval_seconds)
+            stop.wait()
         logger.info("anodot-bridge: stopping, %d points stay spooled", bridge.spool.pending_points)
         return 0
     finally:
