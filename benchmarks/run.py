@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from mlwatcher_exporter import ModelMonitor  # noqa: E402
 from mlwatcher_exporter.exposition import render_text  # noqa: E402
 from mlwatcher_exporter.monitor import _DEFER_ROWS as DEFER_ROWS  # noqa: E402
+from mlwatcher_exporter.monitor import _yield_gil as yield_gil  # noqa: E402
 from mlwatcher_exporter.window import WindowSample, compute_window_stats  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/run.py replaces this section -->"
@@ -317,7 +318,7 @@ def ours(sample: WindowSample) -> Any:
     return compute_window_stats(
         sample, end_time=0.0, duration=60.0,
         feature_names=[f"f{i}" for i in range(n_features)],
-        categorical=[False] * n_features, max_categories=10)
+        categorical=[False] * n_features, max_categories=10, pause=yield_gil)
 
 
 def reference(sample: WindowSample) -> Dict[str, Any]:

@@ -63,6 +63,11 @@ _STAGE_ROWS = 256
 _DEFER_ROWS = 1024
 
 
+def _yield_gil() -> None:
+    """Let other threads (the model's) take the GIL between steps of the statistics."""
+    time.sleep(0)
+
+
 class _Tally(NamedTuple):
     """The counts of one batch, computed outside the lock."""
 
@@ -795,6 +800,7 @@ class ModelMonitor:
                         else [False] * len(feature_names)
                     ),
                     max_categories=self.max_categories,
+                    pause=_yield_gil,
                 )
             finally:
                 with self._lock:

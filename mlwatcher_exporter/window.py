@@ -8,7 +8,7 @@ numpy or scikit-learn computation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -93,23 +93,35 @@ def describe(values: np.ndarray) -> Dict[str, float]:
     return {stat: float(column[0]) for stat, column in describe_columns(values[:, None]).items()}
 
 
-def describe_columns(matrix: np.ndarray) -> Dict[str, np.ndarray]:
+# Cells described between two pauses (see compute_window_stats): a fraction of a ms.
+PAUSE_CELLS = 20_000
+
+
+def describe_columns(
+    matrix: np.ndarray, pause: Optional[Callable[[], None]] = None
+) -> Dict[str, np.ndarray]:
     """The nine statistics of every column of `matrix`, ignoring NaN.
 
     Columns without NaN take the fast vectorised path; a column with NaN is described
-    from its finite values alone (all-NaN columns give NaN, which callers drop).
+    from its finite values alone (all-NaN columns give NaN, which callers drop). With
+    `pause`, dense columns are described in blocks of about ``PAUSE_CELLS`` cells and
+    `pause` is called after each block.
     """
     if matrix.shape[0] == 0:
         empty = np.full(matrix.shape[1], np.nan)
         return {stat: empty for stat in STATS}
     nan_columns = np.isnan(matrix).any(axis=0)
-    if not nan_columns.any():
+    if not nan_columns.any() and pause is None:
         return _describe_dense(matrix)
     result = {stat: np.full(matrix.shape[1], np.nan) for stat in STATS}
-    dense = ~nan_columns
-    if dense.any():
-        for stat, values in _describe_dense(matrix[:, dense]).items():
-            result[stat][dense] = values
+    dense = np.flatnonzero(~nan_columns)
+    block = len(dense) if pause is None else max(1, PAUSE_CELLS // matrix.shape[0])
+    for start in range(0, len(dense), block):
+        columns = dense[start:start + block]
+        for stat, values in _describe_dense(matrix[:, columns]).items():
+            result[stat][columns] = values
+        if pause is not None:
+            pause()
     for column in np.flatnonzero(nan_columns):
         values = matrix[:, column]
         values = values[~np.isnan(values)]
@@ -117,6 +129,10 @@ def describe_columns(matrix: np.ndarray) -> Dict[str, np.ndarray]:
             for stat, value in _describe_dense(values[:, None]).items():
                 result[stat][column] = value[0]
     return result
+
+
+def _no_pause() -> None:
+    return None
 
 
 def _describe_dense(matrix: np.ndarray) -> Dict[str, np.ndarray]:
@@ -223,6 +239,7 @@ def compute_window_stats(
     feature_names: Sequence[str],
     categorical: Sequence[bool],
     max_categories: int,
+    pause: Optional[Callable[[], None]] = None,
 ) -> WindowStats:
     """Compute every statistic of one window from its sample.
 
@@ -239,13 +256,20 @@ def compute_window_stats(
         Per feature column, whether it is discrete (value ratios) or continuous.
     max_categories : int
         Values kept per categorical feature before folding into ``__other__``.
+    pause : callable, optional
+        Called between steps of about a millisecond. The monitor passes
+        ``time.sleep(0)``, which lets threads waiting for the GIL (the model's) run, so
+        that a window's statistics never hold it for long.
     """
+    pause = pause or _no_pause
     sampled = sample.proba.shape[0]
     class_ratio = sample.class_rows / sample.rows if sample.rows else None
     pred1 = spread12 = None
     if sampled:
         top, margin = top_two(sample.proba)
+        pause()
         pred1, spread12 = describe(top), describe(margin)
+        pause()
     features: Dict[str, Dict[str, float]] = {}
     missing: Dict[str, float] = {}
     values: Dict[str, Dict[str, float]] = {}
@@ -258,7 +282,7 @@ def compute_window_stats(
             missing_share = np.isnan(table).mean(axis=0)
             continuous = np.flatnonzero(~np.asarray(categorical, dtype=bool))
             stats = describe_columns(
-                table if continuous.size == table.shape[1] else table[:, continuous]
+                table if continuous.size == table.shape[1] else table[:, continuous], pause
             )
             for position, column in enumerate(continuous.tolist()):
                 column_stats = {stat: float(stats[stat][position]) for stat in STATS}
@@ -268,6 +292,7 @@ def compute_window_stats(
                 missing[feature_names[column]] = float(missing_share[column])
                 if is_discrete:
                     values[feature_names[column]] = value_ratios(table[:, column], max_categories)
+                    pause()
     scores = None
     labeled = sample.labels >= 0
     if labeled.any():

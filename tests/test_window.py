@@ -160,3 +160,15 @@ def test_class_ratio_uses_every_row_not_the_sample():
                                  categorical=[], max_categories=3)
     np.testing.assert_allclose(stats.class_ratio, [0.6, 0.4])
     assert stats.sampled_rows == 2 and stats.rows == 1000 and stats.scores is None
+
+
+def test_pausing_in_blocks_changes_no_number():
+    rng = np.random.default_rng(21)
+    matrix = rng.normal(size=(40_000, 7))
+    matrix[rng.random(40_000) < 0.01, 4] = np.nan
+    pauses = []
+    paused = describe_columns(matrix, pause=lambda: pauses.append(1))
+    plain = describe_columns(matrix)
+    assert len(pauses) == 6  # six dense columns, one per block of 20,000 cells
+    for stat in STATS:
+        np.testing.assert_array_equal(paused[stat], plain[stat])
