@@ -162,6 +162,20 @@ def new_monitor(name: str, **kwargs: Any) -> ModelMonitor:
     return ModelMonitor(model=name, **options)
 
 
+def time_bare_and_decorated(clf: Any, monitor: ModelMonitor, proxy: Any, X: np.ndarray,
+                            y: np.ndarray, inner: int, reps: int) -> List[List[float]]:
+    """Seconds per call of ``clf.predict_proba(X)`` and of the monitored proxy's, with
+    labels, interleaved."""
+    def bare() -> Any:
+        return clf.predict_proba(X)
+
+    def decorated() -> Any:
+        with monitor.labels(y):
+            return proxy.predict_proba(X)
+
+    return interleave([bare, decorated], inner, reps)
+
+
 # ---------------------------------------------------------------------- 1. latency
 def bench_latency(quick: bool) -> Tuple[str, Dict[str, Any]]:
     """Added latency of a monitored predict_proba over the bare call."""
@@ -186,16 +200,8 @@ def bench_latency(quick: bool) -> Tuple[str, Dict[str, Any]]:
         with monitor.labels(warm_y):
             proxy.predict_proba(warm_X)  # reservoir full: the steady state of a window
         labels_block = monitor.labels
-
-        def bare(X: np.ndarray = X) -> Any:
-            return clf.predict_proba(X)
-
-        def decorated(X: np.ndarray = X, y: np.ndarray = y) -> Any:
-            with labels_block(y):
-                return proxy.predict_proba(X)
-
         inner, reps = plan[n]
-        t_bare, t_dec = interleave([bare, decorated], inner, reps)
+        t_bare, t_dec = time_bare_and_decorated(clf, monitor, proxy, X, y, inner, reps)
         (bmin, bmed), (dmin, dmed) = mm(t_bare), mm(t_dec)
         added_min, added_med = dmin - bmin, dmed - bmed
 
@@ -283,17 +289,8 @@ def bench_digits(quick: bool) -> str:
         proxy = monitor.wrap(clf)
         with monitor.labels(models.y):
             proxy.predict_proba(models.X)
-        labels_block = monitor.labels
-
-        def bare(X: np.ndarray = X) -> Any:
-            return clf.predict_proba(X)
-
-        def decorated(X: np.ndarray = X, y: np.ndarray = y) -> Any:
-            with labels_block(y):
-                return proxy.predict_proba(X)
-
         inner, reps = (50, 60) if not quick else (5, 3)
-        t_bare, t_dec = interleave([bare, decorated], inner, reps)
+        t_bare, t_dec = time_bare_and_decorated(clf, monitor, proxy, X, y, inner, reps)
         (bmin, bmed), (dmin, dmed) = mm(t_bare), mm(t_dec)
         rows_out.append([f"{n}", f"{fmt_time(bmin)} / {fmt_time(bmed)}",
                          f"{fmt_time(dmin)} / {fmt_time(dmed)}",
