@@ -245,11 +245,11 @@ class ClassIndex:
         self.n_classes = len(self.classes)
         self._sorter = np.argsort(self.classes, kind="stable")
         self._sorted = self.classes[self._sorter]
-        self._is_range = self.classes.dtype.kind in "iu" and np.array_equal(
-            self.classes, np.arange(self.n_classes)
-        )
         #: Whether the classes are 0..n-1, so that integer labels are their own indices.
-        self.is_range = bool(self._is_range)
+        self.is_range = bool(
+            self.classes.dtype.kind in "iu"
+            and np.array_equal(self.classes, np.arange(self.n_classes))
+        )
 
     def indices(self, labels: Any, n_rows: int) -> np.ndarray:
         """Return the class index of every label, as int64, or raise BatchValueError."""
@@ -271,7 +271,7 @@ class ClassIndex:
                 "row_mismatch",
                 n_rows,
             )
-        if self._is_range and array.dtype.kind in "iuf":
+        if self.is_range and array.dtype.kind in "iuf":
             return self._range_indices(array, n_rows)
         return self._lookup(array, n_rows)
 
