@@ -23,13 +23,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import REGISTRY
 
 from .client import AnodotClient, Response
-from .deadletter import DeadLetter
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
 from .options import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
                       check_positive, resolve)
 from .sender import Sender
-from .spool import Spool, SpoolBatch
+from .spool import DeadLetter, Spool, SpoolBatch
 
 __all__ = ["AnodotBridge", "FlushResult"]
 
@@ -127,15 +126,7 @@ class AnodotBridge:
         self.sending = sending
         self.metrics = BridgeMetrics(metrics_registry, _clock=_clock)
         self.client = AnodotClient(base_url, token, sending.timeout_seconds)
-        self.spool = Spool(
-            spool_dir,
-            max_bytes=spool.max_bytes,
-            max_age_seconds=spool.max_age_seconds,
-            segment_bytes=spool.segment_bytes,
-            fsync=spool.fsync,
-            on_drop=self.metrics.spool_dropped,
-            _clock=_clock,
-        )
+        self.spool = Spool(spool_dir, spool, self.metrics.spool_dropped, _clock)
         self.metrics.track_spool(self.spool)
         self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
         dead_path = dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl")

@@ -26,9 +26,9 @@ from ..signals import stop_on_signals
 from .anodot import AnodotBridge
 from .client import AnodotClient
 from .config import BridgeConfig, ConfigError, load_config, read_token
-from .deadletter import DeadLetter
+from .spool import DeadLetter
 from .metrics import BridgeMetrics
-from .replay import read_points
+from .spool import read_points
 from .scrape import ScrapeSource
 from .sender import Sender
 

@@ -22,21 +22,24 @@ other statuses                                 dead-lettered (``client_error``)
 
 from __future__ import annotations
 
+import dataclasses
+import email.utils
 import json
 import logging
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .client import AnodotClient, Response
-from .deadletter import DeadLetter
 from .metrics import BridgeMetrics
 from .options import SendOptions, resolve
-from .ratelimit import RateLimiter
-from .retry import Backoff, parse_retry_after
+from .spool import DeadLetter
 
-__all__ = ["Sender", "SendResult", "RATE_LIMIT_CODES", "encode_batch"]
+__all__ = ["Sender", "SendResult", "Backoff", "TokenBucket", "RateLimiter", "parse_retry_after",
+           "RATE_LIMIT_CODES", "encode_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,163 @@ RATE_LIMIT_CODES = frozenset({"1004", "2002", "2003"})
 def encode_batch(points: Sequence[Dict[str, Any]]) -> bytes:
     """Return the JSON body of a request carrying ``points``."""
     return json.dumps(list(points), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions.
+
+    The delay before retry ``attempt`` (0-based) is
+    ``d = min(backoff_max_seconds, backoff_initial_seconds * backoff_multiplier ** attempt)``
+    of which a fraction ``backoff_jitter`` is random: the result is uniform in
+    ``[d * (1 - backoff_jitter), d]``.
+
+    Parameters
+    ----------
+    options : SendOptions, default=SendOptions()
+        The timing (checked there, once).
+    random_state : None, int or random.Random, default=None
+        Seed or generator of the jitter.
+    **overrides
+        Fields of ``options`` to replace.
+
+    Examples
+    --------
+    >>> b = Backoff(backoff_initial_seconds=1, backoff_max_seconds=8, backoff_jitter=0)
+    >>> [b.delay(a) for a in range(5)]
+    [1.0, 2.0, 4.0, 8.0, 8.0]
+    """
+
+    def __init__(
+        self,
+        options: Optional[SendOptions] = None,
+        random_state: Union[None, int, random.Random] = None,
+        **overrides: Any,
+    ) -> None:
+        self.options = dataclasses.replace(resolve(options, SendOptions, "options"), **overrides)
+        self._random = (random_state if isinstance(random_state, random.Random)
+                        else random.Random(random_state))
+
+    def delay(self, attempt: int) -> float:
+        """Return the seconds to wait before retry number ``attempt`` (0 for the first)."""
+        if attempt < 0:
+            raise ValueError(f"attempt == {attempt!r}, must be >= 0.")
+        o = self.options
+        try:  # the cap is reached long before the exponent could overflow
+            growth = o.backoff_multiplier ** min(attempt, 1000)
+            base = float(min(o.backoff_max_seconds, o.backoff_initial_seconds * growth))
+        except OverflowError:
+            base = float(o.backoff_max_seconds)
+        if not o.backoff_jitter:
+            return base
+        return base * (1.0 - o.backoff_jitter * self._random.random())
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Return the seconds a ``Retry-After`` header asks to wait, or None if absent or invalid.
+
+    Parameters
+    ----------
+    value : str or None
+        The header: delay seconds (``"120"``, fractions accepted) or an HTTP date.
+    now : float
+        Current Unix time, for the HTTP-date form.
+
+    Examples
+    --------
+    >>> parse_retry_after("3", now=0.0)
+    3.0
+    >>> parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0)
+    6.0
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class TokenBucket:
+    """A token bucket that lets callers reserve tokens ahead and tells them how long to wait.
+
+    Parameters
+    ----------
+    rate : float
+        Tokens added per second, > 0.
+    capacity : float
+        Most tokens the bucket holds (the largest burst), > 0.
+    _clock : callable, default=time.monotonic
+        Returns the current time in seconds.
+
+    Examples
+    --------
+    >>> bucket = TokenBucket(rate=10.0, capacity=10.0, _clock=lambda: 0.0)
+    >>> bucket.reserve(10)
+    0.0
+    >>> bucket.reserve(5)
+    0.5
+    """
+
+    def __init__(
+        self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        for name, value in (("rate", rate), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} == {value!r}, must be a number.")
+            if not value > 0:
+                raise ValueError(f"{name} == {value!r}, must be > 0.")
+        self.rate, self.capacity = float(rate), float(capacity)
+        self._clock = _clock
+        self._tokens = self.capacity
+        self._last = _clock()
+        self._lock = threading.Lock()
+
+    def reserve(self, tokens: float) -> float:
+        """Take ``tokens`` now (the balance may go negative) and return the seconds to wait."""
+        if tokens < 0:
+            raise ValueError(f"tokens == {tokens!r}, must be >= 0.")
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= tokens
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class RateLimiter:
+    """Both limits of an Anodot account: points per second and requests per minute.
+
+    Parameters
+    ----------
+    points_per_second : float
+        Sustained points per second.
+    requests_per_minute : float
+        Sustained requests per minute.
+    batch_size : int, default=1000
+        Largest request; the points bucket holds at least one full batch.
+    _clock : callable, default=time.monotonic
+        Returns the current time in seconds.
+    """
+
+    def __init__(
+        self,
+        points_per_second: float,
+        requests_per_minute: float,
+        batch_size: int = 1000,
+        _clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.points = TokenBucket(points_per_second, max(points_per_second, batch_size), _clock)
+        per_second = requests_per_minute / 60.0
+        self.requests = TokenBucket(per_second, max(1.0, per_second), _clock)
+
+    def reserve(self, points: int) -> float:
+        """Reserve one request of ``points`` points; return the seconds to wait before sending."""
+        return max(self.points.reserve(points), self.requests.reserve(1))
 
 
 @dataclass(frozen=True)
@@ -115,30 +275,20 @@ class Sender:
         _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        options = resolve(options, SendOptions, "options")
+        self.options = options = resolve(options, SendOptions, "options")
         if isinstance(client, AnodotClient):
             self._post: Callable[[bytes], Response] = client.post
-            self._redact: Callable[[str], str] = client.redact
-        elif callable(client):
-            self._post = client
-            self._redact = _identity
-        else:
+            redact = redact or client.redact
+        elif not callable(client):
             raise TypeError(f"client == {client!r}, must be an AnodotClient or a callable.")
-        if redact is not None:
-            self._redact = redact
-        self.options = options
+        else:
+            self._post = client
+        self._redact: Callable[[str], str] = redact or (lambda text: text)
         self.metrics = metrics if metrics is not None else BridgeMetrics(registry=None)
         self.dead_letter = dead_letter
-        self.limiter = RateLimiter(
-            options.points_per_second, options.requests_per_minute, options.batch_size, _monotonic
-        )
-        self.backoff = Backoff(
-            options.backoff_initial_seconds,
-            options.backoff_max_seconds,
-            options.backoff_multiplier,
-            options.backoff_jitter,
-            random_state,
-        )
+        self.limiter = RateLimiter(options.points_per_second, options.requests_per_minute,
+                                   options.batch_size, _monotonic)
+        self.backoff = Backoff(options, random_state)
         self._clock = _clock
 
     # ------------------------------------------------------------------ one request
@@ -158,9 +308,7 @@ class Sender:
             raise ValueError(
                 f"len(points) == {len(points)}, must be <= batch_size ({self.options.batch_size})."
             )
-        if body is None:
-            body = encode_batch(points)
-        response = self._post(body)
+        response = self._post(encode_batch(points) if body is None else body)
         status = response.status
         if status is None:
             self.metrics.connection_errors.inc()
@@ -172,29 +320,21 @@ class Sender:
             retry_after = min(retry_after, self.options.max_retry_after_seconds)
         if 200 <= status < 300:
             return self._on_success(points, response)
-        if status == 429:
-            logger.warning("anodot: 429 rate limited (Retry-After %s)", response.retry_after)
-            return SendResult("retry", reason="rate_limited", retry_after=retry_after,
-                              status=status)
-        if status == 408 or status >= 500:
-            logger.warning("anodot: HTTP %d, will retry", status)
-            return SendResult("retry", reason="server_error", retry_after=retry_after,
-                              status=status)
+        if status == 429 or status == 408 or status >= 500:
+            reason = "rate_limited" if status == 429 else "server_error"
+            logger.warning("anodot: HTTP %d (%s, Retry-After %s), will retry", status, reason,
+                           response.retry_after)
+            return SendResult("retry", reason=reason, retry_after=retry_after, status=status)
         if status in (401, 403):
             reason = "unauthorized"
             logger.error("anodot: HTTP %d: the token was refused; check token_env/token_file",
                          status)
-        elif status in (400, 413):
-            reason = "bad_request"
         else:
-            reason = "client_error"
+            reason = "bad_request" if status in (400, 413) else "client_error"
         description = self._redact(response.body[:500].decode("utf-8", "replace"))
-        logger.error(
-            "anodot: HTTP %d (%s): %d points dead-lettered: %s",
-            status, reason, len(points), description
-        )
-        self._dead_letter(points, reason, status, None, description)
-        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
+        logger.error("anodot: HTTP %d (%s): %d points dead-lettered: %s",
+                     status, reason, len(points), description)
+        return self._refuse_all(points, reason, status, None, description)
 
     def _on_success(self, points: Sequence[Dict[str, Any]], response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
@@ -208,9 +348,8 @@ class Sender:
             description = self._redact(str(first.get("description", "")))
             logger.error("anodot: error %s without index: %s; %d points dead-lettered",
                          first.get("error"), description, len(points))
-            self._dead_letter(points, "client_error", status, first.get("error"), description)
-            return SendResult("dead_letter", rejected=len(points), reason="client_error",
-                              status=status)
+            return self._refuse_all(points, "client_error", status, first.get("error"),
+                                    description)
         for index, (code, description) in sorted(indexed.items()):
             self.metrics.rejected(code)
             self._dead_letter([points[index]], "rejected", status, code, self._redact(description))
@@ -219,17 +358,16 @@ class Sender:
                            sorted({str(c) for c, _ in indexed.values()}))
         accepted = len(points) - len(indexed)
         self.metrics.points_sent.inc(accepted)
-        self.metrics.last_success.set(self._clock())
+        self.metrics.last_success_timestamp_seconds.set(self._clock())
         return SendResult("ok", accepted=accepted, rejected=len(indexed), status=status)
 
-    def _dead_letter(
-        self,
-        points: Sequence[Dict[str, Any]],
-        reason: str,
-        status: Optional[int],
-        error: Any,
-        description: Optional[str],
-    ) -> None:
+    def _refuse_all(self, points: Sequence[Dict[str, Any]], reason: str, status: Optional[int],
+                    error: Any, description: str) -> SendResult:
+        self._dead_letter(points, reason, status, error, description)
+        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
+
+    def _dead_letter(self, points: Sequence[Dict[str, Any]], reason: str,
+                     status: Optional[int], error: Any, description: Optional[str]) -> None:
         self.metrics.points_dead_lettered.labels(reason).inc(len(points))
         if self.dead_letter is None:
             return
@@ -268,20 +406,16 @@ class Sender:
         """
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts == {max_attempts!r}, must be >= 1 or None.")
-        if body is None:
-            body = encode_batch(points)
-        if wait is None:
-            wait = _sleep
+        body = encode_batch(points) if body is None else body
+        wait = wait or _sleep
         attempt = 0
         while True:
             delay = self.limiter.reserve(len(points))
             if delay > 0 and not wait(delay):
                 return None
             result = self.send_once(points, body)
-            if result.kind != "retry":
-                return result
             attempt += 1
-            if max_attempts is not None and attempt >= max_attempts:
+            if result.kind != "retry" or (max_attempts is not None and attempt >= max_attempts):
                 return result
             self.metrics.retries.labels(result.reason).inc()
             if result.retry_after is not None:
@@ -290,10 +424,6 @@ class Sender:
                 delay = self.backoff.delay(attempt - 1)
             if not wait(delay):
                 return None
-
-
-def _identity(text: str) -> str:
-    return text
 
 
 def _sleep(seconds: float) -> bool:
@@ -313,19 +443,16 @@ def _parse_errors(
         logger.warning("anodot: 2xx body is not JSON; assuming every point was accepted")
         return {}, []
     errors = data.get("errors") if isinstance(data, dict) else None
-    if not isinstance(errors, list):
-        return {}, []
     indexed: Dict[int, Tuple[Any, str]] = {}
     unindexed: List[Dict[str, Any]] = []
-    for item in errors:
+    for item in errors if isinstance(errors, list) else []:
         if not isinstance(item, dict):
             continue
-        index = item.get("index")
         try:
-            position = int(index) if index is not None and index != "" else None
+            position = int(item["index"]) if item.get("index") not in (None, "") else -1
         except (TypeError, ValueError):
-            position = None
-        if position is not None and 0 <= position < n_points:
+            position = -1
+        if 0 <= position < n_points:
             indexed[position] = (item.get("error"), str(item.get("description", "")))
         else:
             unindexed.append(item)
