@@ -22,10 +22,12 @@ __all__ = [
     "check_positive",
     "is_positive_number",
     "COUNTER_MODES",
+    "NAMINGS",
     "MAX_BATCH_SIZE",
 ]
 
 COUNTER_MODES = ("delta", "gauge")
+NAMINGS = ("prometheus", "mlwatcher-v1")
 MAX_BATCH_SIZE = 1000  # Anodot accepts at most 1000 points per request.
 
 _MIB = 1024 * 1024
@@ -196,6 +198,11 @@ class MappingOptions:
         ``gauge``: the cumulative value, sent as ``gauge``.
     histogram_buckets : bool, default=False
         Also send the ``_bucket`` series of histograms (property ``le``).
+    naming : {"prometheus", "mlwatcher-v1"}, default="prometheus"
+        ``prometheus``: ``what`` is the Prometheus sample name, labels are properties.
+        ``mlwatcher-v1``: the ancestor MLWatcher's names and properties for the window
+        statistics (``max_prediction_proba``, ``agent_id``, ``class_name``...), so that
+        existing Anodot dashboards and alerts keep working.
     """
 
     include_prefixes: Tuple[str, ...] = ("mlwatcher_",)
@@ -205,6 +212,7 @@ class MappingOptions:
     tag_label_prefixes: Tuple[str, ...] = ()
     counters: str = "delta"
     histogram_buckets: bool = False
+    naming: str = "prometheus"
 
     _SPEC = {
         "include_prefixes": _Spec("str_list"),
@@ -214,6 +222,7 @@ class MappingOptions:
         "tag_label_prefixes": _Spec("str_list"),
         "counters": _Spec("str", choices=COUNTER_MODES),
         "histogram_buckets": _Spec("bool"),
+        "naming": _Spec("str", choices=NAMINGS),
     }
 
     def __post_init__(self) -> None:
