@@ -1,4 +1,4 @@
-"""Turn Prometheus metric families into Anodot 2.0 points.
+"""Turn Prometheus metric families into Anodot 2.0 points, as ``docs/anodot.md`` describes.
 
 One sample becomes one point::
 
@@ -8,26 +8,10 @@ One sample becomes one point::
                     "ver": "1", "target_type": "gauge"},
      "tags": {}, "timestamp": 1700000000, "value": 0.93}
 
-Per family type:
-
-* gauge, info, stateset, unknown: every sample, ``target_type: gauge``.
-* counter (``_total``), and the ``_count``/``_sum`` (and, if enabled, ``_bucket``) of
-  histograms and summaries: with ``counters="delta"`` the increase since the previous
-  snapshot, ``target_type: counter`` (a value lower than the previous one is a reset:
-  the increase is the new value; the first snapshot of a series only sets the
-  baseline); with ``counters="gauge"`` the cumulative value as a gauge.
-* summary quantiles: gauges with a ``quantile`` property.
-* ``_created`` samples (and the ``*_created`` gauge families the text format adds) are
-  never sent.
-
-With ``naming="mlwatcher-v1"`` the window statistics get the ancestor MLWatcher's names
-and properties instead (:data:`V1_NAMES`), one point per window stamped with the
-window's end, and the ``model`` label of every series is sent as ``agent_id``.
-
-Anodot's rules are applied: ``.``, ``=`` and whitespace become ``_`` in keys and values,
-keys are cut to 50 characters and values to 150, empty label values are left out,
-NaN and infinite values are skipped, and a point with more than 20 properties is
-skipped; skipped samples are counted by reason.
+Counters are sent as per-snapshot increases (``counters="delta"``) or as gauges; with
+``naming="mlwatcher-v1"`` the window statistics get the ancestor MLWatcher's names and
+properties (:data:`V1_NAMES`), one point per window stamped with its end. Anodot's
+limits on keys, values and properties are applied; skipped samples are counted.
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """Send batches of points: rate limits, response classification, retries, dead letters.
 
-How each answer is handled:
-
-=============================================  ====================================
-answer                                         action
-=============================================  ====================================
-2xx, no errors                                 all points accepted
-2xx, errors with an ``index``                  those points dead-lettered, counted
-                                               by code; the others accepted
-2xx, error 1004/2002/2003 without an index     rate limited: retry the whole batch
-2xx, another error without an index            whole batch dead-lettered
-429                                            retry after ``Retry-After`` (or backoff)
-408, 5xx, no response (refused, reset,         retry with capped exponential
-timeout)                                       backoff and jitter (``Retry-After``
-                                               honoured when present)
-400, 413                                       dead-lettered (``bad_request``)
-401, 403                                       dead-lettered (``unauthorized``)
-other statuses                                 dead-lettered (``client_error``)
-=============================================  ====================================
+What each Anodot answer leads to (accepted, retried, dead-lettered) is the table of
+``docs/anodot.md``, "Errors, retries, rate limits".
 """
 
 from __future__ import annotations

@@ -12,16 +12,12 @@ The spool directory::
     segment-00000000000000000002.jsonl   the active segment (written by this process)
     ack.json                             {"segment": 1, "offset": 5120, "points": 40}
 
-``append()`` writes every point of one snapshot with a single ``write`` and fsyncs it
-before returning, so a point that ``append()`` returned for survives a crash. ``read()``
-returns the oldest unacknowledged points; ``ack()`` records, atomically (write, fsync,
-rename, fsync of the directory), that they were accepted and deletes segments that are
-fully acknowledged; after a restart the spool continues from ``ack.json``. Past
-``max_bytes`` the oldest segments are deleted; points older than ``max_age_seconds`` are
-dropped when read; both are counted through ``on_drop``. A *state* (the bridge's counter
-baselines) goes in the same write as its points, so the two never disagree after a
-crash; the last one starts every new segment and is :attr:`Spool.recovered_state`
-after a restart.
+``append()`` fsyncs the points of one snapshot in a single write; ``ack()`` records
+atomically that they were accepted (``docs/anodot.md``, "Delivery guarantee"). Past
+``max_bytes`` the oldest segments are deleted and points older than ``max_age_seconds``
+are dropped when read, both counted through ``on_drop``. A *state* (the bridge's counter
+baselines) goes in the same write as its points, starts every new segment, and is
+:attr:`Spool.recovered_state` after a restart.
 """
 
 from __future__ import annotations
