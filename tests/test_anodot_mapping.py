@@ -247,3 +247,18 @@ def test_v1_feature_names_that_are_not_indices_are_kept(registry: CollectorRegis
         "m", "amount", "mean").set(3)
     [point] = PointMapper(MappingOptions(naming="mlwatcher-v1")).map(registry.collect(), 5).points
     assert point["properties"]["feat_name"] == "amount" and point["timestamp"] == 5
+
+
+def test_v1_windows_of_replicas_of_one_model_are_told_apart(registry: CollectorRegistry) -> None:
+    end = Gauge("mlwatcher_window_end_timestamp_seconds", "h", ["model", "instance"],
+                registry=registry)
+    pred1 = Gauge("mlwatcher_pred1", "h", ["model", "instance", "stat"], registry=registry)
+    end.labels("digits", "a").set(1_700_000_050)
+    end.labels("digits", "b").set(1_700_000_040)  # b's window ended earlier
+    for instance in ("a", "b"):
+        pred1.labels("digits", instance, "mean").set(0.5)
+    mapper = PointMapper(MappingOptions(naming="mlwatcher-v1"))
+    points = mapper.map(registry.collect(), 1_700_000_060).points
+    sent = sorted((p["properties"]["instance"], p["timestamp"]) for p in points
+                  if p["properties"]["what"] == "max_prediction_proba")
+    assert sent == [("a", 1_700_000_050), ("b", 1_700_000_040)]

@@ -53,6 +53,7 @@ V1_NAMES = {
     "mlwatcher_f1": ("f1", "gauge"),
 }
 _WINDOW_END = "mlwatcher_window_end_timestamp_seconds"
+_STATISTIC_LABELS = ("stat", "class", "feature", "value")
 _FEATURE_INDEX = re.compile(r"f(\d+)")
 
 
@@ -65,6 +66,11 @@ def sanitize(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
     'model_v1_2_ok'
     """
     return _ILLEGAL.sub("_", text)[:limit]
+
+
+def _window_key(labels: Dict[str, str]) -> str:
+    """The monitor a sample comes from: its labels but those naming a statistic."""
+    return json.dumps(sorted((k, v) for k, v in labels.items() if k not in _STATISTIC_LABELS))
 
 
 def _v1_labels(labels: Dict[str, str]) -> Dict[str, str]:
@@ -113,9 +119,9 @@ class PointMapper:
                 self._last[str(key)] = (float(entry[0]), int(entry[1]))
             except (TypeError, ValueError, IndexError):
                 continue
-        for model, end in (state or {}).get("windows", {}).items():
+        for key, end in (state or {}).get("windows", {}).items():
             if isinstance(end, (int, float)):
-                self._windows[str(model)] = float(end)
+                self._windows[str(key)] = float(end)
         self._constant = {
             sanitize(k, MAX_KEY_LENGTH): sanitize(v) for k, v in options.properties.items()
         }
@@ -148,7 +154,7 @@ class PointMapper:
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise TypeError(f"timestamp == {timestamp!r}, must be an integer (Unix seconds).")
         families = list(families)
-        ends = {s.labels.get("model", ""): s.value for f in families if f.name == _WINDOW_END
+        ends = {_window_key(s.labels): s.value for f in families if f.name == _WINDOW_END
                 for s in f.samples} if self._v1 else {}
         families = [f for f in families if self._wanted(f.name)]
         cumulative = {f.name for f in families if f.type in ("counter", "histogram", "summary")}
@@ -172,11 +178,11 @@ class PointMapper:
                         continue
                     value, target_type = value_or_none, "counter"
                 if v1_name is not None:
-                    (what, target_type), model = v1_name, labels.get("model", "")
-                    if model in ends:  # one point per window, at its end
-                        if ends[model] <= self._windows.get(model, -math.inf):
+                    (what, target_type), key = v1_name, _window_key(labels)
+                    if key in ends:  # one point per window, at its end
+                        if ends[key] <= self._windows.get(key, -math.inf):
                             continue
-                        sent_windows[model], stamp = ends[model], int(ends[model])
+                        sent_windows[key], stamp = ends[key], int(ends[key])
                 if self._v1:
                     labels = _v1_labels(labels)
                 if not math.isfinite(value):
