@@ -1,4 +1,4 @@
-"""Tests of mlwatcher_exporter.bridge.sender against the fake Anodot server."""
+"""Tests of mlwatcher_exporter.bridge.sender: backoff, rate limits, sending to the fake Anodot."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from prometheus_client import CollectorRegistry
 
+from conftest import ManualClock
 from fake_anodot import FakeAnodot
 from mlwatcher_exporter.bridge.client import AnodotClient, Response
-from mlwatcher_exporter.bridge.deadletter import DeadLetter
 from mlwatcher_exporter.bridge.metrics import BridgeMetrics
 from mlwatcher_exporter.bridge.options import SendOptions
-from mlwatcher_exporter.bridge.sender import Sender
+from mlwatcher_exporter.bridge.sender import (
+    Backoff, RateLimiter, Sender, TokenBucket, parse_retry_after,
+)
+from mlwatcher_exporter.bridge.spool import DeadLetter
 
 FAST = SendOptions(backoff_initial_seconds=0.001, backoff_max_seconds=0.01,
                    points_per_second=1e6, requests_per_minute=1e7, timeout_seconds=5)
@@ -223,3 +226,87 @@ def test_batch_larger_than_batch_size_is_refused() -> None:
 def test_options_type_is_checked() -> None:
     with pytest.raises(TypeError, match="options =="):
         Sender(lambda b: Response(200), {"batch_size": 1})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- backoff and Retry-After
+def test_exponential_and_capped() -> None:
+    backoff = Backoff(backoff_initial_seconds=0.5, backoff_max_seconds=10, backoff_multiplier=3,
+                      backoff_jitter=0)
+    assert [backoff.delay(a) for a in range(5)] == [0.5, 1.5, 4.5, 10, 10]
+    assert backoff.delay(100000) == 10
+
+
+def test_jitter_is_seeded_and_bounded() -> None:
+    one = SendOptions(backoff_initial_seconds=1, backoff_max_seconds=1, backoff_jitter=1)
+    a = [Backoff(one, random_state=4).delay(0) for _ in range(2)]
+    assert a[0] == a[1]
+    four = SendOptions(backoff_initial_seconds=4, backoff_max_seconds=4, backoff_jitter=0.25)
+    delays = [Backoff(four, random_state=i).delay(3) for i in range(50)]
+    assert all(3.0 <= d <= 4.0 for d in delays) and len(set(delays)) > 40
+
+
+# The backoff takes its timing from SendOptions, which checks it once.
+@pytest.mark.parametrize("kwargs, match", [
+    ({"backoff_initial_seconds": -1, "backoff_max_seconds": 1}, "initial_seconds == -1"),
+    ({"backoff_initial_seconds": 2, "backoff_max_seconds": 1},
+     "max_seconds == 1, must be >= backoff_initial"),
+    ({"backoff_initial_seconds": 1, "backoff_max_seconds": 2, "backoff_multiplier": 0.5},
+     "multiplier == 0.5"),
+    ({"backoff_initial_seconds": 1, "backoff_max_seconds": 2, "backoff_jitter": 1.5},
+     "jitter == 1.5"),
+])
+def test_bad_backoff_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Backoff(**kwargs)
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("5", 5.0), ("0.25", 0.25), ("-3", 0.0), (None, None), ("", None), ("soon", None),
+    ("nan", None), ("Thu, 01 Jan 1970 00:01:40 GMT", 40.0),
+])
+def test_parse_retry_after(header: object, expected: object) -> None:
+    assert parse_retry_after(header, now=60.0) == expected  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- token buckets
+def test_bucket_allows_a_burst_then_paces() -> None:
+    clock = ManualClock(0.0)
+    bucket = TokenBucket(rate=100, capacity=100, _clock=clock)
+    assert bucket.reserve(100) == 0
+    assert bucket.reserve(50) == pytest.approx(0.5)
+    clock.now = 0.5
+    assert bucket.reserve(0) == 0
+    clock.now = 10
+    assert bucket.reserve(100) == 0, "refills up to capacity only"
+    assert bucket.reserve(1) == pytest.approx(0.01)
+
+
+def test_sustained_rate_matches_the_limit() -> None:
+    clock = ManualClock(0.0)
+    limiter = RateLimiter(points_per_second=2000, requests_per_minute=5000, batch_size=1000,
+                          _clock=clock)
+    for _ in range(20):  # 20 000 points: the caller sleeps as told
+        clock.now += limiter.reserve(1000)
+    assert clock.now == pytest.approx((20_000 - 2000) / 2000)
+
+
+def test_requests_per_minute_limit() -> None:
+    clock = ManualClock(0.0)
+    limiter = RateLimiter(points_per_second=1e9, requests_per_minute=60, _clock=clock)
+    waits = [limiter.reserve(1) for _ in range(3)]
+    assert waits == [0, pytest.approx(1.0), pytest.approx(2.0)]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"rate": 0, "capacity": 1}, "rate == 0, must be > 0"),
+    ({"rate": 1, "capacity": -1}, "capacity == -1, must be > 0"),
+    ({"rate": "1", "capacity": 1}, "rate == '1', must be a number"),
+])
+def test_bad_token_bucket_arguments(kwargs: dict, match: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=match):
+        TokenBucket(**kwargs)
+
+
+def test_negative_reservation_is_refused() -> None:
+    with pytest.raises(ValueError, match="tokens == -1"):
+        TokenBucket(1, 1).reserve(-1)

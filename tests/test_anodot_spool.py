@@ -1,4 +1,4 @@
-"""Tests of mlwatcher_exporter.bridge.spool: durability, order, acknowledgement, bounds."""
+"""Tests of mlwatcher_exporter.bridge.spool: the spool, dead letters, reading points back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import pytest
 
 from conftest import ManualClock
-from mlwatcher_exporter.bridge.spool import Spool
+from mlwatcher_exporter.bridge.spool import DeadLetter, Spool, read_points
 
 
 def pts(start: int, n: int, ts: int = 1000) -> List[Dict[str, Any]]:
@@ -283,3 +283,85 @@ def test_a_failed_write_leaves_nothing_behind(
     assert values(spool.read(10)) == [0, 1, 5]
     spool.close()
     assert values(make(tmp_path).read(10)) == [0, 1, 5], "and after a restart"
+
+
+# ---------------------------------------------------------------------- dead letters
+def dead_pts(n: int) -> List[dict]:
+    return [{"properties": {"what": "x"}, "timestamp": 5, "value": float(i)} for i in range(n)]
+
+
+def test_records_reason_and_point_and_is_replayable(tmp_path: Path) -> None:
+    dead = DeadLetter(tmp_path / "sub" / "dead.jsonl")
+    assert dead.write(dead_pts(2), "rejected", 200, 2004, "bad key") == 2
+    lines = [json.loads(x) for x in (tmp_path / "sub" / "dead.jsonl").read_text().splitlines()]
+    assert lines[0] == {"reason": "rejected", "status": 200, "error": 2004,
+                        "description": "bad key", "point": dead_pts(1)[0]}
+    assert [p["value"] for p in read_points(tmp_path / "sub" / "dead.jsonl").points] == [0.0, 1.0]
+
+
+def test_size_bound_drops_and_reports(tmp_path: Path) -> None:
+    dropped: List[int] = []
+    dead = DeadLetter(tmp_path / "d.jsonl", max_bytes=300, on_drop=dropped.append)
+    written = dead.write(dead_pts(10), "bad_request", 400)
+    assert 0 < written < 10 and dropped == [10 - written]
+    assert (tmp_path / "d.jsonl").stat().st_size <= 300
+
+
+def test_unknown_reason_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="reason == 'oops'"):
+        DeadLetter(tmp_path / "d").write(dead_pts(1), "oops")
+
+
+def test_bad_dead_letter_arguments(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="path == 1"):
+        DeadLetter(1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_bytes == -5"):
+        DeadLetter(tmp_path / "d", max_bytes=-5)
+
+
+# ---------------------------------------------------------------------- reading points back
+P = {"properties": {"what": "cpu", "server_id": "5", "target_type": "gauge"}, "tags": {},
+     "timestamp": 1475260200, "value": 64.0}
+
+
+def test_json_array(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps([P, P]))
+    assert read_points(path).points == [P, P]
+
+
+def test_ancestor_lines_with_commas_and_brackets(tmp_path: Path) -> None:
+    path = tmp_path / "MLmetrics.json"
+    path.write_text("[\n" + json.dumps(P) + ",\n" + json.dumps(P) + "\n]\n")
+    out = read_points(path)
+    assert out.points == [P, P] and out.problems == []
+
+
+def test_problems_are_reported_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    nan = dict(P, value=float("nan"))
+    path.write_text("\n".join([
+        json.dumps(P), "nope", json.dumps({"properties": {}}), json.dumps(nan),
+        json.dumps(dict(P, timestamp="x")), json.dumps([1]),
+    ]))
+    out = read_points(path)
+    assert out.points == [P]
+    assert out.problems == [(2, "not valid JSON"), (3, "properties.what is missing"),
+                            (4, "value is not a finite number"), (5, "timestamp is not a number"),
+                            (6, "not a JSON object")]
+
+
+def test_float_timestamps_become_integers(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(dict(P, timestamp=1475260200.7)))
+    assert read_points(path).points[0]["timestamp"] == 1475260200
+
+
+def test_a_spool_segment_is_a_points_file(tmp_path: Path) -> None:
+    spool = make(tmp_path / "spool")
+    spool.append(pts(0, 2), state={"counters": {}})
+    spool.append(pts(2, 1), state={"counters": {}})
+    spool.close()
+    [segment] = sorted((tmp_path / "spool").glob("segment-*.jsonl"))
+    out = read_points(segment)
+    assert [p["value"] for p in out.points] == [0.0, 1.0, 2.0] and out.problems == []

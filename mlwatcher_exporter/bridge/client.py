@@ -55,19 +55,9 @@ def is_http_url(url: Any) -> bool:
 
 @dataclass(frozen=True)
 class Response:
-    """What one POST got back.
-
-    Attributes
-    ----------
-    status : int or None
-        HTTP status, or None when no response arrived (connection error, timeout).
-    body : bytes
-        Response body (empty without a response).
-    retry_after : str or None
-        The ``Retry-After`` header, if any.
-    error : str or None
-        Why no response arrived, with the token redacted.
-    """
+    """What one POST got back: the HTTP ``status`` (None when no response arrived:
+    connection error, timeout; then ``error`` says why, token redacted), the ``body``
+    and the ``Retry-After`` header."""
 
     status: Optional[int]
     body: bytes = b""

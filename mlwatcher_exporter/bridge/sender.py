@@ -1,75 +1,180 @@
 """Send batches of points: rate limits, response classification, retries, dead letters.
 
-How each answer is handled:
-
-=============================================  ====================================
-answer                                         action
-=============================================  ====================================
-2xx, no errors                                 all points accepted
-2xx, errors with an ``index``                  those points dead-lettered, counted
-                                               by code; the others accepted
-2xx, error 1004/2002/2003 without an index     rate limited: retry the whole batch
-2xx, another error without an index            whole batch dead-lettered
-429                                            retry after ``Retry-After`` (or backoff)
-408, 5xx, no response (refused, reset,         retry with capped exponential
-timeout)                                       backoff and jitter (``Retry-After``
-                                               honoured when present)
-400, 413                                       dead-lettered (``bad_request``)
-401, 403                                       dead-lettered (``unauthorized``)
-other statuses                                 dead-lettered (``client_error``)
-=============================================  ====================================
+What each Anodot answer leads to (accepted, retried, dead-lettered) is the table of
+``docs/anodot.md``, "Errors, retries, rate limits".
 """
 
 from __future__ import annotations
 
+import dataclasses
+import email.utils
 import json
 import logging
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .client import AnodotClient, Response
-from .deadletter import DeadLetter
 from .metrics import BridgeMetrics
 from .options import SendOptions, resolve
-from .ratelimit import RateLimiter
-from .retry import Backoff, parse_retry_after
+from .spool import DeadLetter
 
-__all__ = ["Sender", "SendResult", "RATE_LIMIT_CODES", "encode_batch"]
+__all__ = ["Sender", "SendResult", "Backoff", "TokenBucket", "RateLimiter", "parse_retry_after",
+           "RATE_LIMIT_CODES", "encode_batch"]
 
 logger = logging.getLogger(__name__)
 
 # Error codes Anodot reports, without an index, when an account limit is hit.
 RATE_LIMIT_CODES = frozenset({"1004", "2002", "2003"})
+_Points = Sequence[Dict[str, Any]]
 
 
-def encode_batch(points: Sequence[Dict[str, Any]]) -> bytes:
+def encode_batch(points: _Points) -> bytes:
     """Return the JSON body of a request carrying ``points``."""
     return json.dumps(list(points), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+class Backoff:
+    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions.
+
+    Retry ``attempt`` (0-based) waits ``d = min(backoff_max_seconds,
+    backoff_initial_seconds * backoff_multiplier ** attempt)``, of which a fraction
+    ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
+
+    Parameters
+    ----------
+    options : SendOptions, default=SendOptions()
+        The timing (checked there, once).
+    random_state : None, int or random.Random, default=None
+        Seed or generator of the jitter.
+    **overrides
+        Fields of ``options`` to replace.
+
+    Examples
+    --------
+    >>> b = Backoff(backoff_initial_seconds=1, backoff_max_seconds=8, backoff_jitter=0)
+    >>> [b.delay(a) for a in range(5)]
+    [1.0, 2.0, 4.0, 8.0, 8.0]
+    """
+
+    def __init__(self, options: Optional[SendOptions] = None,
+                 random_state: Union[None, int, random.Random] = None, **overrides: Any) -> None:
+        self.options = dataclasses.replace(resolve(options, SendOptions, "options"), **overrides)
+        self._random = (random_state if isinstance(random_state, random.Random)
+                        else random.Random(random_state))
+
+    def delay(self, attempt: int) -> float:
+        """Return the seconds to wait before retry number ``attempt`` (0 for the first)."""
+        if attempt < 0:
+            raise ValueError(f"attempt == {attempt!r}, must be >= 0.")
+        o = self.options
+        try:  # the cap is reached long before the exponent could overflow
+            growth = o.backoff_multiplier ** min(attempt, 1000)
+            base = float(min(o.backoff_max_seconds, o.backoff_initial_seconds * growth))
+        except OverflowError:
+            base = float(o.backoff_max_seconds)
+        return base * (1.0 - o.backoff_jitter * self._random.random()) if o.backoff_jitter \
+            else base
+
+
+def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait.
+
+    None when the header is absent or invalid; ``now`` is the current Unix time.
+
+    Examples
+    --------
+    >>> parse_retry_after("3", now=0.0), parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
+    (3.0, 6.0)
+    """
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - now
+        except (TypeError, ValueError, IndexError, AttributeError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class TokenBucket:
+    """A token bucket that lets callers reserve tokens ahead and tells them how long to wait.
+
+    Parameters
+    ----------
+    rate : float
+        Tokens added per second, > 0.
+    capacity : float
+        Most tokens the bucket holds (the largest burst), > 0.
+    _clock : callable, default=time.monotonic
+        Returns the current time in seconds.
+
+    Examples
+    --------
+    >>> bucket = TokenBucket(rate=10.0, capacity=10.0, _clock=lambda: 0.0)
+    >>> bucket.reserve(10), bucket.reserve(5)
+    (0.0, 0.5)
+    """
+
+    def __init__(
+        self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        for name, value in (("rate", rate), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} == {value!r}, must be a number.")
+            if not value > 0:
+                raise ValueError(f"{name} == {value!r}, must be > 0.")
+        self.rate, self.capacity = float(rate), float(capacity)
+        self._clock = _clock
+        self._tokens = self.capacity
+        self._last = _clock()
+        self._lock = threading.Lock()
+
+    def reserve(self, tokens: float) -> float:
+        """Take ``tokens`` now (the balance may go negative) and return the seconds to wait."""
+        if tokens < 0:
+            raise ValueError(f"tokens == {tokens!r}, must be >= 0.")
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens -= tokens
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class RateLimiter:
+    """Both limits of an Anodot account: points per second and requests per minute.
+
+    The points bucket holds at least one full batch of ``batch_size`` points.
+    """
+
+    def __init__(self, points_per_second: float, requests_per_minute: float,
+                 batch_size: int = 1000, _clock: Callable[[], float] = time.monotonic) -> None:
+        self.points = TokenBucket(points_per_second, max(points_per_second, batch_size), _clock)
+        per_second = requests_per_minute / 60.0
+        self.requests = TokenBucket(per_second, max(1.0, per_second), _clock)
+
+    def reserve(self, points: int) -> float:
+        """Reserve one request of ``points`` points; return the seconds to wait before sending."""
+        return max(self.points.reserve(points), self.requests.reserve(1))
 
 
 @dataclass(frozen=True)
 class SendResult:
     """Outcome of one request.
 
-    Attributes
-    ----------
-    kind : {"ok", "retry", "dead_letter"}
-        ``ok``: answered with 2xx (some points may have been refused one by one);
-        ``retry``: nothing accepted, send again later; ``dead_letter``: refused for good.
-    accepted : int
-        Points Anodot accepted.
-    rejected : int
-        Points refused and dead-lettered: one by one (``ok``) or the whole batch
-        (``dead_letter``).
-    reason : str
-        For ``retry`` one of ``rate_limited``, ``server_error``, ``connection_error``;
-        for ``dead_letter`` the dead-letter reason; ``""`` for ``ok``.
-    retry_after : float or None
-        Seconds the server asked to wait.
-    status : int or None
-        HTTP status (None without a response).
+    ``kind`` is ``ok`` (answered with 2xx; some points may have been refused one by one),
+    ``retry`` (nothing accepted, send again later) or ``dead_letter`` (refused for good).
+    ``rejected`` counts the points dead-lettered, one by one or the whole batch;
+    ``reason`` is the retry reason (``rate_limited``, ``server_error``,
+    ``connection_error``) or the dead-letter reason; ``retry_after`` the seconds the
+    server asked to wait; ``status`` the HTTP status (None without a response).
     """
 
     kind: str
@@ -98,10 +203,8 @@ class Sender:
     redact : callable, default=None
         Hides the token in texts that are logged or dead-lettered; defaults to the
         client's own when ``client`` is an :class:`AnodotClient`.
-    _clock : callable, default=time.time
-        Current Unix time (last-success gauge, HTTP-date ``Retry-After``).
-    _monotonic : callable, default=time.monotonic
-        Clock of the rate limiter.
+    _clock, _monotonic : callable, default=time.time, time.monotonic
+        Unix time (last-success gauge, HTTP-date ``Retry-After``); rate limiter clock.
     """
 
     def __init__(
@@ -115,88 +218,59 @@ class Sender:
         _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        options = resolve(options, SendOptions, "options")
+        self.options = options = resolve(options, SendOptions, "options")
         if isinstance(client, AnodotClient):
             self._post: Callable[[bytes], Response] = client.post
-            self._redact: Callable[[str], str] = client.redact
-        elif callable(client):
-            self._post = client
-            self._redact = _identity
-        else:
+            redact = redact or client.redact
+        elif not callable(client):
             raise TypeError(f"client == {client!r}, must be an AnodotClient or a callable.")
-        if redact is not None:
-            self._redact = redact
-        self.options = options
+        else:
+            self._post = client
+        self._redact: Callable[[str], str] = redact or (lambda text: text)
         self.metrics = metrics if metrics is not None else BridgeMetrics(registry=None)
         self.dead_letter = dead_letter
-        self.limiter = RateLimiter(
-            options.points_per_second, options.requests_per_minute, options.batch_size, _monotonic
-        )
-        self.backoff = Backoff(
-            options.backoff_initial_seconds,
-            options.backoff_max_seconds,
-            options.backoff_multiplier,
-            options.backoff_jitter,
-            random_state,
-        )
+        self.limiter = RateLimiter(options.points_per_second, options.requests_per_minute,
+                                   options.batch_size, _monotonic)
+        self.backoff = Backoff(options, random_state)
         self._clock = _clock
 
     # ------------------------------------------------------------------ one request
-    def send_once(
-        self, points: Sequence[Dict[str, Any]], body: Optional[bytes] = None
-    ) -> SendResult:
-        """Send ``points`` in one request (no waiting) and account for the answer.
-
-        Parameters
-        ----------
-        points : sequence of dict
-            At most ``options.batch_size`` points.
-        body : bytes, optional
-            Their JSON encoding, if already at hand.
-        """
+    def send_once(self, points: _Points, body: Optional[bytes] = None) -> SendResult:
+        """Send ``points`` (at most ``batch_size``; ``body`` their JSON, if at hand) in one
+        request, without waiting, and account for the answer."""
         if len(points) > self.options.batch_size:
             raise ValueError(
                 f"len(points) == {len(points)}, must be <= batch_size ({self.options.batch_size})."
             )
-        if body is None:
-            body = encode_batch(points)
-        response = self._post(body)
+        response = self._post(encode_batch(points) if body is None else body)
         status = response.status
         if status is None:
             self.metrics.connection_errors.inc()
             logger.warning("anodot: no response: %s", self._redact(str(response.error)))
             return SendResult("retry", reason="connection_error")
         self.metrics.responses.labels(str(status)).inc()
-        retry_after = parse_retry_after(response.retry_after, self._clock())
-        if retry_after is not None:
-            retry_after = min(retry_after, self.options.max_retry_after_seconds)
         if 200 <= status < 300:
             return self._on_success(points, response)
-        if status == 429:
-            logger.warning("anodot: 429 rate limited (Retry-After %s)", response.retry_after)
-            return SendResult("retry", reason="rate_limited", retry_after=retry_after,
-                              status=status)
-        if status == 408 or status >= 500:
-            logger.warning("anodot: HTTP %d, will retry", status)
-            return SendResult("retry", reason="server_error", retry_after=retry_after,
-                              status=status)
+        if status == 429 or status == 408 or status >= 500:
+            reason = "rate_limited" if status == 429 else "server_error"
+            logger.warning("anodot: HTTP %d (%s, Retry-After %s), will retry", status, reason,
+                           response.retry_after)
+            retry_after = parse_retry_after(response.retry_after, self._clock())
+            if retry_after is not None:
+                retry_after = min(retry_after, self.options.max_retry_after_seconds)
+            return SendResult("retry", reason=reason, retry_after=retry_after, status=status)
         if status in (401, 403):
             reason = "unauthorized"
             logger.error("anodot: HTTP %d: the token was refused; check token_env/token_file",
                          status)
-        elif status in (400, 413):
-            reason = "bad_request"
         else:
-            reason = "client_error"
+            reason = "bad_request" if status in (400, 413) else "client_error"
         description = self._redact(response.body[:500].decode("utf-8", "replace"))
-        logger.error(
-            "anodot: HTTP %d (%s): %d points dead-lettered: %s",
-            status, reason, len(points), description
-        )
-        self._dead_letter(points, reason, status, None, description)
-        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
+        logger.error("anodot: HTTP %d (%s): %d points dead-lettered: %s",
+                     status, reason, len(points), description)
+        return self._refuse_all(points, reason, status, None, description)
 
-    def _on_success(self, points: Sequence[Dict[str, Any]], response: Response) -> SendResult:
+    def _on_success(self, points: _Points, response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
         status = response.status
         if any(str(e.get("error")) in RATE_LIMIT_CODES for e in unindexed):
@@ -208,9 +282,8 @@ class Sender:
             description = self._redact(str(first.get("description", "")))
             logger.error("anodot: error %s without index: %s; %d points dead-lettered",
                          first.get("error"), description, len(points))
-            self._dead_letter(points, "client_error", status, first.get("error"), description)
-            return SendResult("dead_letter", rejected=len(points), reason="client_error",
-                              status=status)
+            return self._refuse_all(points, "client_error", status, first.get("error"),
+                                    description)
         for index, (code, description) in sorted(indexed.items()):
             self.metrics.rejected(code)
             self._dead_letter([points[index]], "rejected", status, code, self._redact(description))
@@ -219,42 +292,36 @@ class Sender:
                            sorted({str(c) for c, _ in indexed.values()}))
         accepted = len(points) - len(indexed)
         self.metrics.points_sent.inc(accepted)
-        self.metrics.last_success.set(self._clock())
+        self.metrics.last_success_timestamp_seconds.set(self._clock())
         return SendResult("ok", accepted=accepted, rejected=len(indexed), status=status)
 
-    def _dead_letter(
-        self,
-        points: Sequence[Dict[str, Any]],
-        reason: str,
-        status: Optional[int],
-        error: Any,
-        description: Optional[str],
-    ) -> None:
+    def _refuse_all(self, points: _Points, reason: str, status: Optional[int], error: Any,
+                    description: str) -> SendResult:
+        self._dead_letter(points, reason, status, error, description)
+        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
+
+    def _dead_letter(self, points: _Points, reason: str, status: Optional[int], error: Any,
+                     description: Optional[str]) -> None:
         self.metrics.points_dead_lettered.labels(reason).inc(len(points))
         if self.dead_letter is None:
             return
         try:
             self.dead_letter.write(points, reason, status, error, description)
-        except OSError:
-            logger.exception("anodot: could not write the dead-letter file")
+        except OSError as exc:
+            logger.error("anodot: could not write the dead-letter file %s: %s",
+                         self.dead_letter.path, exc)
             self.metrics.dead_letter_dropped(len(points))
 
     # ------------------------------------------------------------------ with retries
-    def deliver(
-        self,
-        points: Sequence[Dict[str, Any]],
-        body: Optional[bytes] = None,
-        wait: Optional[Callable[[float], bool]] = None,
-        max_attempts: Optional[int] = None,
-    ) -> Optional[SendResult]:
-        """Send ``points``, waiting for the rate limits and retrying transient failures.
+    def deliver(self, points: _Points, body: Optional[bytes] = None,
+                wait: Optional[Callable[[float], bool]] = None,
+                max_attempts: Optional[int] = None) -> Optional[SendResult]:
+        """Send one batch, waiting for the rate limits and retrying transient failures.
 
         Parameters
         ----------
         points : sequence of dict
-            One batch.
-        body : bytes, optional
-            Its JSON encoding.
+            One batch (``body``: its JSON encoding, if at hand).
         wait : callable, default=time.sleep
             ``wait(seconds)`` sleeps and returns False when the caller is stopping.
         max_attempts : int or None, default=None
@@ -268,32 +335,22 @@ class Sender:
         """
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts == {max_attempts!r}, must be >= 1 or None.")
-        if body is None:
-            body = encode_batch(points)
-        if wait is None:
-            wait = _sleep
+        body = encode_batch(points) if body is None else body
+        wait = wait or _sleep
         attempt = 0
         while True:
             delay = self.limiter.reserve(len(points))
             if delay > 0 and not wait(delay):
                 return None
             result = self.send_once(points, body)
-            if result.kind != "retry":
-                return result
             attempt += 1
-            if max_attempts is not None and attempt >= max_attempts:
+            if result.kind != "retry" or (max_attempts is not None and attempt >= max_attempts):
                 return result
             self.metrics.retries.labels(result.reason).inc()
-            if result.retry_after is not None:
-                delay = result.retry_after
-            else:
-                delay = self.backoff.delay(attempt - 1)
+            delay = self.backoff.delay(attempt - 1) if result.retry_after is None \
+                else result.retry_after
             if not wait(delay):
                 return None
-
-
-def _identity(text: str) -> str:
-    return text
 
 
 def _sleep(seconds: float) -> bool:
@@ -301,31 +358,24 @@ def _sleep(seconds: float) -> bool:
     return True
 
 
-def _parse_errors(
-    body: bytes, n_points: int
-) -> Tuple[Dict[int, Tuple[Any, str]], List[Dict[str, Any]]]:
+def _parse_errors(body: bytes, n_points: int) -> Tuple[Dict[int, Tuple[Any, str]], List[Dict]]:
     """Split the ``errors`` of a 2xx body into per-point ones (by index) and the rest."""
-    if not body.strip():
-        return {}, []
     try:
-        data = json.loads(body)
+        data = json.loads(body) if body.strip() else {}
     except ValueError:
         logger.warning("anodot: 2xx body is not JSON; assuming every point was accepted")
-        return {}, []
+        data = {}
     errors = data.get("errors") if isinstance(data, dict) else None
-    if not isinstance(errors, list):
-        return {}, []
     indexed: Dict[int, Tuple[Any, str]] = {}
     unindexed: List[Dict[str, Any]] = []
-    for item in errors:
+    for item in errors if isinstance(errors, list) else []:
         if not isinstance(item, dict):
             continue
-        index = item.get("index")
         try:
-            position = int(index) if index is not None and index != "" else None
+            position = int(item["index"]) if item.get("index") not in (None, "") else -1
         except (TypeError, ValueError):
-            position = None
-        if position is not None and 0 <= position < n_points:
+            position = -1
+        if 0 <= position < n_points:
             indexed[position] = (item.get("error"), str(item.get("description", "")))
         else:
             unindexed.append(item)

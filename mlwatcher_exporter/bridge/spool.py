@@ -1,50 +1,56 @@
-"""A durable, bounded, append-only spool of Anodot points on disk.
+"""Files of Anodot points: the durable spool, the dead-letter file, and reading points back.
 
-Layout of the spool directory::
+All of them are JSON lines in one format: a line is a point (``{"properties": {...},
+"timestamp": ..., "value": ...}``), a dead letter (``{"reason": ..., "status": ...,
+"error": ..., "description": ..., "point": {...}}``) or a spool state record
+(``{"__state__": {...}}``). :func:`read_points` reads any of them, JSON arrays and the
+ancestor MLWatcher's files too, so ``anodot-send`` replays dead letters and spool segments.
 
-    segment-00000000000000000001.jsonl   one JSON point per line, append-only
+The spool directory::
+
+    segment-00000000000000000001.jsonl   append-only
     segment-00000000000000000002.jsonl   the active segment (written by this process)
     ack.json                             {"segment": 1, "offset": 5120, "points": 40}
 
-``append()`` writes every point of one snapshot with a single ``write`` and fsyncs the
-file before returning, so a point that ``append()`` returned for survives a crash.
-``read()`` returns the oldest unacknowledged points; ``ack()`` records, atomically
-(write, fsync, rename, fsync of the directory), that they were accepted, and deletes
-segments that are fully acknowledged. After a restart the spool continues from
-``ack.json``, so points written before the crash are sent before newer ones.
-
-Bounds: past ``max_bytes`` the oldest segments are deleted; points older than
-``max_age_seconds`` are skipped when read. Both are counted through ``on_drop``.
-
-The spool can also carry a small JSON *state* (the bridge's last counter values) in the
-same write as the points it belongs to, so the two can never disagree after a crash;
-the last state is copied to the start of every new segment and is available after a
-restart as :attr:`Spool.recovered_state`.
+``append()`` fsyncs the points of one snapshot in a single write; ``ack()`` records
+atomically that they were accepted (``docs/anodot.md``, "Delivery guarantee"). Past
+``max_bytes`` the oldest segments are deleted and points older than ``max_age_seconds``
+are dropped when read, both counted through ``on_drop``. A *state* (the bridge's counter
+baselines) goes in the same write as its points, starts every new segment, and is
+:attr:`Spool.recovered_state` after a restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["Spool", "SpoolBatch", "encode_point"]
+from .options import SpoolOptions, resolve
+
+__all__ = ["Spool", "SpoolBatch", "DeadLetter", "DEAD_LETTER_REASONS", "PointsFile",
+           "read_points", "encode_point"]
 
 logger = logging.getLogger(__name__)
 
 _SEGMENT_RE = re.compile(r"^segment-(\d{20})\.jsonl$")
 _ACK_FILE = "ack.json"
 _STATE_PREFIX = b'{"__state__":'
+# Why points become dead letters: refused one by one (indexed errors), the whole request
+# refused with 400, 401/403 or another status retrying cannot fix, or given up on.
+DEAD_LETTER_REASONS = ("rejected", "bad_request", "unauthorized", "client_error", "undelivered")
 
 
-def encode_point(point: Dict[str, Any]) -> bytes:
-    """Return ``point`` as one compact JSON line (NaN and infinities are refused)."""
-    return json.dumps(point, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+def encode_point(point: Dict[str, Any], allow_nan: bool = False) -> bytes:
+    """Return ``point`` as one compact JSON line (NaN and infinities refused by default)."""
+    return json.dumps(point, separators=(",", ":"), allow_nan=allow_nan).encode("utf-8") + b"\n"
 
 
 @dataclass
@@ -87,19 +93,15 @@ class Spool:
     ----------
     directory : str or os.PathLike
         Directory of the segments; created if missing. One process at a time.
-    max_bytes : int, default=268435456
-        Bound on the segments' total size; the oldest segments are dropped beyond it.
-    max_age_seconds : float, default=86400.0
-        Points whose ``timestamp`` is older than this when read are dropped unsent.
-    segment_bytes : int, default=4194304
-        Size past which the active segment is closed and a new one started.
-    fsync : bool, default=True
-        fsync appends and acknowledgements.
+    options : SpoolOptions, default=SpoolOptions()
+        Bounds and fsync (checked there, once).
     on_drop : callable, default=None
         Called as ``on_drop(reason, points)`` when points are dropped; reason is
         ``"size"``, ``"age"`` or ``"corrupt"``.
     _clock : callable, default=time.time
         Returns the current Unix time.
+    **overrides
+        Fields of ``options`` to replace, e.g. ``max_bytes=2048``.
 
     Examples
     --------
@@ -117,29 +119,15 @@ class Spool:
     def __init__(
         self,
         directory: "str | os.PathLike[str]",
-        max_bytes: int = 256 * 1024 * 1024,
-        max_age_seconds: float = 86400.0,
-        segment_bytes: int = 4 * 1024 * 1024,
-        fsync: bool = True,
+        options: Optional[SpoolOptions] = None,
         on_drop: Optional[Callable[[str, int], None]] = None,
         _clock: Callable[[], float] = time.time,
+        **overrides: Any,
     ) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory == {directory!r}, must be a path.")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
-            raise ValueError(f"max_bytes == {max_bytes!r}, must be an integer >= 1024.")
-        if not isinstance(segment_bytes, int) or not 256 <= segment_bytes <= max_bytes // 2:
-            raise ValueError(
-                f"segment_bytes == {segment_bytes!r}, must be an integer from 256 to "
-                f"max_bytes / 2 ({max_bytes // 2})."
-            )
-        if not isinstance(max_age_seconds, (int, float)) or not max_age_seconds > 0:
-            raise ValueError(f"max_age_seconds == {max_age_seconds!r}, must be > 0.")
+        self.options = dataclasses.replace(resolve(options, SpoolOptions, "options"), **overrides)
         self.directory = os.fspath(directory)
-        self.max_bytes = max_bytes
-        self.max_age_seconds = float(max_age_seconds)
-        self.segment_bytes = segment_bytes
-        self.fsync = bool(fsync)
         self._on_drop = on_drop
         self._clock = _clock
         self._lock = threading.Lock()
@@ -148,21 +136,18 @@ class Spool:
         self._ack_points = 0
         self._fd: Optional[int] = None
         self._state_line: Optional[bytes] = None
-        self._oldest: Optional[float] = None
-        self._oldest_known = False
         self.recovered_state: Optional[Dict[str, Any]] = None
         os.makedirs(self.directory, exist_ok=True)
         self._recover()
 
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
     # ------------------------------------------------------------------ recovery
     def _recover(self) -> None:
         ack = self._load_ack()
-        found: List[Tuple[int, str]] = []
-        for name in os.listdir(self.directory):
-            match = _SEGMENT_RE.match(name)
-            if match:
-                found.append((int(match.group(1)), os.path.join(self.directory, name)))
-        found.sort()
+        found = sorted((int(m.group(1)), self._path(m.group(0)))
+                       for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m)
         last_state: Optional[bytes] = None
         for seq, path in found:
             if seq < ack[0]:
@@ -176,27 +161,22 @@ class Spool:
                                len(data) - cut, path)
                 with open(path, "r+b") as f:
                     f.truncate(cut)
-                    f.flush()
                     os.fsync(f.fileno())
                 data = data[:cut]
-            points = 0
-            points_before_ack = 0
-            pos = 0
+            points = before_ack = pos = 0
             for line in data.splitlines(keepends=True):
                 if line.startswith(_STATE_PREFIX):
                     last_state = line
                 else:
                     points += 1
-                    if seq == ack[0] and pos < ack[1]:
-                        points_before_ack += 1
+                    before_ack += seq == ack[0] and pos < ack[1]
                 pos += len(line)
             self._segments.append(_Segment(seq, path, len(data), points))
             if seq == ack[0]:
-                self._ack_points = points_before_ack
+                self._ack_points = before_ack
         if self._segments and self._segments[0].seq != ack[0]:
             # The acknowledged segment was dropped (size bound) before the crash.
-            ack = (self._segments[0].seq, 0)
-            self._ack_points = 0
+            ack, self._ack_points = (self._segments[0].seq, 0), 0
         self._ack = ack
         if last_state is not None:
             try:
@@ -207,34 +187,29 @@ class Spool:
         self._open_new_segment()
 
     def _load_ack(self) -> Tuple[int, int]:
-        path = os.path.join(self.directory, _ACK_FILE)
         try:
-            with open(path, "rb") as f:
+            with open(self._path(_ACK_FILE), "rb") as f:
                 data = json.loads(f.read())
             return int(data["segment"]), int(data["offset"])
         except FileNotFoundError:
             return (0, 0)
         except (ValueError, KeyError, TypeError):
-            logger.warning("spool: %s is unreadable, replaying every segment", path)
+            logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
             return (0, 0)
 
     # ------------------------------------------------------------------ writing
     def _open_new_segment(self) -> None:
         if self._fd is not None:
-            if self.fsync:
-                os.fsync(self._fd)
-            os.close(self._fd)
+            self._close_fd()
         seq = (self._segments[-1].seq if self._segments else self._ack[0]) + 1
-        path = os.path.join(self.directory, f"segment-{seq:020d}.jsonl")
+        path = self._path(f"segment-{seq:020d}.jsonl")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        segment = _Segment(seq, path, 0, 0)
         if not self._segments:
-            self._ack = (seq, 0)
-            self._ack_points = 0
-        self._segments.append(segment)
+            self._ack, self._ack_points = (seq, 0), 0
+        self._segments.append(_Segment(seq, path, 0, 0))
         if self._state_line is not None:
             self._write(self._state_line, 0)
-        if self.fsync:
+        if self.options.fsync:
             _fsync_dir(self.directory)
 
     def _write(self, data: bytes, points: int) -> None:
@@ -243,9 +218,8 @@ class Spool:
         view = memoryview(data)
         try:
             while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-            if self.fsync:
+                view = view[os.write(self._fd, view):]
+            if self.options.fsync:
                 os.fsync(self._fd)
         except OSError:
             # Cut a partial write off, so the file keeps matching ``segment.size``
@@ -268,38 +242,31 @@ class Spool:
             If the disk write fails.
         """
         blob = b"".join(encode_point(p) for p in points)
-        state_line = None
-        if state is not None:
-            state_line = json.dumps({"__state__": state}, separators=(",", ":")).encode() + b"\n"
-            blob += state_line
+        state_line = None if state is None else encode_point({"__state__": state})
+        blob += state_line or b""
         if not blob:
             return
         with self._lock:
             if self._fd is None:
                 raise ValueError("the spool is closed")
-            if self._segments[-1].size >= self.segment_bytes:
+            if self._segments[-1].size >= self.options.segment_bytes:
                 self._open_new_segment()
             self._write(blob, len(points))
-            if state_line is not None:
-                self._state_line = state_line
-            if points and self._oldest is None:
-                self._oldest_known = False  # was empty: the oldest point is new
+            self._state_line = state_line or self._state_line
             self._enforce_size()
 
     def _enforce_size(self) -> None:
-        while self.bytes > self.max_bytes and len(self._segments) > 1:
+        max_bytes = self.options.max_bytes
+        while self.bytes > max_bytes and len(self._segments) > 1:
             victim = self._segments.pop(0)
             lost = victim.points - (self._ack_points if victim.seq == self._ack[0] else 0)
             _unlink(victim.path)
-            self._ack = (self._segments[0].seq, 0)
-            self._ack_points = 0
+            self._ack, self._ack_points = (self._segments[0].seq, 0), 0
             self._write_ack()
-            self._oldest_known = False
             if lost:
-                logger.warning("spool: over %d bytes, dropped %d oldest points",
-                               self.max_bytes, lost)
+                logger.warning("spool: over %d bytes, dropped %d oldest points", max_bytes, lost)
                 self._dropped("size", lost)
-        if self.bytes > self.max_bytes and self._segments[-1].size > 0:
+        if self.bytes > max_bytes and self._segments[-1].size > 0:
             # The active segment alone is too big: start a new one, drop it next time.
             self._open_new_segment()
 
@@ -313,72 +280,68 @@ class Spool:
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points == {max_points!r}, must be an integer >= 1.")
         with self._lock:
-            oldest_allowed = self._clock() - self.max_age_seconds
-            batch, prefix, expired, corrupt = self._read_locked(max_points, oldest_allowed)
-            if prefix is not None:
-                # Drop what precedes the first point to return, for good.
-                self._ack_locked(SpoolBatch([], [], prefix[0], prefix[1]))
-                if expired:
-                    self._dropped("age", expired)
-                if corrupt:
-                    self._dropped("corrupt", corrupt)
+            batch, skip_to, dropped = self._read_locked(
+                max_points, self._clock() - self.options.max_age_seconds)
+            if skip_to is not None:  # drop what precedes the first point to return, for good
+                self._ack_locked(SpoolBatch([], [], *skip_to))
+                for reason, count in dropped.items():
+                    if count:
+                        self._dropped(reason, count)
             return batch
 
-    def _read_locked(
-        self, max_points: int, oldest_allowed: float
-    ) -> Tuple[SpoolBatch, Optional[Tuple[Tuple[int, int], int]], int, int]:
+    def _read_locked(self, max_points: int, oldest_allowed: float) -> Tuple[
+            SpoolBatch, Optional[Tuple[Tuple[int, int], int]], Dict[str, int]]:
         """Read from the acknowledgement point.
 
-        Returns the batch, the position just before its first point when lines to drop
-        precede it (else None), and how many of those were expired or unreadable.
+        Returns the batch; when expired or unreadable lines precede its first point, the
+        position (cursor, points) just before that point, else None; and how many lines
+        were dropped so, by reason.
         """
         points: List[Dict[str, Any]] = []
         lines: List[bytes] = []
-        expired = corrupt = corrupt_inside = 0
-        cursor = self._ack
-        cursor_points = self._ack_points
-        prefix: Optional[Tuple[Tuple[int, int], int]] = None
+        dropped = {"age": 0, "corrupt": 0}
+        corrupt_inside = 0
+        cursor, skip_to = (self._ack, self._ack_points), None
+        for after, line in self._scan():
+            if len(points) >= max_points:
+                break
+            before, cursor = cursor, after
+            if line.startswith(_STATE_PREFIX):
+                continue
+            try:
+                point = json.loads(line)
+                timestamp = float(point["timestamp"])
+            except (ValueError, KeyError, TypeError):
+                if points:
+                    corrupt_inside += 1
+                else:
+                    dropped["corrupt"] += 1
+                continue
+            if not points:
+                if timestamp < oldest_allowed:
+                    dropped["age"] += 1
+                    continue
+                skip_to = before
+            points.append(point)
+            lines.append(line)
+        if any(dropped.values()):
+            skip_to = skip_to or cursor
+        else:
+            skip_to = None
+        return SpoolBatch(points, lines, *cursor, corrupt_inside), skip_to, dropped
+
+    def _scan(self) -> Iterator[Tuple[Tuple[Tuple[int, int], int], bytes]]:
+        """Yield ``((cursor, points), line)`` for each line after the acknowledgement point:
+        the position just past the line and the points of its segment up to there."""
         for segment in self._segments:
             if segment.seq < self._ack[0]:
                 continue
-            start = self._ack[1] if segment.seq == self._ack[0] else 0
-            counted = self._ack_points if segment.seq == self._ack[0] else 0
-            if start >= segment.size:
-                cursor, cursor_points = (segment.seq, segment.size), counted
-                continue
-            pos = start
-            for line in _lines(segment.path, start, segment.size):
-                if len(points) >= max_points:
-                    break
-                before = (segment.seq, pos), counted
+            pos, counted = (self._ack[1], self._ack_points) if segment.seq == self._ack[0] \
+                else (0, 0)
+            for line in _lines(segment.path, pos, segment.size):
                 pos += len(line)
-                if line.startswith(_STATE_PREFIX):
-                    cursor, cursor_points = (segment.seq, pos), counted
-                    continue
-                counted += 1
-                cursor, cursor_points = (segment.seq, pos), counted
-                try:
-                    point = json.loads(line)
-                    timestamp = float(point["timestamp"])
-                except (ValueError, KeyError, TypeError):
-                    if points:
-                        corrupt_inside += 1
-                    else:
-                        corrupt += 1
-                    continue
-                if timestamp < oldest_allowed and not points:
-                    expired += 1
-                    continue
-                if not points and (expired or corrupt):
-                    prefix = before
-                points.append(point)
-                lines.append(line)
-            if len(points) >= max_points:
-                break
-        if not points and (expired or corrupt):
-            prefix = (cursor, cursor_points)
-        batch = SpoolBatch(points, lines, cursor, cursor_points, corrupt_inside)
-        return batch, prefix, expired, corrupt
+                counted += not line.startswith(_STATE_PREFIX)
+                yield ((segment.seq, pos), counted), line
 
     # ------------------------------------------------------------------ acknowledging
     def ack(self, batch: SpoolBatch) -> None:
@@ -387,44 +350,34 @@ class Spool:
             self._ack_locked(batch)
 
     def _ack_locked(self, batch: SpoolBatch) -> None:
-        if batch.cursor <= self._ack:
+        if batch.cursor <= self._ack or not any(s.seq == batch.cursor[0] for s in self._segments):
             return  # already acknowledged, or its segment was dropped meanwhile
-        if not any(s.seq == batch.cursor[0] for s in self._segments):
-            return
         if batch.corrupt:
             self._dropped("corrupt", batch.corrupt)
-        self._ack = batch.cursor
-        self._ack_points = batch.cursor_points
-        # Step over a fully read segment that is no longer written to.
+        self._ack, self._ack_points = batch.cursor, batch.cursor_points
+        # Step over fully read segments that are no longer written to.
         done: List[str] = []
         while len(self._segments) > 1 and self._segments[0].seq <= self._ack[0]:
-            first = self._segments[0]
-            if first.seq < self._ack[0] or self._ack[1] >= first.size:
-                if first.seq == self._ack[0]:
-                    self._ack = (self._segments[1].seq, 0)
-                    self._ack_points = 0
-                self._segments.pop(0)
-                done.append(first.path)
-            else:
+            head = self._segments[0]
+            if head.seq == self._ack[0] and self._ack[1] < head.size:
                 break
+            if head.seq == self._ack[0]:
+                self._ack, self._ack_points = (self._segments[1].seq, 0), 0
+            done.append(self._segments.pop(0).path)
         self._write_ack()
         for path in done:
             _unlink(path)
-        self._oldest_known = False
 
     def _write_ack(self) -> None:
-        path = os.path.join(self.directory, _ACK_FILE)
-        tmp = path + ".tmp"
-        data = json.dumps(
-            {"segment": self._ack[0], "offset": self._ack[1], "points": self._ack_points}
-        ).encode()
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if self.fsync:
+        path = self._path(_ACK_FILE)
+        data = {"segment": self._ack[0], "offset": self._ack[1], "points": self._ack_points}
+        with open(path + ".tmp", "wb") as f:
+            f.write(json.dumps(data).encode())
+            if self.options.fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if self.fsync:
+        os.replace(path + ".tmp", path)
+        if self.options.fsync:
             _fsync_dir(self.directory)
 
     def _dropped(self, reason: str, points: int) -> None:
@@ -449,20 +402,21 @@ class Spool:
     def oldest_timestamp(self) -> Optional[float]:
         """Timestamp of the oldest unacknowledged point, or None when empty."""
         with self._lock:
-            if not self._oldest_known:
-                batch = self._read_locked(1, float("-inf"))[0]
-                self._oldest = float(batch.points[0]["timestamp"]) if batch.points else None
-                self._oldest_known = True
-            return self._oldest
+            batch = self._read_locked(1, -math.inf)[0]
+        return float(batch.points[0]["timestamp"]) if batch.points else None
+
+    def _close_fd(self) -> None:
+        assert self._fd is not None
+        if self.options.fsync:
+            os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
 
     def close(self) -> None:
         """Close the active segment (idempotent)."""
         with self._lock:
             if self._fd is not None:
-                if self.fsync:
-                    os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+                self._close_fd()
 
     def __enter__(self) -> "Spool":
         return self
@@ -471,23 +425,154 @@ class Spool:
         self.close()
 
 
+class DeadLetter:
+    """Append refused points to the JSON-lines file ``path``, up to ``max_bytes``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its directory is created if missing.
+    max_bytes : int, default=67108864
+        Past this size further points are dropped and reported through ``on_drop``.
+    fsync : bool, default=True
+        fsync after every write.
+    on_drop : callable, default=None
+        Called as ``on_drop(points)`` for points not written because the file is full.
+    """
+
+    def __init__(
+        self,
+        path: "str | os.PathLike[str]",
+        max_bytes: int = 64 * 1024 * 1024,
+        fsync: bool = True,
+        on_drop: Optional[Callable[[int], None]] = None,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path == {path!r}, must be a path.")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes == {max_bytes!r}, must be an integer >= 0.")
+        self.path = os.fspath(path)
+        self.max_bytes = max_bytes
+        self.fsync = fsync
+        self._on_drop = on_drop
+        self._lock = threading.Lock()
+
+    def write(
+        self,
+        points: Sequence[Dict[str, Any]],
+        reason: str,
+        status: Optional[int] = None,
+        error: Optional[Any] = None,
+        description: Optional[str] = None,
+    ) -> int:
+        """Append ``points`` with why they were refused; return how many were written."""
+        if reason not in DEAD_LETTER_REASONS:
+            raise ValueError(f"reason == {reason!r}, must be one of {list(DEAD_LETTER_REASONS)}.")
+        description = None if description is None else str(description)[:500]
+        lines = [encode_point({"reason": reason, "status": status, "error": error,
+                               "description": description, "point": point}, allow_nan=True)
+                 for point in points]
+        keep: List[bytes] = []
+        with self._lock:
+            if lines and os.path.dirname(self.path):
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            size = os.path.getsize(self.path) if lines and os.path.exists(self.path) else 0
+            for line in lines:
+                if size + len(line) > self.max_bytes:
+                    break
+                keep.append(line)
+                size += len(line)
+            if keep:
+                with open(self.path, "ab") as f:
+                    f.write(b"".join(keep))
+                    if self.fsync:
+                        f.flush()
+                        os.fsync(f.fileno())
+        if len(lines) > len(keep) and self._on_drop is not None:
+            self._on_drop(len(lines) - len(keep))
+        return len(keep)
+
+
+@dataclass
+class PointsFile:
+    """Points read from a file, and the lines that could not be used."""
+
+    points: List[Dict[str, Any]] = field(default_factory=list)
+    problems: List[Tuple[int, str]] = field(default_factory=list)
+
+    def add(self, number: int, item: Any) -> None:
+        """Keep the point ``item`` (or a dead letter's point), else note why it is unusable."""
+        if isinstance(item, dict) and isinstance(item.get("point"), dict) and "reason" in item:
+            item = item["point"]
+        if isinstance(item, dict) and "__state__" in item:
+            return  # a spool's state record
+        problem = _point_problem(item)
+        if problem:
+            self.problems.append((number, problem))
+        else:
+            self.points.append(dict(item, timestamp=int(item["timestamp"])))
+
+
+def _point_problem(point: Any) -> str:
+    if not isinstance(point, dict):
+        return "not a JSON object"
+    props = point.get("properties")
+    if not isinstance(props, dict) or not props.get("what"):
+        return "properties.what is missing"
+    ts = point.get("timestamp")
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+        return "timestamp is not a number"
+    value = point.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "value is not a finite number"
+    return ""
+
+
+def read_points(path: "str | os.PathLike[str]") -> PointsFile:
+    """Read every point of the file at ``path``; report unusable lines with their number.
+
+    The file is a JSON array of points, or JSON lines of points, dead letters or spool
+    state records; as the ancestor wrote them, lines may end with a comma and the
+    file may open with ``[`` and close with ``]``.
+    """
+    with open(path, "r", encoding="utf-8") as f:
+        text = f.read()
+    out = PointsFile()
+    if text.strip().startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, list):
+            for number, item in enumerate(data, start=1):
+                out.add(number, item)
+            return out
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip().rstrip(",").strip()
+        if line in ("", "[", "]"):
+            continue
+        try:
+            item = json.loads(line.lstrip("[").rstrip("]"))
+        except ValueError:
+            out.problems.append((number, "not valid JSON"))
+            continue
+        out.add(number, item)
+    return out
+
+
 def _lines(path: str, start: int, end: int, chunk: int = 1 << 16) -> Iterator[bytes]:
     """Yield the newline-terminated lines of ``path`` between ``start`` and ``end``, lazily."""
     with open(path, "rb") as f:
         f.seek(start)
-        remaining = end - start
-        tail = b""
+        remaining, tail = end - start, b""
         while remaining > 0:
             data = f.read(min(chunk, remaining))
             if not data:
                 break
             remaining -= len(data)
-            parts = (tail + data).split(b"\n")
-            tail = parts.pop()
+            *parts, tail = (tail + data).split(b"\n")
             for part in parts:
                 yield part + b"\n"
-        # Bytes after the last newline belong to no complete line (cannot happen
-        # below ``end``, which only ever counts whole appends).
 
 
 def _unlink(path: str) -> None:
@@ -500,11 +585,9 @@ def _unlink(path: str) -> None:
 def _fsync_dir(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
         pass
-    finally:
-        os.close(fd)
