@@ -469,7 +469,7 @@ def bench_memory(quick: bool) -> Tuple[str, Dict[str, Any]]:
                 gc.collect()
                 held.append(tracemalloc.get_traced_memory()[0] - base)
         peak = tracemalloc.get_traced_memory()[1] - base
-        ledger = monitor._ledger
+        ledger = monitor._pipeline.ledger
         buffers = len(ledger._spare) + (ledger.active is not None) + (
             ledger._pending is not None)
         # The staging pool is a fixed cost per monitor, not per window.
@@ -504,7 +504,7 @@ def bench_contention(quick: bool) -> Tuple[str, Dict[str, Any]]:
     monitor = new_monitor("contention", registry=registry, window_seconds=window,
                           background=True)
     computing: List[Tuple[int, int]] = []
-    publish = monitor._publish
+    publish = monitor._pipeline.publish
 
     def timed_publish() -> Any:  # records when window statistics are computed
         start = perf()
@@ -513,7 +513,7 @@ def bench_contention(quick: bool) -> Tuple[str, Dict[str, Any]]:
             computing.append((start, perf()))
         return stats
 
-    monitor._publish = timed_publish  # type: ignore[method-assign]
+    monitor._pipeline.publish = timed_publish  # type: ignore[method-assign]
     proba, X, y = workload(4096)
     server = monitor.start_http_server(port=0)
     stop = threading.Event()
