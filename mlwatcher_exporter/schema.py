@@ -100,6 +100,28 @@ class InputSchema:
         self.classes = index
         self.n_classes = index.n_classes
 
+    def adopt_classes(self, classes: Sequence[Any], keep_known: bool, owner: str) -> bool:
+        """Take an estimator's ``classes_``, unless classes are known and `keep_known`;
+        return whether they were taken.
+
+        Raises
+        ------
+        ValueError
+            When their number differs from the known one (`owner` names the monitor).
+        """
+        classes = list(classes)
+        with self._lock:
+            if self.n_classes is not None:
+                if len(classes) != self.n_classes:
+                    raise ValueError(
+                        f"estimator.classes_ has {len(classes)} classes, must match "
+                        f"n_classes == {self.n_classes} of {owner}"
+                    )
+                if keep_known:
+                    return False
+            self.set_classes(classes)
+            return True
+
     def learn_classes(self, width: int, rows: int) -> ClassIndex:
         """The classes, 0..width-1 when none are known yet; unless another thread won.
 

@@ -238,7 +238,8 @@ def test_from_config(registry, tmp_path):
 
 def counted(monitor):
     """Rows the bulk processing has counted so far (without draining, unlike a read)."""
-    return 0 if monitor._counts is None else int(monitor._counts.predictions.sum())
+    counts = monitor._pipeline.counts
+    return 0 if counts is None else int(counts.predictions.sum())
 
 
 def test_batches_are_counted_off_the_request_path_and_exactly_when_read(registry, clock):
