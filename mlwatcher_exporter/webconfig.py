@@ -112,7 +112,7 @@ class TLSServerConfig:
                             handle.write(text)
                     context.load_cert_chain(cert_path, key_path)
             else:
-                context.load_cert_chain(self.cert_file, self.key_file)
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
         except (OSError, ssl.SSLError) as exc:
             where = "cert/key" if self.cert is not None else f"{self.cert_file}, {self.key_file}"
             raise ValueError(f"tls_server_config: cannot load the certificate and key "
@@ -310,8 +310,9 @@ def _parse_tls(section: Any, base_dir: str, problems: List[str]) -> Optional[TLS
     values = {key: _string(section, key, prefix, problems)
               for key in ("cert_file", "key_file", "cert", "key", "client_ca_file", "client_ca")}
     for key in ("cert_file", "key_file", "client_ca_file"):
-        if values[key] is not None:
-            values[key] = os.path.join(base_dir, os.path.expanduser(values[key]))
+        name = values[key]
+        if name is not None:
+            values[key] = os.path.join(base_dir, os.path.expanduser(name))
     for file_key, inline_key in (("cert_file", "cert"), ("key_file", "key"),
                                  ("client_ca_file", "client_ca")):
         if values[file_key] is not None and values[inline_key] is not None:
