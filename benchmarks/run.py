@@ -34,10 +34,11 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from mlwatcher_exporter import ModelMonitor  # noqa: E402
 from mlwatcher_exporter.exposition import render_text  # noqa: E402
-from mlwatcher_exporter.monitor import _DEFER_ROWS as DEFER_ROWS  # noqa: E402
-from mlwatcher_exporter.monitor import _yield_gil as yield_gil  # noqa: E402
+from mlwatcher_exporter.rotation import _yield_gil as yield_gil  # noqa: E402
 from mlwatcher_exporter.window import WindowSample, compute_window_stats  # noqa: E402
 
+# Batches from this size on are timed without the bulk processing, which runs between calls.
+DEFER_ROWS = 1024
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/run.py replaces this section -->"
 END = "<!-- END GENERATED -->"
 N_CLASSES = 10
@@ -226,9 +227,9 @@ def bench_latency(quick: bool) -> Tuple[str, Dict[str, Any]]:
         iso_min, iso_med = sdmin - sbmin, sdmed - sbmed
         amortised = (iso_min, iso_med)
         if n >= DEFER_ROWS:
-            # Counting every row of a large batch is deferred to the worker: time the
-            # request path alone, with the worker's drain run between calls.
-            iso_min, iso_med = mm(repeat_with_idle(stub_decorated, monitor._drain,
+            # Counting is done in bulk off the caller's thread: time the request path
+            # alone, with the worker's processing run between calls.
+            iso_min, iso_med = mm(repeat_with_idle(stub_decorated, monitor.flush,
                                                    inner * 4 * reps))
             iso_min, iso_med = iso_min - sbmin, iso_med - sbmed
         results[n] = dict(bare=(bmin, bmed), decorated=(dmin, dmed),
@@ -468,10 +469,11 @@ def bench_memory(quick: bool) -> Tuple[str, Dict[str, Any]]:
                 gc.collect()
                 held.append(tracemalloc.get_traced_memory()[0] - base)
         peak = tracemalloc.get_traced_memory()[1] - base
-        buffers = len(monitor._spare) + (monitor._active is not None) + (
-            monitor._pending is not None)
-        # The two arenas of deferred counting are a fixed cost per monitor, not per window.
-        arenas = sum(a[0].nbytes + a[1].nbytes for a in monitor._deferred._arenas if a)
+        ledger = monitor._ledger
+        buffers = len(ledger._spare) + (ledger.active is not None) + (
+            ledger._pending is not None)
+        # The staging pool is a fixed cost per monitor, not per window.
+        arenas = monitor._staging.nbytes
     finally:
         tracemalloc.stop()
     first, last = held[0], held[-1]
@@ -485,7 +487,7 @@ def bench_memory(quick: bool) -> Tuple[str, Dict[str, Any]]:
          ["held after the first window", fmt_bytes(first)],
          [f"held after {total:,} rows", fmt_bytes(last)],
          ["growth from first to last window", fmt_bytes(last - first)],
-         ["of which the two arenas of deferred counting (fixed per monitor)",
+         ["of which the staging pool (fixed per monitor)",
           fmt_bytes(arenas)],
          ["window buffers held (active + recycled)", buffers],
          ["held per window buffer, arenas aside", f"{fmt_bytes(per_buffer)} = {ratio:.3f}x raw "
@@ -502,7 +504,7 @@ def bench_contention(quick: bool) -> Tuple[str, Dict[str, Any]]:
     monitor = new_monitor("contention", registry=registry, window_seconds=window,
                           background=True)
     computing: List[Tuple[int, int]] = []
-    publish = monitor._publish_pending
+    publish = monitor._publish
 
     def timed_publish() -> Any:  # records when window statistics are computed
         start = perf()
@@ -511,7 +513,7 @@ def bench_contention(quick: bool) -> Tuple[str, Dict[str, Any]]:
             computing.append((start, perf()))
         return stats
 
-    monitor._publish_pending = timed_publish  # type: ignore[method-assign]
+    monitor._publish = timed_publish  # type: ignore[method-assign]
     proba, X, y = workload(4096)
     server = monitor.start_http_server(port=0)
     stop = threading.Event()

@@ -90,7 +90,7 @@ def test_internal_errors_are_counted_as_internal(monitor, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(monitor, "_record", broken)
+    monkeypatch.setattr(monitor._intake, "offer", broken)
     wrapped = monitor.watch(lambda X: np.array([[0.2, 0.3, 0.5]]))
     assert wrapped(np.ones((1, 2))).shape == (1, 3)
     assert monitor.rejected_rows()["internal"] == 1

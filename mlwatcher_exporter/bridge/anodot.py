@@ -180,10 +180,10 @@ class AnodotBridge:
             state = self.mapper.state() if self.mapper.tracks_counters else None
             try:
                 self.spool.append(result.points, state)
-            except (OSError, ValueError):
+            except (OSError, ValueError) as exc:
                 self.metrics.spool_errors.inc()
-                logger.exception("anodot: could not write %d points to the spool",
-                                 len(result.points))
+                logger.error("anodot: could not write %d points to the spool: %s",
+                             len(result.points), exc)
                 # Keep the counter baselines consistent with what the spool holds.
                 self.mapper = PointMapper(self.mapper.options, state=state_before)
                 return 0

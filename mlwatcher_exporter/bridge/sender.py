@@ -373,8 +373,9 @@ class Sender:
             return
         try:
             self.dead_letter.write(points, reason, status, error, description)
-        except OSError:
-            logger.exception("anodot: could not write the dead-letter file")
+        except OSError as exc:
+            logger.error("anodot: could not write the dead-letter file %s: %s",
+                         self.dead_letter.path, exc)
             self.metrics.dead_letter_dropped(len(points))
 
     # ------------------------------------------------------------------ with retries
