@@ -182,14 +182,15 @@ def fitted_model() -> Any:
     return LogisticRegression(max_iter=300).fit(X_train, y_train)
 
 
-def fill_window(monitor: ModelMonitor, watched: Callable[[np.ndarray], Any],
-                rows: int) -> None:
-    """Push `rows` rows through `watched` so the window's reservoir is full (the steady
-    state of a window: most rows are counted, few sampled), then process them."""
-    _, X, y = workload(rows, seed=1)
+def fill_window(monitor: ModelMonitor, rows: int) -> None:
+    """Push `rows` rows with features and labels through a ``monitor.watch``-decorated
+    stub, so the schema is learned and the window's reservoir is full (the steady state
+    of a window: most rows are counted, few sampled), then process them."""
+    proba, X, y = workload(rows, seed=1)
+    warm = monitor.watch(lambda X: proba[:X.shape[0]])
     for start in range(0, rows, 1000):
         with monitor.labels(y[start:start + 1000]):
-            watched(X[start:start + 1000])
+            warm(X[start:start + 1000])
     monitor.flush()
 
 
@@ -230,10 +231,10 @@ def bench_latency(quick: bool) -> Tuple[str, Dict[str, Any]]:
 
         stub_monitor = new_monitor(f"stub{n}")
         watched_stub = stub_monitor.watch(stub)
-        fill_window(stub_monitor, watched_stub, warm_rows)
+        fill_window(stub_monitor, warm_rows)
         model_monitor = new_monitor(f"model{n}")
         watched_model = model_monitor.watch(clf.predict_proba)
-        fill_window(model_monitor, watched_model, warm_rows)
+        fill_window(model_monitor, warm_rows)
         labels_stub, labels_model = stub_monitor.labels, model_monitor.labels
 
         def stub_bare() -> Any:

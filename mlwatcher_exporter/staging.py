@@ -111,25 +111,10 @@ class Stage:
         stage.raw_labels = {0: labels} if label_kind == LABELS_RAW else {}
         return stage
 
-    @property
-    def ends(self) -> List[int]:
-        """End row of each batch."""
-        return [batch[0] for batch in self.batches]
-
-    @property
-    def thresholds(self) -> List[float]:
-        """Threshold of each batch."""
-        return [batch[1] for batch in self.batches]
-
-    @property
-    def has_features(self) -> List[bool]:
-        """Whether each batch has features."""
-        return [batch[2] for batch in self.batches]
-
-    @property
-    def label_kinds(self) -> List[int]:
-        """How each batch's labels are staged (``LABELS_*``)."""
-        return [batch[3] for batch in self.batches]
+    def columns(self) -> Tuple[List[int], List[float], List[bool], List[int]]:
+        """Per batch: end rows, thresholds, whether it has features, label kinds."""
+        ends, thresholds, has_features, kinds = zip(*self.batches)
+        return list(ends), list(thresholds), list(has_features), list(kinds)
 
     @property
     def nbytes(self) -> int:
