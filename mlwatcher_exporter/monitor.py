@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,11 +26,10 @@ from .counts import LifetimeCounts, RejectionCounts
 from .decorator import LabelsBlock, MonitoredEstimator, new_labels_var, watch
 from .errors import BatchError, count_rows
 from .intake import Intake
-from .processing import process_stage
+from .pipeline import Pipeline
 from .ratelog import RateLimitedLogger
-from .rotation import WindowLedger
 from .schema import InputSchema
-from .staging import Staging, WindowClose
+from .staging import Staging
 from .window import WindowStats
 from .worker import EventWaiter, Waiter, Worker
 
@@ -145,28 +143,24 @@ class ModelMonitor:
         self.http_addr = "127.0.0.1"
         self.http_port = DEFAULT_PORT
         self._clock = _clock
-        self._wall_clock = _wall_clock
-        # Unix time minus monotonic time, refreshed at each window close: one reading of
-        # the wall clock per window, and scrapes of one window agree to the bit.
-        self._wall_offset = _wall_clock() - _clock()
-        self._rng = np.random.default_rng(random_state)
         self._log = RateLimitedLogger(logger)
         self._labels_var = new_labels_var(model)
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
 
-        # Guarded by _process_lock: counts, the windows' buffers, the vocabularies.
-        self._process_lock = threading.Lock()
         classes = range(n_classes) if class_names is None and n_classes else class_names
         self._schema = InputSchema(classes, feature_names, categorical_features)
         self._names_declared = class_names is not None
         self._refusals = RejectionCounts(self._log_refusal)
         self._staging = Staging(_clock, self.window_seconds, self._waiter.notify)
-        self._counts: Optional[LifetimeCounts] = None
-        self._ledger: Optional[WindowLedger] = None
+        self._pipeline = Pipeline(
+            model, self._staging, self._schema, self._refusals, reservoir_size,
+            np.random.default_rng(random_state), self._log, max_categories, _clock, _wall_clock,
+        )
         self._intake = Intake(
-            self._schema, self._staging, self._refusals, self._drain, self._schema_learned
+            self._schema, self._staging, self._refusals, self._pipeline.drain,
+            self._schema_learned,
         )
         if self._schema.classes is not None:
             self._schema_learned()
@@ -208,13 +202,7 @@ class ModelMonitor:
         """Size what depends on the classes and features, once they are known."""
         schema = self._schema
         assert schema.n_classes is not None
-        with self._process_lock:
-            if self._counts is None:
-                self._counts = LifetimeCounts(schema.n_classes)
-                self._ledger = WindowLedger(
-                    self.reservoir_size, schema.n_classes, self._rng,
-                    self._staging.window_start,
-                )
+        self._pipeline.size(schema.n_classes)
         self._staging.configure(schema.n_classes, schema.n_features, 1 << 30)
 
     @property
@@ -249,19 +237,9 @@ class ModelMonitor:
         ValueError
             When the number of classes differs from the known one.
         """
-        classes = list(classes)
-        schema = self._schema
-        with self._process_lock:
-            if schema.n_classes is not None:
-                if len(classes) != schema.n_classes:
-                    raise ValueError(
-                        f"estimator.classes_ has {len(classes)} classes, must match "
-                        f"n_classes == {schema.n_classes} of monitor {self.model!r}"
-                    )
-                if self._names_declared or self._staging.last_offer is not None:
-                    return
-            schema.set_classes(classes)
-        self._schema_learned()
+        keep_known = self._names_declared or self._staging.last_offer is not None
+        if self._schema.adopt_classes(classes, keep_known, f"monitor {self.model!r}"):
+            self._schema_learned()
 
     # ------------------------------------------------------------------ request path
     def observe(self, proba: Any, features: Any = None, labels: Any = None) -> None:
@@ -343,57 +321,14 @@ class ModelMonitor:
         self._log.warning(key, f"mlwatcher: model {self.model!r} {text}")
 
     # ------------------------------------------------------------------ processing
-    def _drain(self, seal: bool = False) -> None:
-        """Process everything staged, in order (with `seal`, the current stage too)."""
-        with self._process_lock:
-            items = self._staging.take(seal)
-            ledger, counts = self._ledger, self._counts
-            for item in items:
-                if isinstance(item, WindowClose):
-                    self._wall_offset = self._wall_clock() - self._clock()
-                    if ledger is not None:
-                        ledger.close(item.end, item.next_start, self.window_seconds)
-                    continue
-                try:
-                    assert ledger is not None and counts is not None
-                    process_stage(item, self._schema, counts, self._refusals, ledger.active)
-                except Exception:  # noqa: BLE001 - a bug of ours must not stop the pipeline
-                    self._refusals.reject("internal", item.n, "a stage failed")
-                    self._log.warning(
-                        "internal", f"mlwatcher: model {self.model!r} failed a stage",
-                        exc_info=True,
-                    )
-                finally:
-                    self._staging.release(item)
-
     def flush(self) -> None:
         """Process every staged batch now: counters and the window are exact after."""
-        self._drain(seal=True)
+        self._pipeline.drain(seal=True)
 
-    def _publish(self) -> Optional[WindowStats]:
-        ledger = self._ledger
-        if ledger is None or not ledger.has_pending:
-            return None
-        try:
-            return ledger.compute(self._schema, self.max_categories, self._wall_time)
-        except Exception:  # noqa: BLE001 - a failed window must not fail the scrape
-            self._log.warning(
-                "statistics", f"mlwatcher: model {self.model!r}: window statistics failed",
-                exc_info=True,
-            )
-            return None
-
-    def _wall_time(self, monotonic: float) -> float:
-        """Unix time of a point on the monotonic clock."""
-        return monotonic + self._wall_offset
-
-    # ------------------------------------------------------------------ windows
     def tick(self) -> None:
         """Close the window if it is due, process what is staged and publish the closed
         window's statistics (scrapes and the worker call this)."""
-        if self._staging.roll_if_due() or self._staging.has_work():
-            self._drain()
-        self._publish()
+        self._pipeline.tick()
 
     def close_window(self) -> Optional[WindowStats]:
         """Close the current window now, publish its statistics and return them.
@@ -401,45 +336,32 @@ class ModelMonitor:
         The next window starts now and lasts ``window_seconds``. Returns None when no
         class is known yet (no batch and no ``n_classes``).
         """
-        self._staging.close_now()
-        self._drain()
-        self._publish()
-        return self.last_window
+        return self._pipeline.close_window()
 
     @property
     def last_window(self) -> Optional[WindowStats]:
         """Statistics of the last completed window, or None before the first."""
-        return None if self._ledger is None else self._ledger.published
+        return self._pipeline.published
 
     def snapshot(self) -> MonitorSnapshot:
         """The published window and copies of the counters, for one scrape; every
         staged row is counted first."""
-        self._drain(seal=True)
-        with self._process_lock:
-            counts = None if self._counts is None else self._counts.copy()
-        last = self._staging.last_offer
-        if counts is not None and last is not None:
-            counts.last_prediction = self._wall_time(last)
-        return MonitorSnapshot(
-            self.last_window, counts, self._refusals.rejected(), self._refusals.dropped(),
-            self.class_labels,
-        )
+        return self._pipeline.snapshot(self.class_labels)
 
     def rejected_rows(self) -> Dict[str, int]:
         """Rows of rejected batches by reason since the start (staged ones checked)."""
-        self._drain(seal=True)
+        self.flush()
         return self._refusals.rejected()
 
     def dropped_rows(self) -> Dict[Tuple[str, str], int]:
         """Rows whose features or labels were left out, by (part, reason)."""
-        self._drain(seal=True)
+        self.flush()
         return self._refusals.dropped()
 
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays the monitor holds: stages and window buffers."""
-        ledger = self._ledger
-        return self._staging.nbytes + (0 if ledger is None else ledger.nbytes)
+        return self._staging.nbytes + self._pipeline.nbytes
 
     # ------------------------------------------------------------------ lifecycle
     def _start_worker(self) -> None:
@@ -486,7 +408,7 @@ class ModelMonitor:
         self._closed = True
         self._worker.stop()
         self.flush()
-        self._staging.closed = True
+        self._staging.close()
         if self.registry is not None:
             unregister_monitor(self.registry, self)
 

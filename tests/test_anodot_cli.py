@@ -416,3 +416,27 @@ def test_bridge_logs_its_metrics_address_and_serves_there(tmp_path: Path) -> Non
     assert code == 0
     assert "mlwatcher_anodot_points_sent_total" in page
     assert re.search(r"^mlwatcher_anodot_points_sent_total [1-9]", page, re.M)
+
+
+def test_send_of_a_file_without_points_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake)
+        empty = tmp_path / "empty.json"
+        empty.write_text("[]\n")
+        assert run(["anodot-send", "--config", str(config), str(empty)]) == 1
+    assert "empty.json holds no points, nothing was sent" in capsys.readouterr().err
+    assert fake.accepted == [] and not Path(str(empty) + ".failed.jsonl").exists()
+
+
+def test_once_exits_1_when_the_targets_give_nothing_to_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url],
+                              mapping={"include_prefixes": ["nothing_matches_"]})
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+    out = capsys.readouterr()
+    assert "0 points accepted, 0 refused, 0 still spooled" in out.out
+    assert "the targets gave no point to send" in out.err and fake.accepted == []

@@ -7,7 +7,8 @@
 
 The token is read from the environment variable or file named in the configuration,
 never from the command line. Exit codes: 0 success; 1 something was not read or not
-delivered (a scrape target failed, points refused or still spooled); 2 invalid
+delivered (a scrape target failed, points refused or still spooled, a file without
+points); 2 invalid
 configuration or arguments, or the bridge could not start (spool directory, port in
 use). Errors are one line each, never a traceback.
 """
@@ -148,7 +149,8 @@ def run_bridge(args: argparse.Namespace) -> int:
 
 
 def _once(bridge: AnodotBridge, registry: CollectorRegistry, targets: int) -> int:
-    """One scrape and one flush; 1 unless every target was read and every point accepted."""
+    """One scrape and one flush; 1 unless every target was read, some point sent and every
+    point accepted."""
     bridge.snapshot()
     result = bridge.flush()
     print(f"anodot-bridge: {result.accepted} points accepted, {result.rejected} refused, "
@@ -163,7 +165,11 @@ def _once(bridge: AnodotBridge, registry: CollectorRegistry, targets: int) -> in
     if result.rejected or result.pending:
         _fail("anodot-bridge", f"{result.rejected + result.pending} points not delivered; "
               f"refused ones are in {bridge.dead_letter.path}")
-    return 1 if failed or unspooled or result.rejected or result.pending else 0
+    nothing = not (failed or unspooled or result.accepted or result.rejected or result.pending)
+    if nothing:
+        _fail("anodot-bridge", "the targets gave no point to send (mapping.include_prefixes "
+              "let none through, or counters only set their baseline)")
+    return 1 if failed or unspooled or result.rejected or result.pending or nothing else 0
 
 
 def run_send(args: argparse.Namespace) -> int:
@@ -215,6 +221,8 @@ def run_send(args: argparse.Namespace) -> int:
         client.close()
         if os.path.exists(failed) and os.path.getsize(failed) == 0:
             os.unlink(failed)
+    if not loaded.points and not loaded.problems:
+        return _fail("anodot-send", f"{args.file} holds no points, nothing was sent", 1)
     print(f"anodot-send: {accepted} points accepted, {refused} refused, {undelivered} not "
           f"delivered, {len(loaded.problems)} unreadable"
           + (f"; see {failed}" if refused or undelivered else ""))
