@@ -14,7 +14,7 @@ import contextvars
 import copy
 import functools
 import inspect
-from typing import Any, Callable, Literal, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -33,8 +33,9 @@ _FEATURE_KEYWORDS = ("X", "x", "features")
 
 # The monitors observing the current call, so that a call watched twice by one monitor
 # (a decorated predict_proba inside a wrapped estimator) is counted once, by the outer.
-_OBSERVING: "contextvars.ContextVar[frozenset]" = contextvars.ContextVar(
-    "mlwatcher_observing", default=frozenset()
+# A tuple: almost always empty or of one monitor, and cheaper to extend than a set.
+_OBSERVING: "contextvars.ContextVar[Tuple[int, ...]]" = contextvars.ContextVar(
+    "mlwatcher_observing", default=()
 )
 
 
@@ -134,7 +135,7 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
             observing = _OBSERVING.get()
             if key in observing:
                 return await func(*args, **kwargs)
-            token = _OBSERVING.set(observing | {key})
+            token = _OBSERVING.set(observing + (key,))
             try:
                 result = await func(*args, **kwargs)
             finally:
@@ -149,7 +150,7 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
         observing = _OBSERVING.get()
         if key in observing:
             return func(*args, **kwargs)
-        token = _OBSERVING.set(observing | {key})
+        token = _OBSERVING.set(observing + (key,))
         try:
             result = func(*args, **kwargs)
         finally:

@@ -70,6 +70,36 @@ class Intake:
             When the probabilities cannot be used (counted as rejected first); when
             `strict`, also for unusable features or labels.
         """
+        if not strict and type(proba) is np.ndarray and proba.ndim == 2:
+            # The common call: arrays of the learned shapes, copied with no conversion.
+            schema = self.schema
+            n_rows, width = proba.shape
+            if (
+                width == schema.n_classes
+                and 0 < n_rows <= self.staging.stage_rows
+                and proba.dtype.kind == "f"
+                and (
+                    features is None
+                    or (
+                        type(features) is np.ndarray
+                        and features.shape == (n_rows, schema.plain_width)
+                        and features.dtype.kind in NUMERIC_KINDS
+                    )
+                )
+            ):
+                if labels is None:
+                    kind = LABELS_NONE
+                elif (
+                    type(labels) is np.ndarray
+                    and labels.shape == (n_rows,)
+                    and labels.dtype.kind in "iu"
+                    and schema.index_labels
+                ):
+                    kind = LABELS_INDICES
+                else:
+                    kind = -1
+                if kind >= 0 and self.staging.put(proba, features, labels, kind, threshold):
+                    return True
         try:
             array = self._proba(proba, strict)
         except BatchError as error:

@@ -408,7 +408,7 @@ class ModelMonitor:
         self._closed = True
         self._worker.stop()
         self.flush()
-        self._staging.closed = True
+        self._staging.close()
         if self.registry is not None:
             unregister_monitor(self.registry, self)
 

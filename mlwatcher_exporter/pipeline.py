@@ -117,10 +117,14 @@ class Pipeline:
         """Unix time of a point on the monotonic clock."""
         return monotonic + self._wall_offset
 
-    def publish(self) -> Optional[WindowStats]:
-        """Compute the closed window's statistics, if one waits (outside the lock)."""
+    def publish(self, wait: bool = False) -> Optional[WindowStats]:
+        """Compute the closed window's statistics, if one waits (outside the lock).
+
+        With `wait`, also wait for statistics another thread is computing, so that
+        :attr:`published` is then the last closed window's.
+        """
         ledger = self.ledger
-        if ledger is None or not ledger.has_pending:
+        if ledger is None or not (wait or ledger.has_pending):
             return None
         try:
             return ledger.compute(self._schema, self._max_categories, self.wall_time)
@@ -143,7 +147,8 @@ class Pipeline:
         """Close the current window now and publish its statistics."""
         self._staging.close_now()
         self.drain()
-        self.publish()
+        # A scrape may have taken this window's statistics first: wait for them.
+        self.publish(wait=True)
         return self.published
 
     def snapshot(self, class_labels: List[str]) -> MonitorSnapshot:

@@ -37,20 +37,21 @@ def process_stage(
     n_rows = stage.n
     if not n_rows:
         return
-    ends = np.asarray(stage.ends)
+    end_rows, thresholds, batch_features, label_kinds = stage.columns()
+    ends = np.asarray(end_rows)
     starts = np.concatenate(([0], ends[:-1]))
     sizes = ends - starts
     proba = stage.proba[:n_rows]
     labels: Optional[np.ndarray] = stage.labels[:n_rows]
-    _convert_labels(stage, schema, starts, ends, refusals)
-    if all(kind == 0 for kind in stage.label_kinds):
+    _convert_labels(stage, schema, starts, ends, np.asarray(label_kinds), refusals)
+    if not any(label_kinds):  # LABELS_NONE is 0
         labels = None
     features = None
     has_features = None
-    if stage.features is not None and any(stage.has_features):
+    if stage.features is not None and any(batch_features):
         features = stage.features[:n_rows]
-        if not all(stage.has_features):
-            has_features = np.repeat(np.asarray(stage.has_features), sizes)
+        if not all(batch_features):
+            has_features = np.repeat(np.asarray(batch_features), sizes)
     text = _text_columns(stage, starts, ends) if stage.text else None
     accepted = _accepted_rows(proba, starts, ends, refusals)
     if accepted is not None:
@@ -63,7 +64,7 @@ def process_stage(
             has_features = None if has_features is None else has_features[accepted]
         if text is not None:
             text = {column: values[accepted] for column, values in text.items()}
-    predicted, pred1 = _predict(proba, stage.thresholds, sizes, accepted)
+    predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
     class_rows = counts.add(predicted, pred1, labels)
     window.add(proba, predicted, class_rows, features, labels, has_features, text, schema.encode)
 
@@ -91,6 +92,7 @@ def _convert_labels(
     schema: InputSchema,
     starts: np.ndarray,
     ends: np.ndarray,
+    kinds: np.ndarray,
     refusals: RejectionCounts,
 ) -> None:
     """Turn every batch's labels into class indices in the stage's label block; the
@@ -98,7 +100,6 @@ def _convert_labels(
     classes = schema.classes
     assert classes is not None
     labels = stage.labels
-    kinds = np.asarray(stage.label_kinds)
     if (kinds == LABELS_INDICES).any():
         block = labels[: stage.n]
         bad_rows = (block < 0) | (block >= classes.n_classes)

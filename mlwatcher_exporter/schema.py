@@ -79,6 +79,10 @@ class InputSchema:
         self._lock = threading.Lock()
         self.classes: Optional[ClassIndex] = None
         self.n_classes: Optional[int] = None
+        self.index_labels = False
+        #: Columns of a numeric feature array that needs no conversion; -1 until known
+        #: or when some column is text (the request path's fast case).
+        self.plain_width = -1
         if classes is not None:
             self.set_classes(classes)
         self.feature_names: Optional[List[str]] = (
@@ -99,6 +103,8 @@ class InputSchema:
         index = ClassIndex(list(classes))
         self.classes = index
         self.n_classes = index.n_classes
+        #: Whether integer labels are class indices (the request path's fast case).
+        self.index_labels = index.is_range or index.classes.dtype.kind not in "iufb"
 
     def adopt_classes(self, classes: Sequence[Any], keep_known: bool, owner: str) -> bool:
         """Take an estimator's ``classes_``, unless classes are known and `keep_known`;
@@ -227,6 +233,7 @@ class InputSchema:
         self.text_columns = text
         self.vocabularies = {column: Vocabulary() for column in text}
         self.n_features = width
+        self.plain_width = -1 if text else width
 
     def encode(self, column: int, values: np.ndarray) -> np.ndarray:
         """Codes of a text column's values (under the processing lock)."""

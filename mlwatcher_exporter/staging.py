@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -70,17 +70,15 @@ class Stage:
     def __init__(self, capacity: int, n_classes: int, n_features: Optional[int]) -> None:
         self.capacity = capacity
         self.proba = np.empty((capacity, n_classes), dtype=np.float64)
-        self.labels = np.empty(capacity, dtype=np.int64)
+        self.labels = np.full(capacity, -1, dtype=np.int64)
         self.features: Optional[np.ndarray] = None
         if n_features is not None:
             self.features = np.empty((capacity, n_features), dtype=np.float64)
         self.borrowed = False
         self.n = 0
-        # Per batch: end row, threshold, whether it has features, how its labels are.
-        self.ends: List[int] = []
-        self.thresholds: List[float] = []
-        self.has_features: List[bool] = []
-        self.label_kinds: List[int] = []
+        # Per batch: (end row, threshold, whether it has features, how its labels are);
+        # one tuple, because appending costs the request path per list.
+        self.batches: List[Tuple[int, float, bool, int]] = []
         # Per batch index: text columns {position: objects} and raw labels.
         self.text: Dict[int, Dict[int, np.ndarray]] = {}
         self.raw_labels: Dict[int, Any] = {}
@@ -103,17 +101,20 @@ class Stage:
         stage.proba = proba
         stage.features = features
         if label_kind in (LABELS_INDICES, LABELS_CHECKED) and labels is not None:
-            stage.labels = labels.astype(np.int64, copy=False)
+            # A copy: bulk processing marks bad labels -1 in place.
+            stage.labels = np.array(labels, dtype=np.int64)
         else:
             stage.labels = np.full(n_rows, -1, dtype=np.int64)
         stage.borrowed = True
-        stage.ends = [n_rows]
-        stage.thresholds = [threshold]
-        stage.has_features = [features is not None]
-        stage.label_kinds = [label_kind]
+        stage.batches = [(n_rows, threshold, features is not None, label_kind)]
         stage.text = {0: text} if text else {}
         stage.raw_labels = {0: labels} if label_kind == LABELS_RAW else {}
         return stage
+
+    def columns(self) -> Tuple[List[int], List[float], List[bool], List[int]]:
+        """Per batch: end rows, thresholds, whether it has features, label kinds."""
+        ends, thresholds, has_features, kinds = zip(*self.batches)
+        return list(ends), list(thresholds), list(has_features), list(kinds)
 
     @property
     def nbytes(self) -> int:
@@ -123,11 +124,9 @@ class Stage:
 
     def reset(self) -> None:
         """Empty it for reuse."""
+        self.labels[: self.n] = -1
         self.n = 0
-        self.ends.clear()
-        self.thresholds.clear()
-        self.has_features.clear()
-        self.label_kinds.clear()
+        self.batches.clear()
         self.text.clear()
         self.raw_labels.clear()
 
@@ -143,27 +142,23 @@ class Stage:
         """Copy one batch in (the caller checked that it fits)."""
         start = self.n
         end = self.n = start + proba.shape[0]
-        self.proba[start:end] = proba
+        rows = slice(start, end)
+        self.proba[rows] = proba
         if features is not None:
             block = self.features
             if block is None:
                 block = self.features = np.empty(
                     (self.capacity, features.shape[1]), dtype=np.float64
                 )
-            block[start:end] = features
-        batch = len(self.ends)
-        if label_kind in (LABELS_INDICES, LABELS_CHECKED):
-            self.labels[start:end] = labels
-        else:
-            self.labels[start:end] = -1
-            if label_kind == LABELS_RAW:
-                self.raw_labels[batch] = labels
+            block[rows] = features
+        # Rows without labels keep -1 from reset(); a block of labels is copied.
+        if label_kind == LABELS_INDICES or label_kind == LABELS_CHECKED:
+            self.labels[rows] = labels
+        elif label_kind == LABELS_RAW:
+            self.raw_labels[len(self.batches)] = labels
         if text:
-            self.text[batch] = text
-        self.ends.append(end)
-        self.thresholds.append(threshold)
-        self.has_features.append(features is not None)
-        self.label_kinds.append(label_kind)
+            self.text[len(self.batches)] = text
+        self.batches.append((end, threshold, features is not None, label_kind))
 
 
 QueueItem = Union[Stage, WindowClose]
@@ -228,11 +223,10 @@ class Staging:
         n_rows = proba.shape[0]
         notify = False
         with self.lock:
-            if self.closed:
-                return True
-            now = self._clock()
-            self.last_offer = now
+            now = self.last_offer = self._clock()
             if now >= self.window_end:
+                if self.closed:
+                    return True
                 self._roll(now)
                 notify = True
             stage = self._current
@@ -258,6 +252,8 @@ class Staging:
         """Queue a stage over a caller's arrays, after what is staged; the caller then
         processes the queue before returning."""
         with self.lock:
+            if self.closed:
+                return
             now = self._clock()
             self.last_offer = now
             if now >= self.window_end:
@@ -304,6 +300,8 @@ class Staging:
     def close_now(self) -> None:
         """Close the current window now; the next one starts now."""
         with self.lock:
+            if self.closed:
+                return
             now = self._clock()
             if now >= self.window_end:
                 self._roll(now)
@@ -329,6 +327,13 @@ class Staging:
         stage.reset()
         with self.lock:
             self._free.append(stage)
+
+    def close(self) -> None:
+        """Accept nothing more: later batches are ignored."""
+        with self.lock:
+            self.closed = True
+            # put() tests the window's end first; the closed check hides behind it.
+            self.window_end = float("-inf")
 
     def has_work(self) -> bool:
         """Whether anything is queued."""

@@ -93,11 +93,16 @@ def to_array(value: Any, name: str, rows: int) -> np.ndarray:
     if type(value) is np.ndarray:
         return value
     if is_sparse(value):
+        if name == "features":
+            raise BatchTypeError(
+                f"{name} == {describe_value(value)}, must be dense: sparse inputs are not "
+                "described per column (their predictions are still monitored)",
+                "sparse",
+                rows,
+            )
+        # "sparse" is a reason for features only: probabilities and labels are "type".
         raise BatchTypeError(
-            f"{name} == {describe_value(value)}, must be dense: sparse inputs are not "
-            "described per column (their predictions are still monitored)",
-            "sparse",
-            rows,
+            f"{name} == {describe_value(value)}, must be a dense array", "type", rows
         )
     if isinstance(value, np.ma.MaskedArray):
         return _unmask(value)

@@ -363,3 +363,24 @@ def test_categorical_feature_missing_from_the_columns(registry, clock):
     stats = monitor.close_window()
     assert stats.rows == 4 and stats.sampled_rows == 4
     assert monitor.rejected_rows()["internal"] == 0
+
+
+def test_bad_labels_of_a_large_batch_leave_the_callers_array_alone(registry, clock, monkeypatch):
+    monkeypatch.setattr(staging, "STAGE_BYTES", 1)  # stages of MIN_STAGE_ROWS rows
+    monitor = make_monitor(registry, clock)
+    n_rows = staging.MIN_STAGE_ROWS + 1
+    labels = np.full(n_rows, 7, dtype=np.int64)  # not a class index: dropped in bulk
+    monitor.observe_quietly(batch(np.random.default_rng(3), n_rows)[0], labels=labels)
+    assert (labels == 7).all()
+    assert monitor.dropped_rows()[("labels", "unknown_label")] == n_rows
+
+
+def test_nothing_is_counted_after_close(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(4)
+    monitor.observe_quietly(batch(rng, 5)[0])
+    monitor.close()
+    monitor.observe_quietly(batch(rng, 6)[0])
+    monitor.observe(batch(rng, 7)[0])
+    assert monitor.close_window() is None  # a closed monitor closes no more windows
+    assert int(monitor._pipeline.counts.predictions.sum()) == 5

@@ -52,6 +52,16 @@ def test_sparse_is_refused_with_its_own_reason():
     assert caught.value.reason == "sparse" and "features" in str(caught.value)
 
 
+@pytest.mark.parametrize("name", ["proba", "labels"])
+def test_sparse_probabilities_and_labels_are_a_type_error(name):
+    """"sparse" is a reason for features only: a sparse proba or labels is a type error
+    (it raised KeyError inside the counters, counted as an internal error)."""
+    with pytest.raises(BatchTypeError) as caught:
+        to_array(scipy.sparse.csr_matrix(np.eye(2)), name, 2)
+    assert caught.value.reason == "type" and str(caught.value).startswith(f"{name} == ")
+    assert "must be a dense array" in str(caught.value)
+
+
 def test_datetimes_are_unix_seconds_and_timedeltas_seconds():
     stamps = np.array(["1970-01-01T00:00:10", "NaT"], dtype="M8[s]")
     np.testing.assert_array_equal(to_numbers(stamps, "features", 2), [10.0, np.nan])
