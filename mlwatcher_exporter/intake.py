@@ -115,7 +115,9 @@ class Intake:
                 table = self._features(features, n_rows)
         except BatchError as error:
             if strict:
-                self.refusals.reject(error.reason, error.rows, str(error))
+                # "sparse" only names dropped features; a rejected batch counts as "type".
+                reason = "type" if error.reason == "sparse" else error.reason
+                self.refusals.reject(reason, error.rows, str(error))
                 raise
             self.refusals.drop("features", error.reason, n_rows, str(error))
         try:
@@ -150,7 +152,8 @@ class Intake:
                 return None
             schema.learn_classes(width, n_rows)
             self._on_schema()
-        elif width != schema.n_classes:
+        # Also after learning: another thread's first batch may have taught its width.
+        if width != schema.n_classes:
             raise BatchValueError(
                 f"proba has {width} columns, must have n_classes == {schema.n_classes}",
                 "n_classes",
