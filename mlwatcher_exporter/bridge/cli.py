@@ -94,8 +94,8 @@ def run_bridge(args: argparse.Namespace) -> int:
     try:
         config, token = _load(args.config)
         if not config.targets:
-            raise ConfigError(args.config,
-                              ["scrape.targets: anodot-bridge needs at least one target"])
+            raise ConfigError(["scrape.targets: anodot-bridge needs at least one target"],
+                              args.config)
     except ConfigError as exc:
         print(f"anodot-bridge: {exc}", file=sys.stderr)
         return 2
