@@ -1,27 +1,39 @@
-# The two commands of the quick start: `make demo` and `make test`. Both set up first.
+# The two commands of the quick start: `make demo` and `make test`. Both set up first:
+# `make demo` installs only the package and its runtime dependencies, `make test` (and
+# `make setup`, the development environment) add the test extras to the same venv.
+# Another Python: `make test PYTHON=python3.9 VENV=.venv-3.9`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP := $(VENV)/.installed-test
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench clean
+.PHONY: setup setup-runtime demo test bench clean
 
-setup: $(STAMP)
+setup: $(TEST_STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+setup-runtime: $(RUNTIME_STAMP)
+
+# pip >= 21.3 installs a pyproject-only project in editable mode; a newer pip is only
+# fetched when the venv's own is older.
+$(RUNTIME_STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet 'pip>=21.3'
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
-demo: setup
+$(TEST_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(RUNTIME_STAMP)
 	$(BIN)/mlwatcher-exporter demo $(DEMO_ARGS)
 
-test: setup
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

@@ -589,6 +589,12 @@ def overview() -> Dict[str, Any]:
                    unit="percentunit", minimum=0,
                    thresh=thresholds(("green", None), ("red", 0.01)),
                    thresholds_style="dashed"),
+        timeseries("Dropped feature and label rows per second",
+                   "Rows whose features or labels were left out while their predictions "
+                   "were still counted and sampled, by part and reason (5m rates).",
+                   targets((f"sum by (model, part, reason) (rate(mlwatcher_dropped_rows_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} {{part}} {{reason}}")),
+                   unit="suffix: rows/s", minimum=0),
 
         row("Exporter health"),
         timeseries("Window age and stall limit",

@@ -2,25 +2,59 @@
 
 Users of MLWatcher switch by changing one import::
 
-    from mlwatcher_exporter import MonitoringAgent   # was: from MLWatcher.agent import ...
+    from mlwatcher_exporter.agent import MonitoringAgent   # was: from MLWatcher.agent import ...
 
-The ancestor shipped batches to a separate server process; here the statistics are
-computed in-process and served on ``/metrics``, so its network arguments are accepted
-for compatibility and unused.
+The ancestor shipped each window's sample to a separate server process, which computed
+the metrics and wrote them to files or to Anodot. Here the statistics are computed
+in-process, and :meth:`MonitoringAgent.run_local_server` serves them on ``/metrics``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+import threading
+from typing import Any, Dict, Optional, Set
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from .config import DEFAULT_PORT
 from .monitor import ModelMonitor
 
 __all__ = ["MonitoringAgent"]
 
 logger = logging.getLogger("mlwatcher_exporter")
+
+#: Where :meth:`MonitoringAgent.run_local_server` listens, as the ancestor's local server.
+LOCAL_ADDR = "127.0.0.1"
+
+
+class _Served:
+    """One HTTP server started by agents, and the agents that use it."""
+
+    def __init__(self, server: Any, registry: CollectorRegistry) -> None:
+        self.server = server
+        self.registry = registry
+        self.users: Set[int] = set()
+
+
+# Servers the agents started, by bound port: several agents of one registry (the
+# ancestor's production model beside its canaries) share one port, as they shared the
+# ancestor's server.
+_servers: Dict[int, _Served] = {}
+_servers_lock = threading.Lock()
+
+
+def _check_port(server_port: Any) -> Optional[int]:
+    """`server_port` checked: None, or a TCP port number (0 picks a free one)."""
+    if server_port is None:
+        return None
+    if isinstance(server_port, bool) or not isinstance(server_port, int):
+        raise TypeError(
+            f"server_port == {server_port!r}, must be an int (a TCP port) or None"
+        )
+    if not 0 <= server_port <= 65535:
+        raise ValueError(f"server_port == {server_port}, must be in [0, 65535]")
+    return server_port
 
 
 class MonitoringAgent:
@@ -36,11 +70,24 @@ class MonitoringAgent:
         Columns of the predict_proba matrix (>= 2).
     agent_id : str, default="1"
         Becomes the ``model`` label.
-    server_IP, server_port : optional
-        Accepted for compatibility; unused (there is no separate server).
+    server_IP : str, optional
+        Accepted for compatibility and unused: like the ancestor's local server,
+        :meth:`run_local_server` listens on 127.0.0.1.
+    server_port : int, optional
+        Port of :meth:`run_local_server`; default the exporter's port (10150). 0 picks
+        a free port.
     registry : CollectorRegistry or None, default=prometheus_client.REGISTRY
     **monitor_kwargs
         Further :class:`ModelMonitor` arguments (feature_names, class_names...).
+
+    Examples
+    --------
+    >>> from prometheus_client import CollectorRegistry
+    >>> agent = MonitoringAgent(frequency=5, max_buffer_size=500, n_classes=2,
+    ...                         server_port=0, registry=CollectorRegistry())
+    >>> server = agent.run_local_server()      # http://127.0.0.1:<server.port>/metrics
+    >>> agent.collect_data([[0.9, 0.1], [0.2, 0.8]], label_matrix=[0, 1])
+    >>> agent.close()                          # stops the server it no longer shares
     """
 
     def __init__(
@@ -61,7 +108,7 @@ class MonitoringAgent:
         self.n_classes = n_classes
         self.agent_id = str(agent_id)
         self.server_IP = server_IP
-        self.server_port = server_port
+        self.server_port = _check_port(server_port)
         self.monitor = ModelMonitor(
             model=self.agent_id,
             n_classes=n_classes,
@@ -70,6 +117,7 @@ class MonitoringAgent:
             registry=registry,
             **monitor_kwargs,
         )
+        self._served_port: Optional[int] = None
 
     def collect_data(
         self,
@@ -84,7 +132,88 @@ class MonitoringAgent:
             predict_proba_matrix, input_matrix, label_matrix, threshold=threshold
         )
 
-    def run_local_server(self, *args: Any, **kwargs: Any) -> None:
-        """Accepted for compatibility: statistics are computed in-process. Serve them
-        with ``agent.monitor.start_http_server()``."""
-        logger.info("mlwatcher: run_local_server() is not needed; use monitor.start_http_server()")
+    def run_local_server(self, n_sockets: int = 5) -> Any:
+        """Serve the metrics on ``http://127.0.0.1:<server_port>/metrics``.
+
+        The ancestor started its metrics server process here; this starts the
+        exporter's HTTP server in a daemon thread, on `server_port` (default 10150), and
+        logs at INFO where it serves. An agent whose registry is already served on that
+        port by an earlier agent shares that server, as the ancestor's agents shared
+        theirs; calling it twice returns the same server.
+
+        Parameters
+        ----------
+        n_sockets : int, default=5
+            The ancestor's listen backlog; accepted for compatibility and unused.
+
+        Returns
+        -------
+        MetricsServer
+            With ``.port`` (the bound port) and ``.shutdown()``.
+
+        Raises
+        ------
+        ValueError
+            If the agent has no registry to serve (``registry=None``), or the port is
+            served by another agent's server for a different registry.
+        OSError
+            If something else listens on the port.
+        """
+        registry = self.monitor.registry
+        if registry is None:
+            raise ValueError(
+                f"agent {self.agent_id!r} has registry == None, must have a registry to serve"
+            )
+        port = DEFAULT_PORT if self.server_port is None else self.server_port
+        with _servers_lock:
+            if self._served_port is not None:
+                served: Optional[_Served] = _servers.get(self._served_port)
+            else:
+                served = _servers.get(port) if port != 0 else None
+            if served is not None:
+                if served.registry is not registry:
+                    raise ValueError(
+                        f"server_port == {port} already serves another registry than agent "
+                        f"{self.agent_id!r}'s; give this agent another server_port"
+                    )
+                served.users.add(id(self))
+                self._served_port = served.server.port
+                logger.info(
+                    "mlwatcher: agent %r is served on http://%s:%d/metrics (already running)",
+                    self.agent_id, LOCAL_ADDR, served.server.port,
+                )
+                return served.server
+            try:
+                server = self.monitor.start_http_server(port=port, addr=LOCAL_ADDR)
+            except OSError as error:
+                raise OSError(
+                    error.errno,
+                    f"server_port == {port}: cannot listen on {LOCAL_ADDR}:{port} "
+                    f"({error.strerror or error}); give the agent a free server_port",
+                ) from error
+            served = _Served(server, registry)
+            served.users.add(id(self))
+            _servers[server.port] = served
+            self._served_port = server.port
+        logger.info(
+            "mlwatcher: agent %r serves /metrics on http://%s:%d/metrics",
+            self.agent_id, LOCAL_ADDR, server.port,
+        )
+        return server
+
+    def close(self) -> None:
+        """Stop monitoring; stop the server of :meth:`run_local_server` once no agent
+        uses it."""
+        self.monitor.close()
+        server = None
+        with _servers_lock:
+            if self._served_port is not None:
+                served = _servers.get(self._served_port)
+                self._served_port = None
+                if served is not None:
+                    served.users.discard(id(self))
+                    if not served.users:
+                        del _servers[served.server.port]
+                        server = served.server
+        if server is not None:
+            server.shutdown()

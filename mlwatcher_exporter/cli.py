@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 from ._version import __version__
 from .bridge.cli import add_commands as add_bridge_commands
@@ -16,23 +16,27 @@ __all__ = ["main", "build_parser"]
 SCENARIOS = ("healthy", "input-drift", "weak-model", "cycle")
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return value
+def _demo_option(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: parse the text, then apply the demo's bound for `name`."""
 
+    def convert(text: str) -> Any:
+        from .demo import check_arguments
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+        value = parse(text)  # a ValueError here: argparse says "invalid <name> value"
+        try:
+            check_arguments(**{name: value})
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    convert.__name__ = name
+    return convert
 
 
 def _add_demo(subparsers: "argparse._SubParsersAction") -> None:
     demo = subparsers.add_parser(
         "demo",
+        usage="%(prog)s [options]",
         help="serve metrics of a digits classifier fed healthy, drifting or weak-model traffic",
         description=(
             "Train classifiers on scikit-learn's bundled digits data (no download), then "
@@ -40,42 +44,49 @@ def _add_demo(subparsers: "argparse._SubParsersAction") -> None:
             "/metrics. Two models see the same inputs: 'digits' (production, follows the "
             "scenario) and 'digits-canary' (a challenger). Scenarios: healthy; input-drift "
             "(pixel values inverted); weak-model (production replaced by a model trained on "
-            "a heavily unbalanced set); cycle (all three in turn)."
+            "a heavily unbalanced set); cycle (all three in turn). A bad option or an "
+            "address that cannot be listened on ends with one error line and exit code 2."
         ),
     )
-    demo.add_argument("--port", type=int, default=DEFAULT_PORT,
+    demo.add_argument("--port", type=_demo_option("port", int), default=DEFAULT_PORT,
                       help=f"port of /metrics (default {DEFAULT_PORT}; 0 picks a free one)")
     demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    demo.add_argument("--window-seconds", type=_positive_float, default=10.0,
-                      help="window length in seconds (default 10)")
+    demo.add_argument("--window-seconds", type=_demo_option("window_seconds", float),
+                      default=10.0, help="window length in seconds (default 10)")
     demo.add_argument("--scenario", choices=SCENARIOS, default="cycle",
                       help="traffic to simulate (default cycle)")
-    demo.add_argument("--duration", type=_non_negative_float, default=0.0,
+    demo.add_argument("--duration", type=_demo_option("duration", float), default=0.0,
                       help="stop after this many seconds (default 0: run until Ctrl-C)")
-    demo.add_argument("--windows-per-scenario", type=int, default=6,
+    demo.add_argument("--windows-per-scenario", type=_demo_option("windows_per_scenario", int),
+                      default=6,
                       help="with --scenario cycle, windows before switching (default 6)")
-    demo.add_argument("--rows-per-second", type=_positive_float, default=200.0,
-                      help="predictions per second (default 200)")
-    demo.add_argument("--reservoir-size", type=int, default=10_000,
-                      help="rows sampled per window (default 10000)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--rows-per-second", type=_demo_option("rows_per_second", float),
+                      default=200.0, help="predictions per second (default 200)")
+    demo.add_argument("--reservoir-size", type=_demo_option("reservoir_size", int),
+                      default=10_000, help="rows sampled per window (default 10000)")
+    demo.add_argument("--seed", type=_demo_option("seed", int), default=0,
+                      help="random seed (default 0)")
     demo.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(
-        port=args.port,
-        addr=args.addr,
-        window_seconds=args.window_seconds,
-        scenario=args.scenario,
-        duration=args.duration,
-        windows_per_scenario=args.windows_per_scenario,
-        rows_per_second=args.rows_per_second,
-        reservoir_size=args.reservoir_size,
-        seed=args.seed,
-    )
+    try:
+        return run_demo(
+            port=args.port,
+            addr=args.addr,
+            window_seconds=args.window_seconds,
+            scenario=args.scenario,
+            duration=args.duration,
+            windows_per_scenario=args.windows_per_scenario,
+            rows_per_second=args.rows_per_second,
+            reservoir_size=args.reservoir_size,
+            seed=args.seed,
+        )
+    except (ValueError, OSError) as error:
+        print(f"mlwatcher-exporter demo: error: {error}", file=sys.stderr)
+        return 2
 
 
 def _add_check_config(subparsers: "argparse._SubParsersAction") -> None:

@@ -19,7 +19,18 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, NamedTuple, Optional
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Tuple,
+)
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -37,10 +48,45 @@ from ._version import __version__
 from .exposition import PRERENDERED, render_samples
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import ModelMonitor, MonitorSnapshot
+    from .counts import LifetimeCounts
     from .window import WindowStats
 
-__all__ = ["MonitorCollector", "register_monitor", "unregister_monitor"]
+__all__ = [
+    "MonitorCollector",
+    "MonitorSnapshot",
+    "Publisher",
+    "register_monitor",
+    "unregister_monitor",
+]
+
+
+class MonitorSnapshot(NamedTuple):
+    """What one scrape publishes of a monitor."""
+
+    window: Optional["WindowStats"]
+    counts: Optional["LifetimeCounts"]
+    rejected: Dict[str, int]
+    dropped: Dict[Tuple[str, str], int]
+    class_labels: List[str]
+
+
+class Publisher(Protocol):
+    """What the collector needs of a monitor."""
+
+    model: str
+    window_seconds: float
+    reservoir_size: int
+
+    @property
+    def n_classes(self) -> Optional[int]:
+        """Probability columns, once known."""
+
+    def tick(self) -> None:
+        """Close a due window and publish its statistics."""
+
+    def snapshot(self) -> MonitorSnapshot:
+        """The published window and copies of the counters."""
+
 
 _WINDOW = "in the last completed window (see mlwatcher_window_duration_seconds)"
 _SAMPLE = "over the window's sample (see mlwatcher_window_sampled_rows)"
@@ -83,6 +129,9 @@ FAMILIES: Dict[str, tuple] = {
         "counter", "Labeled rows whose predicted class is the label, by true class.", ("class",)),
     n.REJECTED_ROWS: ("counter", "Rows of batches rejected by validation, by reason.",
                       ("reason",)),
+    n.DROPPED_ROWS: (
+        "counter", "Rows whose features or labels were left out while their predictions "
+        "were recorded, by part and reason.", ("part", "reason")),
     n.PRED1_HISTOGRAM: ("histogram", "Top class probability of every row since start.", ()),
     n.LAST_PREDICTION: ("gauge", "Unix time of the last observed batch.", ()),
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
@@ -117,11 +166,11 @@ class MonitorCollector(Collector):
     """Collects the metrics of every :class:`ModelMonitor` on one registry."""
 
     def __init__(self) -> None:
-        self._monitors: Dict[str, "ModelMonitor"] = {}
+        self._monitors: Dict[str, "Publisher"] = {}
         self._parts: Dict[str, _WindowPart] = {}
         self._lock = threading.Lock()
 
-    def add(self, monitor: "ModelMonitor") -> None:
+    def add(self, monitor: "Publisher") -> None:
         """Serve `monitor`; its model name must be unique on this registry."""
         with self._lock:
             if monitor.model in self._monitors:
@@ -131,7 +180,7 @@ class MonitorCollector(Collector):
                 )
             self._monitors[monitor.model] = monitor
 
-    def remove(self, monitor: "ModelMonitor") -> None:
+    def remove(self, monitor: "Publisher") -> None:
         """Stop serving `monitor`."""
         with self._lock:
             if self._monitors.get(monitor.model) is monitor:
@@ -195,8 +244,8 @@ class _WindowPart(NamedTuple):
         return cls(window, samples, text)
 
 
-def _add_monitor(families: Families, monitor: "ModelMonitor",
-                 snap: "MonitorSnapshot") -> None:
+def _add_monitor(families: Families, monitor: "Publisher",
+                 snap: MonitorSnapshot) -> None:
     model = monitor.model
     families[n.MODEL_INFO].add_metric([model], {
         "version": __version__,
@@ -206,6 +255,8 @@ def _add_monitor(families: Families, monitor: "ModelMonitor",
     })
     for reason, rows in snap.rejected.items():
         families[n.REJECTED_ROWS].add_metric([model, reason], rows)
+    for (part, reason), rows in snap.dropped.items():
+        families[n.DROPPED_ROWS].add_metric([model, part, reason], rows)
     classes = snap.class_labels
     counts = snap.counts
     if counts is not None:
@@ -264,7 +315,7 @@ _COLLECTORS: "weakref.WeakKeyDictionary[CollectorRegistry, MonitorCollector]" = 
 _COLLECTORS_LOCK = threading.Lock()
 
 
-def register_monitor(registry: CollectorRegistry, monitor: "ModelMonitor") -> None:
+def register_monitor(registry: CollectorRegistry, monitor: "Publisher") -> None:
     """Serve `monitor` from `registry`, registering the shared collector on first use."""
     with _COLLECTORS_LOCK:
         collector = _COLLECTORS.get(registry)
@@ -275,7 +326,7 @@ def register_monitor(registry: CollectorRegistry, monitor: "ModelMonitor") -> No
     collector.add(monitor)
 
 
-def unregister_monitor(registry: CollectorRegistry, monitor: "ModelMonitor") -> None:
+def unregister_monitor(registry: CollectorRegistry, monitor: "Publisher") -> None:
     """Stop serving `monitor` from `registry`."""
     with _COLLECTORS_LOCK:
         collector = _COLLECTORS.get(registry)

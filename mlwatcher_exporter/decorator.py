@@ -1,25 +1,84 @@
-"""One-line monitoring: a decorator for predict_proba and a proxy for estimators.
+"""One-line monitoring: a decorator for predict_proba, a proxy for estimators, and the
+labels block they read.
 
 Whatever happens in the monitor, the decorated function's return value and its own
 exceptions reach the caller untouched; a bad batch is counted in
-``mlwatcher_rejected_rows_total`` and logged at a bounded rate.
+``mlwatcher_rejected_rows_total`` (or its unusable part in
+``mlwatcher_dropped_rows_total``) and logged at a bounded rate.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+import inspect
+from typing import Any, Callable, Literal, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from .validation import is_table
+from .tables import is_table
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import ModelMonitor
-
-__all__ = ["watch", "MonitoredEstimator", "find_features"]
+__all__ = [
+    "Observer",
+    "LabelsBlock",
+    "new_labels_var",
+    "watch",
+    "MonitoredEstimator",
+    "find_features",
+]
 
 _FEATURE_KEYWORDS = ("X", "x", "features")
+
+# The monitors observing the current call, so that a call watched twice by one monitor
+# (a decorated predict_proba inside a wrapped estimator) is counted once, by the outer.
+# A tuple: almost always empty or of one monitor, and cheaper to extend than a set.
+_OBSERVING: "contextvars.ContextVar[Tuple[int, ...]]" = contextvars.ContextVar(
+    "mlwatcher_observing", default=()
+)
+
+
+class Observer(Protocol):
+    """What the decorator needs of a monitor."""
+
+    model: str
+
+    def observe_quietly(self, proba: Any, features: Any = None, labels: Any = None) -> bool:
+        """Record a batch; never raise."""
+
+    def current_labels(self) -> Any:
+        """Labels of the enclosing labels block, or None."""
+
+    def adopt_classes(self, classes: Sequence[Any]) -> None:
+        """Take class values from an estimator's ``classes_``."""
+
+
+def new_labels_var(model: str) -> "contextvars.ContextVar[Any]":
+    """The context variable holding a monitor's current labels (per thread and task)."""
+    return contextvars.ContextVar(f"mlwatcher_labels_{model}", default=None)
+
+
+class LabelsBlock(contextlib.ContextDecorator):
+    """The context manager of :meth:`ModelMonitor.labels`: a class, because a generator
+    based one costs a microsecond more on every monitored call."""
+
+    __slots__ = ("_var", "_labels", "_token")
+
+    def __init__(self, var: "contextvars.ContextVar[Any]", labels: Any) -> None:
+        self._var = var
+        self._labels = labels
+        self._token: Any = None
+
+    def _recreate_cm(self) -> "LabelsBlock":
+        return LabelsBlock(self._var, self._labels)
+
+    def __enter__(self) -> None:
+        self._token = self._var.set(self._labels)
+
+    def __exit__(self, *exc_info: Any) -> Literal[False]:
+        self._var.reset(self._token)
+        return False
 
 
 def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[Any]:
@@ -34,11 +93,25 @@ def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[An
     return None
 
 
-def watch(monitor: "ModelMonitor", func: Callable[..., Any]) -> Callable[..., Any]:
+def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
+    try:
+        # The common call, predict_proba(X) with an array, skips find_features.
+        features: Optional[Any]
+        if args and type(args[0]) is np.ndarray and args[0].ndim == 2:
+            features = args[0]
+        else:
+            features = find_features(args, kwargs)
+        monitor.observe_quietly(result, features, monitor.current_labels())
+    except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
+        pass
+
+
+def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     """Monitor every call of `func`, a predict_proba-like function or method.
 
-    Works on plain functions, on methods in a class body and on bound methods. Labels
-    come from an enclosing ``with monitor.labels(y):`` block.
+    Works on plain functions, ``async def`` functions (the awaited result is observed),
+    methods in a class body and bound methods. Labels come from an enclosing
+    ``with monitor.labels(y):`` block.
 
     Examples
     --------
@@ -53,20 +126,36 @@ def watch(monitor: "ModelMonitor", func: Callable[..., Any]) -> Callable[..., An
     >>> monitor.close_window().rows
     4
     """
+    key = id(monitor)
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def monitored_async(*args: Any, **kwargs: Any) -> Any:
+            observing = _OBSERVING.get()
+            if key in observing:
+                return await func(*args, **kwargs)
+            token = _OBSERVING.set(observing + (key,))
+            try:
+                result = await func(*args, **kwargs)
+            finally:
+                _OBSERVING.reset(token)
+            _observe(monitor, result, args, kwargs)
+            return result
+
+        return monitored_async
 
     @functools.wraps(func)
     def monitored(*args: Any, **kwargs: Any) -> Any:
-        result = func(*args, **kwargs)
+        observing = _OBSERVING.get()
+        if key in observing:
+            return func(*args, **kwargs)
+        token = _OBSERVING.set(observing + (key,))
         try:
-            # The common call, predict_proba(X) with an array, skips find_features.
-            features: Optional[Any]
-            if args and type(args[0]) is np.ndarray and args[0].ndim == 2:
-                features = args[0]
-            else:
-                features = find_features(args, kwargs)
-            monitor.observe_quietly(result, features, monitor.current_labels())
-        except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
-            pass
+            result = func(*args, **kwargs)
+        finally:
+            _OBSERVING.reset(token)
+        _observe(monitor, result, args, kwargs)
         return result
 
     return monitored
@@ -77,10 +166,11 @@ class MonitoredEstimator:
 
     Every other attribute (``predict``, ``classes_``, ``fit``...) is the estimator's
     own. Created by :meth:`ModelMonitor.wrap`, which takes class names from
-    ``estimator.classes_``.
+    ``estimator.classes_``. A copy watches the same monitor; pickling saves the bare
+    estimator (a monitor belongs to a running process: wrap the loaded model again).
     """
 
-    def __init__(self, estimator: Any, monitor: "ModelMonitor") -> None:
+    def __init__(self, estimator: Any, monitor: Observer) -> None:
         if not callable(getattr(estimator, "predict_proba", None)):
             raise TypeError(
                 f"estimator == {type(estimator).__name__}, must have a predict_proba method"
@@ -93,10 +183,26 @@ class MonitoredEstimator:
         object.__setattr__(self, "predict_proba", watch(monitor, estimator.predict_proba))
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_estimator", "_monitor"):
+            raise AttributeError(name)  # during copy and unpickling, before __init__
         return getattr(self._estimator, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._estimator, name, value)
 
+    def __copy__(self) -> "MonitoredEstimator":
+        return MonitoredEstimator(copy.copy(self._estimator), self._monitor)
+
+    def __deepcopy__(self, memo: dict) -> "MonitoredEstimator":
+        return MonitoredEstimator(copy.deepcopy(self._estimator, memo), self._monitor)
+
+    def __reduce__(self) -> Any:
+        return (_identity, (self._estimator,))
+
     def __repr__(self) -> str:
         return f"MonitoredEstimator({self._estimator!r}, model={self._monitor.model!r})"
+
+
+def _identity(value: Any) -> Any:
+    """Unpickles a :class:`MonitoredEstimator` as its bare estimator."""
+    return value

@@ -8,6 +8,7 @@ inputs throughout, as in the ancestor's canary use case.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -20,7 +21,15 @@ from prometheus_client import CollectorRegistry
 from .monitor import ModelMonitor
 from .signals import stop_on_signals
 
-__all__ = ["DemoModels", "train_models", "run_demo", "SCENARIO_CYCLE"]
+__all__ = [
+    "DemoModels",
+    "train_models",
+    "check_arguments",
+    "run_demo",
+    "SCENARIO_CYCLE",
+    "MAX_ROWS_PER_SECOND",
+    "MAX_RESERVOIR_SIZE",
+]
 
 SCENARIO_CYCLE = ("healthy", "input-drift", "weak-model")
 PIXEL_MAX = 16.0  # digits pixels are 0..16
@@ -75,6 +84,64 @@ def scenario_at(scenario: str, window_index: int, windows_per_scenario: int) -> 
     return SCENARIO_CYCLE[(window_index // max(windows_per_scenario, 1)) % len(SCENARIO_CYCLE)]
 
 
+# Bounds that keep the demo's memory small: a tick draws rows_per_second / 10 rows.
+MAX_ROWS_PER_SECOND = 1_000_000
+MAX_RESERVOIR_SIZE = 1_000_000
+
+
+def check_arguments(
+    port: int = 10150,
+    window_seconds: float = 10.0,
+    scenario: str = "cycle",
+    duration: float = 0.0,
+    windows_per_scenario: int = 6,
+    rows_per_second: float = 200.0,
+    reservoir_size: int = 10_000,
+    seed: int = 0,
+) -> None:
+    """Raise ValueError naming the first of :func:`run_demo`'s arguments out of bounds.
+
+    Examples
+    --------
+    >>> check_arguments(rows_per_second=float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: rows_per_second == inf, must be a finite number > 0 and <= 1000000
+    """
+    if scenario not in SCENARIO_CYCLE + ("cycle",):
+        raise ValueError(
+            f"scenario == {scenario!r}, must be one of {list(SCENARIO_CYCLE + ('cycle',))}"
+        )
+    _check_int("port", port, 0, 65535, "a TCP port in [0, 65535] (0 picks a free one)")
+    _check_int("windows_per_scenario", windows_per_scenario, 1, None, "an int >= 1")
+    _check_int("reservoir_size", reservoir_size, 1, MAX_RESERVOIR_SIZE,
+               f"an int in [1, {MAX_RESERVOIR_SIZE}]")
+    _check_int("seed", seed, 0, 2**32 - 1, "an int in [0, 2**32 - 1]")
+    _check_float("window_seconds", window_seconds, "a finite number > 0", positive=True)
+    _check_float("duration", duration, "a finite number >= 0 (0: until stopped)")
+    _check_float("rows_per_second", rows_per_second,
+                 f"a finite number > 0 and <= {MAX_ROWS_PER_SECOND}", positive=True,
+                 maximum=MAX_ROWS_PER_SECOND)
+
+
+def _check_int(name: str, value: Any, low: int, high: Optional[int], expected: str) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or value < low or (high is not None and value > high)):
+        raise ValueError(f"{name} == {value!r}, must be {expected}")
+
+
+def _check_float(
+    name: str, value: Any, expected: str, positive: bool = False,
+    maximum: Optional[float] = None,
+) -> None:
+    ok = (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, bool) and math.isfinite(value)
+          and (value > 0 if positive else value >= 0)
+          and (maximum is None or value <= maximum))
+    if not ok:
+        raise ValueError(f"{name} == {value!r}, must be {expected}")
+
+
 def run_demo(
     port: int = 10150,
     addr: str = "127.0.0.1",
@@ -91,11 +158,57 @@ def run_demo(
 ) -> int:
     """Serve the demo's metrics until `duration` seconds pass, SIGINT/SIGTERM or `stop`.
 
-    Prints the metrics URL first, then a line per completed window of the production
-    model. Returns the exit code (0).
+    Binds the port first (so that a port in use fails at once), prints the metrics URL,
+    trains the models, then prints a line per completed window of the production model.
+    Returns the exit code (0).
+
+    Raises
+    ------
+    ValueError
+        An argument out of bounds (see :func:`check_arguments`).
+    OSError
+        The address cannot be listened on (port in use, unknown address...), with the
+        address in the message.
     """
-    models = train_models(seed)
+    check_arguments(port=port, window_seconds=window_seconds, scenario=scenario,
+                    duration=duration, windows_per_scenario=windows_per_scenario,
+                    rows_per_second=rows_per_second, reservoir_size=reservoir_size,
+                    seed=seed)
     registry = registry if registry is not None else CollectorRegistry()
+    server = _listen(addr, port, registry)
+    stop = stop or threading.Event()
+    try:
+        with stop_on_signals(stop):
+            print(f"Serving metrics at {server.url}", file=out, flush=True)
+            models = train_models(seed)
+            _stream(models, registry, out, stop, window_seconds=window_seconds,
+                    scenario=scenario, duration=duration,
+                    windows_per_scenario=windows_per_scenario,
+                    rows_per_second=rows_per_second, reservoir_size=reservoir_size,
+                    seed=seed)
+    finally:
+        server.shutdown()
+    print("Demo stopped.", file=out, flush=True)
+    return 0
+
+
+def _listen(addr: str, port: int, registry: CollectorRegistry) -> Any:
+    """Start the metrics server, or raise OSError naming the address and the reason."""
+    from .exposition import start_http_server
+
+    try:
+        return start_http_server(port, addr, registry=registry)
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise OSError(f"cannot listen on {addr}:{port}: {reason}") from error
+
+
+def _stream(
+    models: DemoModels, registry: CollectorRegistry, out: TextIO, stop: threading.Event,
+    *, window_seconds: float, scenario: str, duration: float, windows_per_scenario: int,
+    rows_per_second: float, reservoir_size: int, seed: int,
+) -> None:
+    """Feed the monitored models until `duration` passes or `stop` is set."""
     # The scenario clock starts with the monitors' first window, so that each window
     # sees one scenario and its line names the right one.
     started = time.monotonic()
@@ -112,44 +225,34 @@ def run_demo(
     production = production_monitor.wrap(models.production)
     weak = production_monitor.wrap(models.weak)
     canary = canary_monitor.wrap(models.canary)
-    server = production_monitor.start_http_server(port=port, addr=addr)
-    print(f"Serving metrics at {server.url}", file=out, flush=True)
-
-    stop = stop or threading.Event()
     rng = np.random.default_rng(seed)
     tick = 0.1
     last_end: Optional[float] = None
     try:
-        with stop_on_signals(stop):
-            while not stop.is_set():
-                elapsed = time.monotonic() - started
-                if duration and elapsed >= duration:
-                    break
-                current = scenario_at(
-                    scenario, int(elapsed // window_seconds), windows_per_scenario
-                )
-                rows = rng.choice(len(models.y), size=max(1, int(rows_per_second * tick)))
-                X, y = models.X[rows], models.y[rows]
-                if current == "input-drift":
-                    X = PIXEL_MAX - X
-                model = weak if current == "weak-model" else production
-                with production_monitor.labels(y):
-                    model.predict_proba(X)
-                with canary_monitor.labels(y):
-                    canary.predict_proba(X)
-                window = production_monitor.last_window
-                if window is not None and window.end_time != last_end:
-                    last_end = window.end_time
-                    index = round((window.end_time - started_wall) / window_seconds) - 1
-                    closed = scenario_at(scenario, index, windows_per_scenario)
-                    print(_window_line(window, closed), file=out, flush=True)
-                stop.wait(tick)
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if duration and elapsed >= duration:
+                break
+            current = scenario_at(scenario, int(elapsed // window_seconds), windows_per_scenario)
+            rows = rng.choice(len(models.y), size=max(1, int(rows_per_second * tick)))
+            X, y = models.X[rows], models.y[rows]
+            if current == "input-drift":
+                X = PIXEL_MAX - X
+            model = weak if current == "weak-model" else production
+            with production_monitor.labels(y):
+                model.predict_proba(X)
+            with canary_monitor.labels(y):
+                canary.predict_proba(X)
+            window = production_monitor.last_window
+            if window is not None and window.end_time != last_end:
+                last_end = window.end_time
+                index = round((window.end_time - started_wall) / window_seconds) - 1
+                closed = scenario_at(scenario, index, windows_per_scenario)
+                print(_window_line(window, closed), file=out, flush=True)
+            stop.wait(tick)
     finally:
-        server.shutdown()
         production_monitor.close()
         canary_monitor.close()
-    print("Demo stopped.", file=out, flush=True)
-    return 0
 
 
 def _window_line(window: Any, scenario: str) -> str:

@@ -10,6 +10,7 @@ __all__ = [
     "PREFIX",
     "STATS",
     "REJECT_REASONS",
+    "DROP_REASONS",
     "OTHER_VALUE",
     "PRED1_BUCKETS",
     "WINDOW_ROWS",
@@ -35,6 +36,7 @@ __all__ = [
     "LABELED_PREDICTIONS",
     "CORRECT_PREDICTIONS",
     "REJECTED_ROWS",
+    "DROPPED_ROWS",
     "PRED1_HISTOGRAM",
     "LAST_PREDICTION",
     "MODEL_INFO",
@@ -57,6 +59,24 @@ REJECT_REASONS = (
     "unknown_label",  # a label that is not a declared class
     "internal",  # a bug of ours: never raised into the caller, always counted
 )
+
+# Why the features or the labels of a batch were left out while its predictions were
+# recorded, per part; every pair is pre-initialised to 0.
+DROP_REASONS = {
+    "features": (
+        "type",  # not numeric, complex, or a column that cannot be converted
+        "sparse",  # a scipy sparse matrix: too wide to describe per column
+        "shape",  # not 2-D
+        "n_features",  # other columns than the first batch or feature_names
+        "row_mismatch",  # another row count than proba
+    ),
+    "labels": (
+        "type",  # not array-like
+        "shape",  # not (n_rows,), (n_rows, 1) or one-hot
+        "row_mismatch",  # another row count than proba
+        "unknown_label",  # a value that is not a class
+    ),
+}
 
 # Categorical values beyond max_categories are folded into this one.
 OTHER_VALUE = "__other__"
@@ -92,6 +112,7 @@ PREDICTIONS = PREFIX + "predictions"
 LABELED_PREDICTIONS = PREFIX + "labeled_predictions"
 CORRECT_PREDICTIONS = PREFIX + "correct_predictions"
 REJECTED_ROWS = PREFIX + "rejected_rows"
+DROPPED_ROWS = PREFIX + "dropped_rows"
 PRED1_HISTOGRAM = PREFIX + "prediction_pred1"
 
 # Process-level gauges.

@@ -8,7 +8,7 @@ numpy or scikit-learn computation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -216,18 +216,27 @@ def _value_name(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def value_ratios(values: np.ndarray, max_categories: int) -> Dict[str, float]:
+def value_ratios(
+    values: np.ndarray, max_categories: int, names: Optional[Sequence[str]] = None
+) -> Dict[str, float]:
     """Share of each value among the non-missing ones; beyond the most frequent
-    `max_categories`, the rest is folded into ``__other__``."""
+    `max_categories`, the rest is folded into ``__other__``.
+
+    With `names`, values are codes into it (a text column's vocabulary).
+    """
     values = values[~np.isnan(values)]
     if not values.size:
         return {}
     uniques, counts = np.unique(values, return_counts=True)
     order = np.argsort(-counts, kind="stable")
     kept = order[:max_categories]
-    ratios = {_value_name(uniques[i]): counts[i] / values.size for i in kept}
+    if names is None:
+        ratios = {_value_name(uniques[i]): counts[i] / values.size for i in kept}
+    else:
+        ratios = {names[int(uniques[i])]: counts[i] / values.size for i in kept}
     if order.size > max_categories:
-        ratios[OTHER_VALUE] = counts[order[max_categories:]].sum() / values.size
+        folded = counts[order[max_categories:]].sum() / values.size
+        ratios[OTHER_VALUE] = ratios.get(OTHER_VALUE, 0.0) + folded
     return {name: float(ratio) for name, ratio in ratios.items()}
 
 
@@ -240,6 +249,7 @@ def compute_window_stats(
     categorical: Sequence[bool],
     max_categories: int,
     pause: Optional[Callable[[], None]] = None,
+    value_names: Optional[Mapping[str, Sequence[str]]] = None,
 ) -> WindowStats:
     """Compute every statistic of one window from its sample.
 
@@ -260,6 +270,8 @@ def compute_window_stats(
         Called between steps of about a millisecond. The monitor passes
         ``time.sleep(0)``, which lets threads waiting for the GIL (the model's) run, so
         that a window's statistics never hold it for long.
+    value_names : mapping of str to sequence of str, optional
+        Per text feature, the names of the codes its column holds.
     """
     pause = pause or _no_pause
     sampled = sample.proba.shape[0]
@@ -278,6 +290,10 @@ def compute_window_stats(
         # Views rather than copies in the common case: every row has features and
         # every feature is continuous.
         table = sample.features if has_features.all() else sample.features[has_features]
+        # +/-inf is a missing value, like NaN: it must not blind a feature's statistics.
+        infinite = np.isinf(table)
+        if infinite.any():
+            table = np.where(infinite, np.nan, table)
         if table.shape[0]:
             missing_share = np.isnan(table).mean(axis=0)
             continuous = np.flatnonzero(~np.asarray(categorical, dtype=bool))
@@ -291,7 +307,10 @@ def compute_window_stats(
             for column, is_discrete in enumerate(categorical):
                 missing[feature_names[column]] = float(missing_share[column])
                 if is_discrete:
-                    values[feature_names[column]] = value_ratios(table[:, column], max_categories)
+                    name = feature_names[column]
+                    values[name] = value_ratios(
+                        table[:, column], max_categories, (value_names or {}).get(name)
+                    )
                     pause()
     scores = None
     labeled = sample.labels >= 0

@@ -277,3 +277,37 @@ def test_registers_its_metrics_in_the_given_registry(tmp_path: Path) -> None:
                                     {"reason": "rate_limited"}) == 0
     finally:
         bridge.close()
+
+
+def test_v1_naming_reaches_anodot_with_the_ancestors_names(
+    fake: FakeAnodot, registry: CollectorRegistry, tmp_path: Path, bridges: List[AnodotBridge]
+) -> None:
+    import numpy as np
+
+    from mlwatcher_exporter import ModelMonitor
+    from mlwatcher_exporter.bridge.options import MappingOptions
+
+    monotonic = ManualClock(0.0)
+    monitor = ModelMonitor(model="digits", n_classes=3, window_seconds=60, registry=registry,
+                           background=False, _clock=monotonic, _wall_clock=lambda: T0)
+    rng = np.random.default_rng(0)
+    monitor.observe(rng.dirichlet([1, 1, 1], size=40), rng.normal(size=(40, 2)),
+                    labels=rng.integers(0, 3, 40))
+    monotonic.now = 30
+    monitor.close_window()
+    clock = ManualClock(T0 + 60)
+    bridge = make(bridges, fake, registry, tmp_path, _clock=clock,
+                  mapping=MappingOptions(naming="mlwatcher-v1"))
+    bridge.push()
+    clock.now += 60
+    bridge.push()  # the same window: its statistics are not sent again
+    assert len(fake.accepted_values("max_prediction_proba", agent_id="digits", stat="q50")) == 1
+    assert len(fake.accepted_values("spread12_prediction_proba", stat="iqr")) == 1
+    assert fake.accepted_values("buffer_count", agent_id="digits") == [40]
+    counts = [fake.accepted_values("prediction_count", class_name=f"class_{c}")[0]
+              for c in range(3)]
+    assert sum(counts) == 40
+    assert len(fake.accepted_values("feature_value", feat_name="feat_1", stat="mean")) == 1
+    for what in ("accuracy", "precision", "recall", "f1", "prediction_freq"):
+        assert len(fake.accepted_values(what, class_name="class_2")) == 1, what
+    assert fake.order_violations == []

@@ -6,10 +6,13 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -19,6 +22,7 @@ import yaml
 from fake_anodot import FakeAnodot, SequenceExporter, wait_until
 from mlwatcher_exporter.bridge import cli
 from mlwatcher_exporter.bridge.spool import Spool
+from mlwatcher_exporter.config import DEFAULT_PORT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -266,3 +270,173 @@ def test_killed_and_restarted_bridge_delivers_every_spooled_point_in_order(tmp_p
     assert "token=REDACTED" in log_text, "the startup line shows the redacted address"
     with Spool(tmp_path / "spool") as spool:
         assert spool.pending_points <= 4  # at most the batch in flight at the stop
+
+
+# ---------------------------------------------------------------------- honest exit codes
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_shipped_config_scrapes_the_exporters_default_port() -> None:
+    raw = yaml.safe_load((REPO / "config" / "anodot.yml").read_text())
+    [target] = raw["scrape"]["targets"]
+    assert target["url"] == f"http://127.0.0.1:{DEFAULT_PORT}/metrics"
+
+
+def test_once_exits_1_when_every_target_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = [f"http://127.0.0.1:{closed_port()}/metrics", f"http://127.0.0.1:{closed_port()}/m"]
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake, dead)
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+    err = capsys.readouterr().err
+    assert "anodot-bridge: 2 of 2 scrape targets could not be read" in err
+    assert "Traceback" not in err and fake.requests == {}
+
+
+def test_once_exits_1_when_one_of_two_targets_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        targets = [exporter.url, f"http://127.0.0.1:{closed_port()}/metrics"]
+        config = write_config(tmp_path, fake, targets)
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+    assert "1 of 2 scrape targets could not be read" in capsys.readouterr().err
+    assert fake.accepted_values("mlwatcher_test_sequence", model="a") == [1.0]
+
+
+def test_once_exits_1_when_nothing_could_be_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url])
+        fake.fail_next("503")
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+        out = capsys.readouterr()
+        assert "0 points accepted, 0 refused, 1 still spooled" in out.out
+        assert "1 points not delivered" in out.err
+        # The next round delivers what the first left in the spool, and exits 0.
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 0
+    assert fake.accepted_values("mlwatcher_test_sequence", model="a") == [1.0, 2.0]
+
+
+def test_once_exits_1_when_every_point_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url])
+        (tmp_path / "token").write_text("not-the-token\n")  # Anodot answers 401
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+    out = capsys.readouterr()
+    assert "0 points accepted, 1 refused, 0 still spooled" in out.out
+    assert "dead-letter.jsonl" in out.err and fake.accepted == []
+
+
+def run_process(*argv: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "mlwatcher_exporter.bridge.cli", *argv],
+                          capture_output=True, text=True, env=env, cwd=str(REPO),
+                          timeout=timeout)
+
+
+def assert_one_line_error(result: "subprocess.CompletedProcess[str]", *expected: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for text in expected:
+        assert text in lines[0]
+
+
+def test_unwritable_spool_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake, ["http://127.0.0.1:9/metrics"],
+                              spool={"directory": str(tmp_path / "file" / "spool")})
+        result = run_process("anodot-bridge", "--config", str(config), "--once")
+    assert_one_line_error(result, "anodot-bridge: cannot use the spool directory",
+                          str(tmp_path / "file" / "spool"))
+
+
+def test_metrics_port_in_use_is_one_line_exit_2(tmp_path: Path) -> None:
+    with FakeAnodot() as fake, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, fake, ["http://127.0.0.1:9/metrics"],
+                              metrics={"port": port})
+        result = run_process("anodot-bridge", "--config", str(config))
+    assert_one_line_error(result, f"cannot serve its metrics on 127.0.0.1:{port}")
+
+
+def test_bad_arguments_are_one_line_exit_2(tmp_path: Path) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake)
+        points = tmp_path / "p.jsonl"
+        points.write_text("")
+        assert_one_line_error(
+            run_process("anodot-send", "--config", str(config), "--max-attempts", "0",
+                        str(points)), "--max-attempts == 0, must be >= 1")
+        assert_one_line_error(
+            run_process("anodot-send", "--config", str(config), str(tmp_path)),
+            "cannot read")
+        (tmp_path / "file").write_text("")
+        assert_one_line_error(
+            run_process("anodot-send", "--config", str(config), "--failed",
+                        str(tmp_path / "file" / "failed.jsonl"), str(points)),
+            "cannot write --failed")
+    # argparse's own errors: usage, then one error line, exit 2.
+    result = run_process("anodot-bridge", "--once")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("required: --config")
+
+
+def test_bridge_logs_its_metrics_address_and_serves_there(tmp_path: Path) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url], metrics={"port": 0})
+        log_path = tmp_path / "bridge.log"
+        with open(log_path, "ab") as log:
+            proc = start_bridge(config, log)
+            try:
+                wait_until(lambda: "its own metrics are on" in log_path.read_text(), 30,
+                           "the metrics address in the log")
+                match = re.search(r"its own metrics are on (http://127\.0\.0\.1:\d+/metrics)",
+                                  log_path.read_text())
+                assert match, log_path.read_text()
+                wait_until(lambda: fake.accepted_values("mlwatcher_test_sequence"), 30, "a point")
+                with urllib.request.urlopen(match.group(1), timeout=5) as response:
+                    page = response.read().decode()
+            finally:
+                proc.terminate()
+                code = proc.wait(10)
+    assert code == 0
+    assert "mlwatcher_anodot_points_sent_total" in page
+    assert re.search(r"^mlwatcher_anodot_points_sent_total [1-9]", page, re.M)
+
+
+def test_send_of_a_file_without_points_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake)
+        empty = tmp_path / "empty.json"
+        empty.write_text("[]\n")
+        assert run(["anodot-send", "--config", str(config), str(empty)]) == 1
+    assert "empty.json holds no points, nothing was sent" in capsys.readouterr().err
+    assert fake.accepted == [] and not Path(str(empty) + ".failed.jsonl").exists()
+
+
+def test_once_exits_1_when_the_targets_give_nothing_to_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        config = write_config(tmp_path, fake, [exporter.url],
+                              mapping={"include_prefixes": ["nothing_matches_"]})
+        assert run(["anodot-bridge", "--config", str(config), "--once"]) == 1
+    out = capsys.readouterr()
+    assert "0 points accepted, 0 refused, 0 still spooled" in out.out
+    assert "the targets gave no point to send" in out.err and fake.accepted == []

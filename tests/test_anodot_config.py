@@ -155,3 +155,10 @@ def test_missing_token_file_is_reported(tmp_path: Path) -> None:
                                           "token_file": str(tmp_path / "nope")}))
     with pytest.raises(ConfigError, match="cannot read"):
         read_token(config, {})
+
+
+def test_naming_is_read_and_checked() -> None:
+    config = parse_config(minimal(mapping={"naming": "mlwatcher-v1"}))
+    assert config.mapping.naming == "mlwatcher-v1"
+    with pytest.raises(ConfigError, match="mapping.naming: naming == 'v1', must be one of"):
+        parse_config(minimal(mapping={"naming": "v1"}))

@@ -183,3 +183,82 @@ def test_bad_arguments_are_named() -> None:
         PointMapper().map([], 1.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="options =="):
         PointMapper(options={"ver": "1"})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- naming: mlwatcher-v1
+def v1_registry(registry: CollectorRegistry, window_end: float) -> CollectorRegistry:
+    """The window series of one model, as the exporter publishes them."""
+    Gauge("mlwatcher_window_end_timestamp_seconds", "h", ["model"], registry=registry).labels(
+        "digits").set(window_end)
+    Gauge("mlwatcher_pred1", "h", ["model", "stat"], registry=registry).labels(
+        "digits", "median").set(0.9)
+    Gauge("mlwatcher_predicted_class_rows", "h", ["model", "class"], registry=registry).labels(
+        "digits", "3").set(12)
+    Gauge("mlwatcher_feature", "h", ["model", "feature", "stat"], registry=registry).labels(
+        "digits", "f7", "mean").set(0.5)
+    Gauge("mlwatcher_class_accuracy", "h", ["model", "class"], registry=registry).labels(
+        "digits", "3").set(0.75)
+    Counter("mlwatcher_predictions", "h", ["model", "class"], registry=registry).labels(
+        "digits", "3").inc(4)
+    return registry
+
+
+def test_v1_naming_sends_the_ancestors_names_and_properties(registry: CollectorRegistry) -> None:
+    mapper = PointMapper(MappingOptions(naming="mlwatcher-v1"))
+    got = by_what(mapper.map(v1_registry(registry, 1_700_000_050).collect(), 1_700_000_060).points)
+    assert sorted(p["properties"]["stat"] for p in got["max_prediction_proba"]) == ["median", "q50"]
+    assert got["max_prediction_proba"][0] == {
+        "properties": {"what": "max_prediction_proba", "agent_id": "digits", "stat": "median",
+                       "ver": "1", "target_type": "gauge"},
+        "tags": {}, "timestamp": 1_700_000_050, "value": 0.9}
+    assert got["prediction_count"][0]["properties"] == {
+        "what": "prediction_count", "agent_id": "digits", "class_name": "class_3", "ver": "1",
+        "target_type": "counter"}
+    assert got["prediction_count"][0]["value"] == 12
+    assert got["feature_value"][0]["properties"]["feat_name"] == "feat_7"
+    assert got["accuracy"][0]["properties"]["class_name"] == "class_3"
+    # Series the ancestor did not have keep their names, at the snapshot time.
+    end = got["mlwatcher_window_end_timestamp_seconds"][0]
+    assert end["properties"]["agent_id"] == "digits" and end["timestamp"] == 1_700_000_060
+    assert "mlwatcher_predictions_total" not in got, "counters still start with a baseline"
+
+
+def test_v1_naming_sends_each_window_once_even_after_a_restart(
+    registry: CollectorRegistry
+) -> None:
+    v1 = MappingOptions(naming="mlwatcher-v1")
+    mapper = PointMapper(v1)
+    v1_registry(registry, 1_700_000_050)
+    assert "max_prediction_proba" in by_what(mapper.map(registry.collect(), 1_700_000_060).points)
+    again = by_what(mapper.map(registry.collect(), 1_700_000_120).points)
+    assert "max_prediction_proba" not in again and "mlwatcher_window_end_timestamp_seconds" in again
+    restarted = PointMapper(v1, state=mapper.state())
+    assert mapper.tracks_counters and "max_prediction_proba" not in by_what(
+        restarted.map(registry.collect(), 1_700_000_180).points)
+    registry._names_to_collectors["mlwatcher_window_end_timestamp_seconds"].labels(
+        "digits").set(1_700_000_110)
+    [point, _] = by_what(restarted.map(registry.collect(), 1_700_000_240).points)[
+        "max_prediction_proba"]
+    assert point["timestamp"] == 1_700_000_110
+
+
+def test_v1_feature_names_that_are_not_indices_are_kept(registry: CollectorRegistry) -> None:
+    Gauge("mlwatcher_feature", "h", ["model", "feature", "stat"], registry=registry).labels(
+        "m", "amount", "mean").set(3)
+    [point] = PointMapper(MappingOptions(naming="mlwatcher-v1")).map(registry.collect(), 5).points
+    assert point["properties"]["feat_name"] == "amount" and point["timestamp"] == 5
+
+
+def test_v1_windows_of_replicas_of_one_model_are_told_apart(registry: CollectorRegistry) -> None:
+    end = Gauge("mlwatcher_window_end_timestamp_seconds", "h", ["model", "instance"],
+                registry=registry)
+    pred1 = Gauge("mlwatcher_pred1", "h", ["model", "instance", "stat"], registry=registry)
+    end.labels("digits", "a").set(1_700_000_050)
+    end.labels("digits", "b").set(1_700_000_040)  # b's window ended earlier
+    for instance in ("a", "b"):
+        pred1.labels("digits", instance, "mean").set(0.5)
+    mapper = PointMapper(MappingOptions(naming="mlwatcher-v1"))
+    points = mapper.map(registry.collect(), 1_700_000_060).points
+    sent = sorted((p["properties"]["instance"], p["timestamp"]) for p in points
+                  if p["properties"]["what"] == "max_prediction_proba")
+    assert sent == [("a", 1_700_000_050), ("b", 1_700_000_040)]

@@ -355,3 +355,13 @@ def test_float_timestamps_become_integers(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps(dict(P, timestamp=1475260200.7)))
     assert read_points(path).points[0]["timestamp"] == 1475260200
+
+
+def test_a_spool_segment_is_a_points_file(tmp_path: Path) -> None:
+    spool = make(tmp_path / "spool")
+    spool.append(pts(0, 2), state={"counters": {}})
+    spool.append(pts(2, 1), state={"counters": {}})
+    spool.close()
+    [segment] = sorted((tmp_path / "spool").glob("segment-*.jsonl"))
+    out = read_points(segment)
+    assert [p["value"] for p in out.points] == [0.0, 1.0, 2.0] and out.problems == []

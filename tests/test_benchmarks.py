@@ -33,10 +33,13 @@ def test_quick_run_writes_every_section(run, tmp_path):
     assert run.main(["--quick", "--output", str(output)]) == 0
     text = output.read_text()
     assert run.BEGIN in text and run.END in text
-    for title in ("## Machine", "## 1. Added latency", "digits demo model",
-                  "## 2. Window statistics", "## 3. One scrape", "## 4. Memory held",
-                  "## 5. Throughput under contention"):
+    for title in ("## Machine", "## Targets", "## 1. Added latency", "digits demo model",
+                  "## 2. CPU per monitored row", "## 3. `observe` under contention",
+                  "## 4. Window statistics", "## 5. One scrape", "## 6. Memory held"):
         assert title in text
+    # Every target has a verdict in the summary, and the counters were exact.
+    summary = text.split("## Targets", 1)[1].split("## 1.", 1)[0]
+    assert summary.count("**met**") + summary.count("**missed**") == len(run.VERDICTS) >= 18
     # The window statistics agree with the straightforward reference computation.
     assert "**NO**" not in text
 

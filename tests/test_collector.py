@@ -166,7 +166,7 @@ def test_a_failing_window_does_not_fail_the_scrape(registry, clock, monkeypatch,
     def broken(*args, **kwargs):
         raise FloatingPointError("boom")
 
-    monkeypatch.setattr("mlwatcher_exporter.monitor.compute_window_stats", broken)
+    monkeypatch.setattr("mlwatcher_exporter.rotation.compute_window_stats", broken)
     feed(monitor, np.random.default_rng(6), n=50)
     clock.advance(10)
     assert generate_latest(registry)  # the scrape still answers

@@ -39,10 +39,11 @@ def contract_metrics() -> Set[str]:
     """Every series name the exporter exposes, from the naming contract."""
     names = {
         getattr(naming, constant) for constant in naming.__all__
-        if constant not in {"PREFIX", "STATS", "REJECT_REASONS", "OTHER_VALUE", "PRED1_BUCKETS"}
+        if constant not in {"PREFIX", "STATS", "REJECT_REASONS", "DROP_REASONS", "OTHER_VALUE",
+                            "PRED1_BUCKETS"}
     }
     counters = {naming.PREDICTIONS, naming.LABELED_PREDICTIONS, naming.CORRECT_PREDICTIONS,
-                naming.REJECTED_ROWS}
+                naming.REJECTED_ROWS, naming.DROPPED_ROWS}
     histograms = {naming.PRED1_HISTOGRAM}
     exposed = names - counters - histograms - {naming.MODEL_INFO}
     exposed |= {name + "_total" for name in counters}

@@ -1,5 +1,9 @@
 """watch and wrap: one line of monitoring that never touches the model's behaviour."""
 
+import copy
+import inspect
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,7 +94,7 @@ def test_internal_errors_are_counted_as_internal(monitor, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("bug")
 
-    monkeypatch.setattr(monitor, "_record", broken)
+    monkeypatch.setattr(monitor._intake, "offer", broken)
     wrapped = monitor.watch(lambda X: np.array([[0.2, 0.3, 0.5]]))
     assert wrapped(np.ones((1, 2))).shape == (1, 3)
     assert monitor.rejected_rows()["internal"] == 1
@@ -150,3 +154,68 @@ def test_wrapping_after_data_keeps_the_counters(registry, clock, iris_model):
     assert monitor.class_labels == ["0", "1", "2"]  # the data already counted keeps them
     assert registry.get_sample_value("mlwatcher_predictions_total",
                                      {"model": "late", "class": "2"}) == 1
+
+
+def test_async_def_is_awaited_and_observed(monitor):
+    import asyncio
+
+    output = np.array([[0.1, 0.2, 0.7]] * 2)
+    error = RuntimeError("async model failed")
+
+    @monitor.watch
+    async def predict_proba(X):
+        await asyncio.sleep(0)
+        return output
+
+    @monitor.watch
+    async def broken(X):
+        raise error
+
+    async def main():
+        with monitor.labels([2, 0]):
+            assert await predict_proba(np.ones((2, 4))) is output
+        with pytest.raises(RuntimeError) as caught:
+            await broken(np.ones((2, 4)))
+        assert caught.value is error
+
+    assert inspect.iscoroutinefunction(predict_proba)
+    asyncio.run(main())
+    stats = monitor.close_window()
+    assert stats.rows == 2 and stats.scores.accuracy == 0.5 and "f3" in stats.features
+
+
+def test_a_wrapped_estimator_can_be_copied_and_pickled(registry, clock, iris_model):
+    model, X, _ = iris_model
+    monitor = ModelMonitor(model="copies", registry=registry, background=False, _clock=clock)
+    wrapped = monitor.wrap(model)
+    shallow, deep = copy.copy(wrapped), copy.deepcopy(wrapped)
+    assert type(shallow) is type(deep) is type(wrapped)
+    assert deep._estimator is not model and shallow._estimator is not model
+    shallow.predict_proba(X[:3])
+    deep.predict_proba(X[:4])  # a copy watches the same monitor
+    np.testing.assert_array_equal(deep.predict_proba(X[:2]), model.predict_proba(X[:2]))
+    restored = pickle.loads(pickle.dumps(wrapped))
+    assert type(restored) is type(model)  # the bare estimator: wrap it again once loaded
+    np.testing.assert_array_equal(restored.predict_proba(X[:5]), model.predict_proba(X[:5]))
+    assert monitor.close_window().rows == 9
+
+
+def test_a_call_watched_twice_by_one_monitor_is_counted_once(registry, clock):
+    monitor = ModelMonitor(model="twice", n_classes=2, registry=registry, background=False,
+                           _clock=clock)
+    other = ModelMonitor(model="other", n_classes=2, registry=registry, background=False,
+                         _clock=clock)
+
+    class Model:
+        classes_ = np.array([0, 1])
+
+        @monitor.watch
+        def predict_proba(self, X):
+            return np.tile([0.3, 0.7], (len(X), 1))
+
+    wrapped = monitor.wrap(Model())
+    wrapped.predict_proba(np.ones((4, 2)))
+    monitor.watch(monitor.watch(lambda X: np.tile([0.3, 0.7], (len(X), 1))))(np.ones((3, 2)))
+    other.wrap(Model()).predict_proba(np.ones((5, 2)))  # another monitor counts its own
+    assert monitor.close_window().rows == 4 + 3 + 5
+    assert other.close_window().rows == 5

@@ -132,3 +132,122 @@ def test_metrics_gzip_and_name_filter(served):
     assert "mlwatcher_predictions_total" in body
     _, _, body = get(served.url + "?name[]=mlwatcher_model_info")
     assert "mlwatcher_model_info{" in body and "mlwatcher_predictions_total" not in body
+
+
+def request(url, method="GET", headers=None):
+    """(status, headers, body) of one request; HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method,
+                                                           headers=headers or {}),
+                                    timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def test_head_answers_headers_without_a_body(served):
+    status, headers, body = request(served.url, "HEAD")
+    _, _, full = request(served.url)
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(full)
+    status, headers, body = request(f"http://127.0.0.1:{served.port}/", "HEAD")
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"])
+def test_other_methods_get_405_with_allow(served, method):
+    for path in ("/metrics", "/"):
+        status, headers, _ = request(f"http://127.0.0.1:{served.port}{path}", method)
+        assert status == 405 and headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("accept_encoding, gzipped", [
+    ("gzip", True), ("GZIP", True), ("x-gzip", True), ("deflate, gzip;q=0.8", True),
+    ("*", True), ("br;q=1, *;q=0.1", True), ("gzip; Q=0.5", True),
+    ("gzip;q=0", False), ("gzip;q=0.000", False), ("identity", False), ("br", False),
+    ("gzip;q=0.5, identity;q=1", False), ("*;q=0", False), ("gzip;q=2", False),
+    ("gzip;q=abc", False), ("gzipx", False), ("", False), (None, False),
+])
+def test_accept_encoding_is_parsed_with_q_values(served, accept_encoding, gzipped):
+    import gzip
+
+    from mlwatcher_exporter.exposition import accepts_gzip
+
+    assert accepts_gzip(accept_encoding) is gzipped
+    headers = {} if accept_encoding is None else {"Accept-Encoding": accept_encoding}
+    status, response_headers, body = request(served.url, headers=headers)
+    assert status == 200 and response_headers["Vary"] == "Accept-Encoding"
+    assert (response_headers.get("Content-Encoding") == "gzip") is gzipped
+    text = gzip.decompress(body) if gzipped else body
+    assert b"mlwatcher_predictions_total" in text
+
+
+def test_ipv6_loopback_is_served(registry):
+    import socket
+
+    try:
+        server = start_http_server(0, "::1", registry=registry)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert server.addr == "::1" and server.url.startswith("http://[::1]:")
+        assert request(server.url)[0] == 200
+    finally:
+        server.shutdown()
+    assert socket.has_ipv6
+
+
+def test_a_second_server_on_the_same_registry_and_port_is_shared(registry):
+    first = start_http_server(0, registry=registry)
+    second = start_http_server(first.port, "localhost", registry=registry)
+    try:
+        assert second.url == first.url and second.thread is first.thread
+        first.shutdown()
+        first.shutdown()  # a handle is released once
+        assert request(second.url)[0] == 200  # still served for the second user
+    finally:
+        second.shutdown()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(second.url, timeout=2)
+
+
+def test_another_registry_on_a_served_port_is_a_clear_error(registry):
+    from prometheus_client import CollectorRegistry
+
+    from mlwatcher_exporter.exposition import ServerLimits
+
+    first = start_http_server(0, registry=registry)
+    try:
+        with pytest.raises(OSError, match="already served by mlwatcher-exporter for another "
+                                          "registry"):
+            start_http_server(first.port, registry=CollectorRegistry())
+        with pytest.raises(ValueError, match="another web_config or limits"):
+            start_http_server(first.port, registry=registry,
+                              limits=ServerLimits(max_connections=5))
+    finally:
+        first.shutdown()
+
+
+def test_two_monitors_on_one_registry_share_the_port(registry, clock):
+    one = ModelMonitor(model="one", n_classes=2, registry=registry, background=False,
+                       _clock=clock)
+    two = ModelMonitor(model="two", n_classes=2, registry=registry, background=False,
+                       _clock=clock)
+    first = one.start_http_server(port=0)
+    try:
+        second = two.start_http_server(port=first.port)
+        body = request(second.url)[2].decode()
+        assert 'model="one"' in body and 'model="two"' in body
+        second.shutdown()
+    finally:
+        first.shutdown()
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(port=-1), ValueError, r"port == -1, must be >= 0 and <= 65535"),
+    (dict(port="80"), TypeError, r"port == '80', must be an int"),
+    (dict(port=0, addr=None), TypeError, r"addr == None, must be a str"),
+    (dict(port=0, addr="no such host.invalid"), ValueError, r"addr == 'no such host.invalid'"),
+])
+def test_start_http_server_checks_its_arguments(registry, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        start_http_server(registry=registry, **kwargs)

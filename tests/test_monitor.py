@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score
 
 from mlwatcher_exporter import BatchValueError, ModelMonitor
-from mlwatcher_exporter.deferred import CountQueue
+from mlwatcher_exporter import staging
 from reference import assert_stats_equal, reference_stats
 
 
@@ -112,12 +112,15 @@ def test_bad_batch_raises_and_is_counted(registry, clock):
 
 def test_observe_quietly_never_raises(registry, clock, caplog):
     monitor = make_monitor(registry, clock)
-    for _ in range(5):
-        assert monitor.observe_quietly(np.full((3, 3), np.nan)) is False
+    for _ in range(5):  # staged: values are checked in bulk, off the caller's thread
+        assert monitor.observe_quietly(np.full((3, 3), np.nan)) is True
+    assert monitor.observe_quietly(np.full((1, 4), 1 / 4)) is False  # a shape: at once
     assert monitor.observe_quietly(np.full((1, 3), 1 / 3)) is True
     assert monitor.rejected_rows()["non_finite"] == 15
-    # Logged at a bounded rate: one message for five rejections.
-    assert sum("rejected a batch" in r.message for r in caplog.records) == 1
+    assert monitor.rejected_rows()["n_classes"] == 1
+    assert monitor.close_window().rows == 1
+    # Logged at a bounded rate: one message per reason for six rejections.
+    assert sum("rejected a batch" in r.message for r in caplog.records) == 2
 
 
 def test_classes_from_first_batch_and_class_names(registry, clock):
@@ -233,17 +236,24 @@ def test_from_config(registry, tmp_path):
     assert monitor.http_port == 0 and monitor.http_addr == "127.0.0.1"
 
 
-def test_large_batches_are_counted_exactly_off_the_request_path(registry, clock):
-    monitor = make_monitor(registry, clock, reservoir_size=5000)  # arenas of 10,000 rows
+def counted(monitor):
+    """Rows the bulk processing has counted so far (without draining, unlike a read)."""
+    counts = monitor._pipeline.counts
+    return 0 if counts is None else int(counts.predictions.sum())
+
+
+def test_batches_are_counted_off_the_request_path_and_exactly_when_read(registry, clock):
+    monitor = make_monitor(registry, clock, reservoir_size=5000)
     rng = np.random.default_rng(12)
     predicted, truth = [], []
-    for n in (3000, 1024, 5000):
+    for n in (300, 1024, 50):
         proba, features, labels = batch(rng, n)
-        monitor.observe(proba, features, labels)
+        assert monitor.observe_quietly(proba, features, labels)
         predicted.append(proba.argmax(axis=1))
-        proba[:] = 0.0  # the caller reuses its buffer: the monitor kept its own copy
-        truth.append(labels)
-    assert monitor._deferred.rows == 9024  # nothing classified on the caller's thread yet
+        truth.append(labels.copy())
+        proba[:] = 0.0  # the caller reuses its buffers: the monitor kept its own copy
+        labels[:] = 0
+    assert counted(monitor) == 0  # the caller only copied
     predicted, truth = np.concatenate(predicted), np.concatenate(truth)
     expected = np.bincount(predicted, minlength=3)
     for index in range(3):
@@ -251,13 +261,41 @@ def test_large_batches_are_counted_exactly_off_the_request_path(registry, clock)
         assert registry.get_sample_value("mlwatcher_predictions_total", labels) == expected[index]
         assert registry.get_sample_value("mlwatcher_correct_predictions_total", labels) == \
             ((truth == index) & (predicted == index)).sum()
-    assert monitor._deferred.rows == 0
-    sample = monitor._active.sample()  # kept rows were classified on their own
-    np.testing.assert_array_equal(sample.predicted, sample.proba.argmax(axis=1))
+    assert counted(monitor) == 1374
     stats = monitor.close_window()
     np.testing.assert_array_equal(stats.class_rows, expected)
-    assert stats.rows == 9024 and stats.sampled_rows == 5000
-    assert stats.scores.labeled_rows == 5000
+    assert stats.rows == 1374 and stats.sampled_rows == 1374
+    assert stats.scores.labeled_rows == 1374
+    np.testing.assert_allclose(stats.scores.accuracy, (truth == predicted).mean())
+
+
+def test_a_batch_larger_than_a_stage_is_counted_before_the_call_returns(
+        registry, clock, monkeypatch):
+    monkeypatch.setattr(staging, "STAGE_BYTES", 1)  # stages of MIN_STAGE_ROWS rows
+    monitor = make_monitor(registry, clock, reservoir_size=100)
+    rng = np.random.default_rng(15)
+    monitor.observe_quietly(batch(rng, 10)[0])
+    assert counted(monitor) == 0
+    proba = batch(rng, staging.MIN_STAGE_ROWS + 1)[0]
+    monitor.observe_quietly(proba)
+    # Not copied, so processed at once, after what was staged before it.
+    assert counted(monitor) == staging.MIN_STAGE_ROWS + 11
+    assert monitor.close_window().rows == staging.MIN_STAGE_ROWS + 11
+
+
+def test_when_every_stage_is_full_the_caller_does_the_work(registry, clock, monkeypatch):
+    monkeypatch.setattr(staging, "STAGE_BYTES", 1)  # stages of MIN_STAGE_ROWS rows
+    monitor = make_monitor(registry, clock, reservoir_size=10)
+    rng = np.random.default_rng(14)
+    per_stage = staging.MIN_STAGE_ROWS // 100  # 100-row batches per stage
+    for _ in range(per_stage * staging.POOL_SIZE):
+        monitor.observe_quietly(batch(rng, 100)[0])
+    assert counted(monitor) == 0  # every stage in use, nothing processed yet
+    before = monitor._staging.nbytes
+    monitor.observe_quietly(batch(rng, 100)[0])  # no stage free: its caller drains
+    assert counted(monitor) == 100 * per_stage * staging.POOL_SIZE
+    assert monitor._staging.nbytes == before  # nothing grew
+    assert monitor.close_window().class_rows.sum() == 100 * (per_stage * staging.POOL_SIZE + 1)
 
 
 def test_deferred_counts_of_a_superseded_window_stay_out_of_the_next(registry, clock):
@@ -275,19 +313,6 @@ def test_deferred_counts_of_a_superseded_window_stay_out_of_the_next(registry, c
     total = sum(registry.get_sample_value("mlwatcher_predictions_total",
                                           {"model": "m", "class": str(c)}) for c in range(3))
     assert total == 4700
-
-
-def test_an_overloaded_worker_makes_the_caller_count(registry, clock):
-    monitor = make_monitor(registry, clock, reservoir_size=10)
-    monitor._deferred = CountQueue(3, rows=5000)
-    rng = np.random.default_rng(14)
-    for _ in range(6):
-        monitor.observe(batch(rng, 1100)[0])
-    # Four batches fit; the fifth found no room, so its caller counted the four first.
-    assert monitor._deferred.rows == 2200
-    monitor.observe(batch(rng, 6000)[0])  # larger than an arena: counted at once
-    assert monitor._deferred.rows == 2200
-    assert monitor.close_window().class_rows.sum() == 12600
 
 
 def test_concurrent_large_batches_conserve_every_row(registry, clock):
@@ -322,11 +347,40 @@ def test_concurrent_large_batches_conserve_every_row(registry, clock):
     assert sum(closed_rows) == total and closed_rows == closed_classes
 
 
-def test_categorical_feature_missing_from_the_columns_rejects_the_batch(registry, clock):
+def test_categorical_feature_missing_from_the_columns(registry, clock):
     monitor = make_monitor(registry, clock, categorical_features=["colour"])
     frame = pd.DataFrame({"height": [1.0, 2.0]})
     with pytest.raises(ValueError, match="must include categorical_features 'colour'"):
         monitor.observe(np.full((2, 3), 1 / 3), frame)
     assert monitor.rejected_rows()["n_features"] == 2
-    assert monitor.observe_quietly(np.full((2, 3), 1 / 3), frame) is False
+    assert monitor.feature_names is None  # a refused first batch teaches nothing
+    # Quietly, the predictions are kept and only the features left out.
+    assert monitor.observe_quietly(np.full((2, 3), 1 / 3), frame) is True
+    assert monitor.dropped_rows()[("features", "n_features")] == 2
+    good = pd.DataFrame({"height": [1.0, 2.0], "colour": ["red", "blue"]})
+    monitor.observe(np.full((2, 3), 1 / 3), good)  # a later correct batch is accepted
+    assert monitor.feature_names == ["height", "colour"]
+    stats = monitor.close_window()
+    assert stats.rows == 4 and stats.sampled_rows == 4
     assert monitor.rejected_rows()["internal"] == 0
+
+
+def test_bad_labels_of_a_large_batch_leave_the_callers_array_alone(registry, clock, monkeypatch):
+    monkeypatch.setattr(staging, "STAGE_BYTES", 1)  # stages of MIN_STAGE_ROWS rows
+    monitor = make_monitor(registry, clock)
+    n_rows = staging.MIN_STAGE_ROWS + 1
+    labels = np.full(n_rows, 7, dtype=np.int64)  # not a class index: dropped in bulk
+    monitor.observe_quietly(batch(np.random.default_rng(3), n_rows)[0], labels=labels)
+    assert (labels == 7).all()
+    assert monitor.dropped_rows()[("labels", "unknown_label")] == n_rows
+
+
+def test_nothing_is_counted_after_close(registry, clock):
+    monitor = make_monitor(registry, clock)
+    rng = np.random.default_rng(4)
+    monitor.observe_quietly(batch(rng, 5)[0])
+    monitor.close()
+    monitor.observe_quietly(batch(rng, 6)[0])
+    monitor.observe(batch(rng, 7)[0])
+    assert monitor.close_window() is None  # a closed monitor closes no more windows
+    assert int(monitor._pipeline.counts.predictions.sum()) == 5

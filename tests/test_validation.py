@@ -9,9 +9,9 @@ from mlwatcher_exporter.validation import (
     BatchTypeError,
     BatchValueError,
     ClassIndex,
-    check_features,
     check_proba,
-    is_table,
+    check_proba_values,
+    to_proba_table,
 )
 
 PROBA = np.array([[0.2, 0.8], [0.6, 0.4]])
@@ -55,34 +55,20 @@ def test_tolerance_for_rounding():
     check_proba(np.array([[1.0 + 1e-7, 0.0]], dtype=np.float32), 2)
 
 
-def test_features_array_and_dataframe():
-    values, columns = check_features(np.ones((2, 3), dtype=np.int64), 2, None, None)
-    assert values.dtype.kind in "iuf" and columns is None
-    frame = pd.DataFrame({"age": [30, 40], "income": [1.0, np.nan]})
-    values, columns = check_features(frame, 2, None, None)
-    assert columns == ["age", "income"] and np.isnan(values[1, 1])
-    frame = pd.DataFrame({"age": pd.array([30, None], dtype="Int64")})
-    values, _ = check_features(frame, 2, 1, ["age"])
-    assert np.isnan(values[1, 0])
-
-
-@pytest.mark.parametrize(
-    "features, n_features, names, error, reason, words",
-    [
-        (np.ones((3, 2)), None, None, BatchValueError, "row_mismatch", "3 rows"),
-        (np.ones(2), None, None, BatchValueError, "shape", "2-D"),
-        (np.ones((2, 4)), 3, None, BatchValueError, "n_features", "n_features == 3"),
-        (np.array([["a", "b"], ["c", "d"]]), None, None, BatchTypeError, "type", "numbers"),
-        (pd.DataFrame({"x": ["a", "b"]}), None, None, BatchTypeError, "type", "['x']"),
-        (pd.DataFrame({"b": [1, 2], "a": [1, 2]}), 2, ["a", "b"], BatchValueError, "n_features",
-         "feature_names"),
-    ],
-)
-def test_bad_features(features, n_features, names, error, reason, words):
-    with pytest.raises(error) as caught:
-        check_features(features, 2, n_features, names)
-    assert caught.value.reason == reason
-    assert words in str(caught.value) and "features" in str(caught.value)
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_proba_table_shapes_before_values():
+    """The request path's O(1) part: type and shape only, values checked later in bulk."""
+    assert to_proba_table(PROBA) is PROBA
+    np.testing.assert_array_equal(to_proba_table(np.matrix(PROBA)), PROBA)
+    assert type(to_proba_table(np.matrix(PROBA))) is np.ndarray
+    bad = np.array([[np.nan, 1.0]])
+    assert to_proba_table(bad) is bad  # accepted here, refused by the value check
+    with pytest.raises(BatchValueError) as caught:
+        check_proba_values(bad, 1)
+    assert caught.value.reason == "non_finite"
+    with pytest.raises(BatchTypeError) as caught:
+        to_proba_table(np.array([["a", "b"]]))
+    assert caught.value.reason == "type"
 
 
 def test_labels_as_indices_names_and_one_hot():
@@ -98,13 +84,35 @@ def test_labels_as_indices_names_and_one_hot():
     np.testing.assert_array_equal(shifted.indices([3, 1], 2), [2, 0])
 
 
+def test_integer_labels_are_indices_when_classes_are_names():
+    """With names that are not numbers, an integer label can only be a position."""
+    named = ClassIndex(["cat", "dog"])
+    np.testing.assert_array_equal(named.indices([1, 0], 2), [1, 0])
+    np.testing.assert_array_equal(named.indices(np.array([1.0, 0.0]), 2), [1, 0])
+
+
+@pytest.mark.parametrize(
+    "classes, labels, expected",
+    [
+        ([0, 1, 2], [np.nan, 1.0], [-1, 1]),
+        (["a", "b"], ["b", None], [1, -1]),
+        (["a", "b"], np.array(["a", np.nan], dtype=object), [0, -1]),
+        ([0, 1, 2], np.ma.masked_array([2, 0], mask=[False, True]), [2, -1]),
+        ([1, 2, 3], [np.nan, 3.0], [-1, 2]),
+    ],
+)
+def test_missing_labels_are_minus_one(classes, labels, expected):
+    np.testing.assert_array_equal(ClassIndex(classes).indices(labels, 2), expected)
+
+
 @pytest.mark.parametrize(
     "classes, labels, reason, words",
     [
         ([0, 1, 2], [0, 3], "unknown_label", "[0, 2]"),
         ([0, 1, 2], [0.5, 1.0], "unknown_label", "non-integer"),
         (["a", "b"], ["a", "c"], "unknown_label", "['c']"),
-        (["a", "b"], [1, 0], "unknown_label", "not classes"),
+        (["a", "b"], [1, 2], "unknown_label", "[0, 1]"),
+        ([0, 1, 2], [np.nan, 5], "unknown_label", "values in [5, 5]"),
         ([0, 1, 2], [0, 1, 2], "row_mismatch", "3 rows"),
         ([0, 1, 2], np.zeros((2, 2, 1)), "shape", "(2, 2, 1)"),
         ([0, 1, 2], np.array([[1, 1, 0], [1, 0, 0]]), "unknown_label", "one-hot"),
@@ -116,9 +124,3 @@ def test_bad_labels(classes, labels, reason, words):
         ClassIndex(classes).indices(labels, 2)
     assert caught.value.reason == reason
     assert words in str(caught.value) and "labels" in str(caught.value)
-
-
-def test_is_table():
-    assert is_table(np.ones((2, 2))) and is_table([[1, 2]]) and is_table(pd.DataFrame({"a": [1]}))
-    assert not is_table(np.ones(3)) and not is_table([1, 2]) and not is_table(object())
-    assert not is_table([])

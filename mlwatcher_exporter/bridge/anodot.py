@@ -27,8 +27,8 @@ from .mapping import PointMapper
 from .metrics import BridgeMetrics
 from .options import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
                       check_positive, resolve)
-from .sender import Sender
-from .spool import DeadLetter, Spool, SpoolBatch
+from .sender import Sender, SendResult
+from .spool import DeadLetter, Spool
 
 __all__ = ["AnodotBridge", "FlushResult"]
 
@@ -39,17 +39,9 @@ _IDLE_POLL_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class FlushResult:
-    """What one :meth:`AnodotBridge.flush` did.
-
-    Attributes
-    ----------
-    accepted : int
-        Points Anodot accepted.
-    rejected : int
-        Points refused one by one or with their whole request (dead-lettered).
-    pending : int
-        Points still in the spool (a request failed, or ``max_requests`` was reached).
-    """
+    """What one :meth:`AnodotBridge.flush` did: points ``accepted`` by Anodot, ``rejected``
+    (refused one by one or with their whole request: dead-lettered) and still
+    ``pending`` in the spool (a request failed, or ``max_requests`` was reached)."""
 
     accepted: int
     rejected: int
@@ -64,21 +56,16 @@ class AnodotBridge:
     base_url : str
         Anodot API address, e.g. ``https://app.anodot.com``.
     token : str
-        Data collection token (read it from the environment or a file, see
-        :func:`~mlwatcher_exporter.bridge.config.read_token`); never logged.
+        Data collection token (see :func:`~mlwatcher_exporter.bridge.config.read_token`);
+        never logged.
     spool_dir : str or os.PathLike
         Directory of the spool (one bridge per directory).
     registry : object with ``collect()``, default=REGISTRY
         What to forward: a ``CollectorRegistry`` or any collector, e.g. a
         :class:`~mlwatcher_exporter.bridge.scrape.ScrapeSource`.
-    mapping : MappingOptions, default=MappingOptions()
-        How samples become points.
-    sending : SendOptions, default=SendOptions()
-        Batch size, rate limits, retries.
-    spool : SpoolOptions, default=SpoolOptions()
-        Spool bounds.
-    dead_letter : DeadLetterOptions, default=DeadLetterOptions()
-        Where refused points are written (default ``<spool_dir>/dead-letter.jsonl``).
+    mapping, sending, spool, dead_letter : option groups, default=their defaults
+        :class:`MappingOptions`, :class:`SendOptions`, :class:`SpoolOptions` and
+        :class:`DeadLetterOptions` (default file ``<spool_dir>/dead-letter.jsonl``).
     metrics_registry : CollectorRegistry or None, default=REGISTRY
         Where the bridge's own ``mlwatcher_anodot_*`` metrics are registered.
     random_state : None, int or random.Random, default=None
@@ -118,72 +105,58 @@ class AnodotBridge:
         if not isinstance(spool_dir, (str, os.PathLike)):
             raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
         mapping = resolve(mapping, MappingOptions, "mapping")
-        sending = resolve(sending, SendOptions, "sending")
+        self.sending = sending = resolve(sending, SendOptions, "sending")
         spool = resolve(spool, SpoolOptions, "spool")
         dead_letter = resolve(dead_letter, DeadLetterOptions, "dead_letter")
         self._registry = registry
         self._clock = _clock
-        self.sending = sending
         self.metrics = BridgeMetrics(metrics_registry, _clock=_clock)
         self.client = AnodotClient(base_url, token, sending.timeout_seconds)
         self.spool = Spool(spool_dir, spool, self.metrics.spool_dropped, _clock)
         self.metrics.track_spool(self.spool)
         self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
-        dead_path = dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl")
         self.dead_letter = DeadLetter(
-            dead_path, dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped
-        )
-        self.sender = Sender(
-            _post if _post is not None else self.client,
-            sending,
-            self.metrics,
-            self.dead_letter,
-            random_state=random_state,
-            redact=self.client.redact,
-            _clock=_clock,
-        )
+            dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl"),
+            dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped)
+        self.sender = Sender(self.client if _post is None else _post, sending, self.metrics,
+                             self.dead_letter, random_state, self.client.redact, _clock)
         self._last_timestamp = 0
         self._snapshot_lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: List[threading.Thread] = []
-        pending = self.spool.pending_points
-        if pending:
-            logger.info("anodot: %d points left in the spool will be sent first", pending)
+        if self.spool.pending_points:
+            logger.info("anodot: %d points left in the spool will be sent first",
+                        self.spool.pending_points)
 
-    # ------------------------------------------------------------------ collecting
     def snapshot(self) -> int:
         """Map the registry's current samples to points and spool them durably.
 
         No network I/O happens here. The timestamp is the current second, never
         earlier than the previous snapshot's, so each series stays in time order.
-
-        Returns
-        -------
-        int
-            Points spooled (0 when the spool could not be written; that is logged
-            and counted in ``mlwatcher_anodot_spool_errors_total``).
+        Returns the points spooled (0 when the spool could not be written; that is
+        logged and counted in ``mlwatcher_anodot_spool_errors_total``).
         """
         with self._snapshot_lock:
             timestamp = max(int(self._clock()), self._last_timestamp)
             state_before = self.mapper.state()
             try:
                 result = self.mapper.map(self._registry.collect(), timestamp)
+                for reason, count in result.skipped.items():
+                    self.metrics.points_skipped.labels(reason).inc(count)
+                state = self.mapper.state() if self.mapper.tracks_counters else None
             except Exception:
                 self.metrics.snapshot_errors.inc()
                 logger.exception("anodot: snapshot failed")
                 self.mapper = PointMapper(self.mapper.options, state=state_before)
                 return 0
-            for reason, count in result.skipped.items():
-                self.metrics.points_skipped.labels(reason).inc(count)
-            state = self.mapper.state() if self.mapper.tracks_counters else None
             try:
                 self.spool.append(result.points, state)
-            except (OSError, ValueError):
+            except (OSError, ValueError) as exc:
                 self.metrics.spool_errors.inc()
-                logger.exception("anodot: could not write %d points to the spool",
-                                 len(result.points))
+                logger.error("anodot: could not write %d points to the spool: %s",
+                             len(result.points), exc)
                 # Keep the counter baselines consistent with what the spool holds.
                 self.mapper = PointMapper(self.mapper.options, state=state_before)
                 return 0
@@ -192,7 +165,20 @@ class AnodotBridge:
         self._wake.set()
         return len(result.points)
 
-    # ------------------------------------------------------------------ sending
+    def _send_batch(self, **deliver: Any) -> "Optional[SendResult | bool]":
+        """Deliver the oldest spooled batch and acknowledge it unless it must be retried.
+
+        False when the spool is empty; None when stopping (the batch stays spooled).
+        """
+        batch = self.spool.read(self.sending.batch_size)
+        if not batch.points:
+            return False
+        body = b"[" + b",".join(line.rstrip(b"\n") for line in batch.lines) + b"]"
+        result = self.sender.deliver(batch.points, body, **deliver)
+        if result is not None and result.kind != "retry":
+            self.spool.ack(batch)
+        return result
+
     def flush(self, max_requests: Optional[int] = None) -> FlushResult:
         """Send spooled points from the calling thread until the spool is empty.
 
@@ -202,16 +188,12 @@ class AnodotBridge:
         accepted = rejected = requests = 0
         with self._send_lock:
             while max_requests is None or requests < max_requests:
-                batch = self.spool.read(self.sending.batch_size)
-                if not batch.points:
-                    break
                 requests += 1
-                result = self.sender.deliver(batch.points, _body(batch), max_attempts=1)
-                if result is None or result.kind == "retry":
+                result = self._send_batch(max_attempts=1)
+                if not isinstance(result, SendResult) or result.kind == "retry":
                     break
                 accepted += result.accepted
                 rejected += result.rejected
-                self.spool.ack(batch)
         return FlushResult(accepted, rejected, self.spool.pending_points)
 
     def push(self) -> FlushResult:
@@ -219,7 +201,6 @@ class AnodotBridge:
         self.snapshot()
         return self.flush()
 
-    # ------------------------------------------------------------------ background
     def start(self, interval: float = 60.0) -> None:
         """Snapshot every ``interval`` seconds and send continuously, in daemon threads.
 
@@ -280,18 +261,11 @@ class AnodotBridge:
             try:
                 self._wake.clear()
                 with self._send_lock:
-                    batch = self.spool.read(self.sending.batch_size)
-                    if batch.points:
-                        result = self.sender.deliver(batch.points, _body(batch), wait=self._wait)
-                        if result is None:
-                            return  # stopping; the batch stays spooled
-                        self.spool.ack(batch)
-                        continue
-                self._wake.wait(_IDLE_POLL_SECONDS)
+                    result = self._send_batch(wait=self._wait)
+                if result is None:
+                    return  # stopping
+                if result is False:
+                    self._wake.wait(_IDLE_POLL_SECONDS)
             except Exception:
                 logger.exception("anodot: sender error")
                 self._stop.wait(1.0)
-
-
-def _body(batch: SpoolBatch) -> bytes:
-    return b"[" + b",".join(line.rstrip(b"\n") for line in batch.lines) + b"]"

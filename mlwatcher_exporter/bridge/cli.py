@@ -6,8 +6,11 @@
     python -m mlwatcher_exporter.bridge.cli anodot-send --config config/anodot.yml FILE
 
 The token is read from the environment variable or file named in the configuration,
-never from the command line. Exit codes: 0 success, 1 some points not delivered,
-2 invalid configuration or arguments.
+never from the command line. Exit codes: 0 success; 1 something was not read or not
+delivered (a scrape target failed, points refused or still spooled, a file without
+points); 2 invalid
+configuration or arguments, or the bridge could not start (spool directory, port in
+use). Errors are one line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import os
 import sys
 import threading
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from prometheus_client import CollectorRegistry
 
@@ -26,17 +29,17 @@ from ..signals import stop_on_signals
 from .anodot import AnodotBridge
 from .client import AnodotClient
 from .config import BridgeConfig, ConfigError, load_config, read_token
-from .spool import DeadLetter
 from .metrics import BridgeMetrics
-from .spool import read_points
 from .scrape import ScrapeSource
 from .sender import Sender
+from .spool import DeadLetter, read_points
 
 __all__ = ["add_commands", "run_bridge", "run_send", "main"]
 
 logger = logging.getLogger("mlwatcher_exporter.bridge")
 
 _MAX_PROBLEMS_SHOWN = 20
+_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def add_commands(subparsers: "argparse._SubParsersAction") -> None:
@@ -51,18 +54,19 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
     bridge.add_argument("--config", required=True, metavar="FILE",
                         help="YAML configuration (see config/anodot.yml)")
     bridge.add_argument("--once", action="store_true",
-                        help="scrape once, send everything spooled, exit (1 if points remain)")
+                        help="scrape once, send everything spooled, exit: 0 if every target "
+                        "was read and every point accepted, else 1")
     # SUPPRESS: given before the command (mlwatcher-exporter --log-level X ...), it stays.
-    bridge.add_argument("--log-level", default=argparse.SUPPRESS,
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    bridge.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LEVELS,
+                        help="default: INFO")
     bridge.set_defaults(func=run_bridge)
 
     send = subparsers.add_parser(
         "anodot-send",
         help="send a file of Anodot points (ancestor JSON files, dead letters) to Anodot",
         description="Send the points of FILE (a JSON array, JSON lines as MLWatcher wrote "
-        "them, or a dead-letter file) to Anodot, with the rate limits and retries of the "
-        "configuration. Refused and undelivered points are written to --failed.",
+        "them, a dead-letter file or a spool segment) to Anodot, with the rate limits and "
+        "retries of the configuration. Refused and undelivered points are written to --failed.",
     )
     send.add_argument("file", metavar="FILE", help="points to send")
     send.add_argument("--config", required=True, metavar="FILE",
@@ -71,59 +75,65 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
                       help="requests per batch before giving up (default: 5)")
     send.add_argument("--failed", default=None, metavar="FILE",
                       help="where refused or undelivered points go (default: FILE.failed.jsonl)")
-    send.add_argument("--log-level", default=argparse.SUPPRESS,
-                      choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: WARNING")
+    send.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LEVELS,
+                      help="default: WARNING")
     send.set_defaults(func=run_send)
 
 
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
+def _start(command: str, args: argparse.Namespace, level: str) -> "tuple[BridgeConfig, str]":
+    """Set up logging, then load the configuration and the token (ConfigError if invalid)."""
+    level = getattr(args, "log_level", None) or level
+    if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlwatcher_exporter").setLevel(level)
-
-
-def _load(path: str) -> "tuple[BridgeConfig, str]":
-    config = load_config(path)
+    config = load_config(args.config)
+    if command == "anodot-bridge" and not config.targets:
+        raise ConfigError(["scrape.targets: anodot-bridge needs at least one target"], args.config)
     return config, read_token(config)
+
+
+def _fail(command: str, message: Any, code: int = 2) -> int:
+    print(f"{command}: {message}", file=sys.stderr)
+    return code
+
+
+def _total(registry: CollectorRegistry, name: str) -> int:
+    """Sum of the samples called ``name`` in ``registry`` (over all label values)."""
+    return int(sum(s.value for m in registry.collect() for s in m.samples if s.name == name))
 
 
 def run_bridge(args: argparse.Namespace) -> int:
     """Run ``anodot-bridge``; return the exit code."""
-    _setup_logging(getattr(args, "log_level", None) or "INFO")
     try:
-        config, token = _load(args.config)
-        if not config.targets:
-            raise ConfigError(["scrape.targets: anodot-bridge needs at least one target"],
-                              args.config)
+        config, token = _start("anodot-bridge", args, "INFO")
     except ConfigError as exc:
-        print(f"anodot-bridge: {exc}", file=sys.stderr)
-        return 2
+        return _fail("anodot-bridge", exc)
     registry = CollectorRegistry()
     source = ScrapeSource(config.targets, config.scrape_timeout_seconds)
-    bridge = AnodotBridge(
-        config.base_url,
-        token,
-        config.spool_directory,
-        source,
-        mapping=config.mapping,
-        sending=config.sending,
-        spool=config.spool,
-        dead_letter=config.dead_letter,
-        metrics_registry=registry,
-    )
+    try:
+        bridge = AnodotBridge(
+            config.base_url, token, config.spool_directory, source, mapping=config.mapping,
+            sending=config.sending, spool=config.spool, dead_letter=config.dead_letter,
+            metrics_registry=registry,
+        )
+    except OSError as exc:
+        return _fail("anodot-bridge", f"cannot use the spool directory "
+                     f"{config.spool_directory!r}: {exc.strerror or exc}")
     source.use_metrics(bridge.metrics)
     server: Optional[MetricsServer] = None
     try:
         if args.once:
-            bridge.snapshot()
-            result = bridge.flush()
-            print(f"anodot-bridge: {result.accepted} points accepted, {result.rejected} refused, "
-                  f"{result.pending} still spooled")
-            return 0 if result.pending == 0 else 1
+            return _once(bridge, registry, len(config.targets))
         if config.metrics_port is not None:
-            server = start_http_server(config.metrics_port, config.metrics_address,
-                                       registry=registry)
+            try:
+                server = start_http_server(config.metrics_port, config.metrics_address,
+                                           registry=registry)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "strerror", None) or exc
+                return _fail("anodot-bridge", f"cannot serve its metrics on "
+                             f"{config.metrics_address}:{config.metrics_port} "
+                             f"(metrics.address, metrics.port): {reason}")
+            logger.info("anodot-bridge: its own metrics are on %s", server.url)
         logger.info("anodot-bridge: %d targets every %ss to %s, spool %s",
                     len(config.targets), config.interval_seconds, bridge.client.url,
                     config.spool_directory)
@@ -138,26 +148,50 @@ def run_bridge(args: argparse.Namespace) -> int:
         bridge.close()
 
 
+def _once(bridge: AnodotBridge, registry: CollectorRegistry, targets: int) -> int:
+    """One scrape and one flush; 1 unless every target was read, some point sent and every
+    point accepted."""
+    bridge.snapshot()
+    result = bridge.flush()
+    print(f"anodot-bridge: {result.accepted} points accepted, {result.rejected} refused, "
+          f"{result.pending} still spooled")
+    failed = _total(registry, "mlwatcher_anodot_scrape_failures_total")
+    unspooled = (_total(registry, "mlwatcher_anodot_spool_errors_total")
+                 + _total(registry, "mlwatcher_anodot_snapshot_errors_total"))
+    if failed:
+        _fail("anodot-bridge", f"{failed} of {targets} scrape targets could not be read")
+    if unspooled:
+        _fail("anodot-bridge", "the scraped points could not be written to the spool")
+    if result.rejected or result.pending:
+        _fail("anodot-bridge", f"{result.rejected + result.pending} points not delivered; "
+              f"refused ones are in {bridge.dead_letter.path}")
+    nothing = not (failed or unspooled or result.accepted or result.rejected or result.pending)
+    if nothing:
+        _fail("anodot-bridge", "the targets gave no point to send (mapping.include_prefixes "
+              "let none through, or counters only set their baseline)")
+    return 1 if failed or unspooled or result.rejected or result.pending or nothing else 0
+
+
 def run_send(args: argparse.Namespace) -> int:
     """Run ``anodot-send``; return the exit code."""
-    _setup_logging(getattr(args, "log_level", None) or "WARNING")
     try:
-        config, token = _load(args.config)
+        config, token = _start("anodot-send", args, "WARNING")
     except ConfigError as exc:
-        print(f"anodot-send: {exc}", file=sys.stderr)
-        return 2
+        return _fail("anodot-send", exc)
     if args.max_attempts < 1:
-        print(f"anodot-send: --max-attempts == {args.max_attempts}, must be >= 1", file=sys.stderr)
-        return 2
+        return _fail("anodot-send", f"--max-attempts == {args.max_attempts}, must be >= 1")
     failed = args.failed or args.file + ".failed.jsonl"
     if os.path.abspath(failed) == os.path.abspath(args.file):
-        print("anodot-send: --failed must differ from FILE", file=sys.stderr)
-        return 2
+        return _fail("anodot-send", "--failed must differ from FILE")
     try:
         loaded = read_points(args.file)
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"anodot-send: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+        return _fail("anodot-send", f"cannot read {args.file}: {exc}")
+    try:  # find out now, not after sending, that refused points would have nowhere to go
+        os.makedirs(os.path.dirname(os.path.abspath(failed)), exist_ok=True)
+        open(failed, "ab").close()
+    except OSError as exc:
+        return _fail("anodot-send", f"cannot write --failed {failed}: {exc.strerror or exc}")
     for number, problem in loaded.problems[:_MAX_PROBLEMS_SHOWN]:
         print(f"anodot-send: {args.file}:{number}: skipped, {problem}", file=sys.stderr)
     if len(loaded.problems) > _MAX_PROBLEMS_SHOWN:
@@ -172,8 +206,7 @@ def run_send(args: argparse.Namespace) -> int:
     size = config.sending.batch_size
     try:
         for start in range(0, len(points), size):
-            chunk = points[start:start + size]
-            result = sender.deliver(chunk, max_attempts=args.max_attempts)
+            result = sender.deliver(points[start:start + size], max_attempts=args.max_attempts)
             assert result is not None
             if result.kind == "retry":
                 rest = points[start:]
@@ -182,8 +215,14 @@ def run_send(args: argparse.Namespace) -> int:
                 break
             accepted += result.accepted
             refused += result.rejected
+    except OSError as exc:
+        return _fail("anodot-send", f"cannot write {failed}: {exc.strerror or exc}")
     finally:
         client.close()
+        if os.path.exists(failed) and os.path.getsize(failed) == 0:
+            os.unlink(failed)
+    if not loaded.points and not loaded.problems:
+        return _fail("anodot-send", f"{args.file} holds no points, nothing was sent", 1)
     print(f"anodot-send: {accepted} points accepted, {refused} refused, {undelivered} not "
           f"delivered, {len(loaded.problems)} unreadable"
           + (f"; see {failed}" if refused or undelivered else ""))
@@ -193,8 +232,7 @@ def run_send(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m mlwatcher_exporter.bridge.cli``."""
     parser = argparse.ArgumentParser(prog="mlwatcher-exporter")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_commands(subparsers)
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

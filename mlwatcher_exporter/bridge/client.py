@@ -55,19 +55,9 @@ def is_http_url(url: Any) -> bool:
 
 @dataclass(frozen=True)
 class Response:
-    """What one POST got back.
-
-    Attributes
-    ----------
-    status : int or None
-        HTTP status, or None when no response arrived (connection error, timeout).
-    body : bytes
-        Response body (empty without a response).
-    retry_after : str or None
-        The ``Retry-After`` header, if any.
-    error : str or None
-        Why no response arrived, with the token redacted.
-    """
+    """What one POST got back: the HTTP ``status`` (None when no response arrived:
+    connection error, timeout; then ``error`` says why, token redacted), the ``body``
+    and the ``Retry-After`` header."""
 
     status: Optional[int]
     body: bytes = b""
@@ -96,15 +86,10 @@ class AnodotClient:
     def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
         if not isinstance(base_url, str):
             raise TypeError(f"base_url == {base_url!r}, must be a string.")
-        if not is_http_url(base_url):
-            raise ValueError(
-                f"base_url == {redact(base_url)!r}, must be an http:// or https:// address."
-            )
-        parts = urllib.parse.urlsplit(base_url)
-        if parts.query or parts.fragment:
-            raise ValueError(
-                f"base_url == {redact(base_url)!r}, must not have a query or fragment."
-            )
+        parts = urllib.parse.urlsplit(base_url) if is_http_url(base_url) else None
+        if parts is None or parts.query or parts.fragment:
+            raise ValueError(f"base_url == {redact(base_url)!r}, must be an http:// or https:// "
+                             "address without a query or fragment.")
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
             raise ValueError("token must be a non-empty string without whitespace (value hidden).")
         self._scheme = parts.scheme
@@ -127,9 +112,9 @@ class AnodotClient:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls: Type[http.client.HTTPConnection] = http.client.HTTPConnection
-            if self._scheme == "https":
-                cls = http.client.HTTPSConnection
+            https = self._scheme == "https"
+            cls: Type[http.client.HTTPConnection] = (
+                http.client.HTTPSConnection if https else http.client.HTTPConnection)
             self._conn = cls(self._host, self._port, timeout=self.timeout_seconds)
         return self._conn
 
@@ -137,22 +122,16 @@ class AnodotClient:
         """POST ``body`` (a JSON array of points) and return the response."""
         conn = self._connection()
         try:
-            conn.request(
-                "POST",
-                self._path,
-                body=body,
-                headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
-            )
+            conn.request("POST", self._path, body=body, headers={
+                "Content-Type": "application/json", "Content-Length": str(len(body))})
             response = conn.getresponse()
-            data = response.read()
-            retry_after = response.getheader("Retry-After")
+            answer = Response(response.status, response.read(), response.getheader("Retry-After"))
             if response.will_close:
                 self.close()
-            return Response(response.status, data, retry_after)
+            return answer
         except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
             self.close()
-            detail = self.redact(f"{type(exc).__name__}: {exc}")
-            return Response(None, error=detail)
+            return Response(None, error=self.redact(f"{type(exc).__name__}: {exc}"))
 
     def close(self) -> None:
         """Close the connection (a later :meth:`post` reopens it)."""

@@ -1,4 +1,4 @@
-"""Turn Prometheus metric families into Anodot 2.0 points.
+"""Turn Prometheus metric families into Anodot 2.0 points, as ``docs/anodot.md`` describes.
 
 One sample becomes one point::
 
@@ -8,22 +8,10 @@ One sample becomes one point::
                     "ver": "1", "target_type": "gauge"},
      "tags": {}, "timestamp": 1700000000, "value": 0.93}
 
-Per family type:
-
-* gauge, info, stateset, unknown: every sample, ``target_type: gauge``.
-* counter (``_total``), and the ``_count``/``_sum`` (and, if enabled, ``_bucket``) of
-  histograms and summaries: with ``counters="delta"`` the increase since the previous
-  snapshot, ``target_type: counter`` (a value lower than the previous one is a reset:
-  the increase is the new value; the first snapshot of a series only sets the
-  baseline); with ``counters="gauge"`` the cumulative value as a gauge.
-* summary quantiles: gauges with a ``quantile`` property.
-* ``_created`` samples (and the ``*_created`` gauge families the text format adds) are
-  never sent.
-
-Anodot's rules are applied: ``.``, ``=`` and whitespace become ``_`` in keys and values,
-keys are cut to 50 characters and values to 150, empty label values are left out,
-NaN and infinite values are skipped, and a point with more than 20 properties is
-skipped; skipped samples are counted by reason.
+Counters are sent as per-snapshot increases (``counters="delta"``) or as gauges; with
+``naming="mlwatcher-v1"`` the window statistics get the ancestor MLWatcher's names and
+properties (:data:`V1_NAMES`), one point per window stamped with its end. Anodot's
+limits on keys, values and properties are applied; skipped samples are counted.
 """
 
 from __future__ import annotations
@@ -39,15 +27,8 @@ from prometheus_client.metrics_core import Metric
 
 from .options import MappingOptions, resolve
 
-__all__ = [
-    "PointMapper",
-    "MappingResult",
-    "sanitize",
-    "MAX_PROPERTIES",
-    "MAX_KEY_LENGTH",
-    "MAX_VALUE_LENGTH",
-    "SKIP_REASONS",
-]
+__all__ = ["PointMapper", "MappingResult", "sanitize", "V1_NAMES", "MAX_PROPERTIES",
+           "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH", "SKIP_REASONS"]
 
 MAX_PROPERTIES = 20
 MAX_KEY_LENGTH = 50
@@ -57,6 +38,23 @@ _RESERVED = ("what", "target_type", "ver")
 _ILLEGAL = re.compile(r"[.=\s]")
 # Counter baselines of series not seen for this long are forgotten.
 STATE_TTL_SECONDS = 86400
+#: ``naming: mlwatcher-v1``: Prometheus family -> the ancestor's ``what`` and target_type.
+V1_NAMES = {
+    "mlwatcher_pred1": ("max_prediction_proba", "gauge"),
+    "mlwatcher_spread12": ("spread12_prediction_proba", "gauge"),
+    "mlwatcher_predicted_class_rows": ("prediction_count", "counter"),
+    "mlwatcher_predicted_class_ratio": ("prediction_freq", "gauge"),
+    "mlwatcher_window_sampled_rows": ("buffer_count", "counter"),
+    "mlwatcher_feature": ("feature_value", "gauge"),
+    "mlwatcher_feature_value_ratio": ("feature_freq", "gauge"),
+    "mlwatcher_class_accuracy": ("accuracy", "gauge"),
+    "mlwatcher_precision": ("precision", "gauge"),
+    "mlwatcher_recall": ("recall", "gauge"),
+    "mlwatcher_f1": ("f1", "gauge"),
+}
+_WINDOW_END = "mlwatcher_window_end_timestamp_seconds"
+_STATISTIC_LABELS = ("stat", "class", "feature", "value")
+_FEATURE_INDEX = re.compile(r"f(\d+)")
 
 
 def sanitize(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
@@ -68,6 +66,26 @@ def sanitize(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
     'model_v1_2_ok'
     """
     return _ILLEGAL.sub("_", text)[:limit]
+
+
+def _window_key(labels: Dict[str, str]) -> str:
+    """The monitor a sample comes from: its labels but those naming a statistic."""
+    return json.dumps(sorted((k, v) for k, v in labels.items() if k not in _STATISTIC_LABELS))
+
+
+def _v1_labels(labels: Dict[str, str]) -> Dict[str, str]:
+    """The ancestor's properties: agent_id, class_name ``class_<c>``, feat_name ``feat_<i>``."""
+    out = {}
+    for key, value in labels.items():
+        if key == "model":
+            key = "agent_id"
+        elif key == "class":
+            key, value = "class_name", "class_" + value
+        elif key == "feature":
+            match = _FEATURE_INDEX.fullmatch(value)
+            key, value = "feat_name", "feat_" + match.group(1) if match else value
+        out[key] = value
+    return out
 
 
 @dataclass
@@ -86,7 +104,8 @@ class PointMapper:
     options : MappingOptions, default=MappingOptions()
         What to send and how.
     state : dict or None, default=None
-        Counter baselines from :meth:`state` of an earlier mapper (after a restart).
+        Counter baselines (and, for ``mlwatcher-v1``, the windows already sent) from
+        :meth:`state` of an earlier mapper (after a restart).
     """
 
     def __init__(
@@ -94,25 +113,32 @@ class PointMapper:
     ) -> None:
         self.options = options = resolve(options, MappingOptions, "options")
         self._last: Dict[str, Tuple[float, int]] = {}
-        if state:
-            for key, entry in state.get("counters", {}).items():
-                try:
-                    self._last[str(key)] = (float(entry[0]), int(entry[1]))
-                except (TypeError, ValueError, IndexError):
-                    continue
+        self._windows: Dict[str, float] = {}
+        for key, entry in (state or {}).get("counters", {}).items():
+            try:
+                self._last[str(key)] = (float(entry[0]), int(entry[1]))
+            except (TypeError, ValueError, IndexError):
+                continue
+        for key, end in (state or {}).get("windows", {}).items():
+            if isinstance(end, (int, float)):
+                self._windows[str(key)] = float(end)
         self._constant = {
             sanitize(k, MAX_KEY_LENGTH): sanitize(v) for k, v in options.properties.items()
         }
         self._ver = sanitize(options.ver)
+        self._v1 = options.naming == "mlwatcher-v1"
 
     def state(self) -> Dict[str, Any]:
-        """Return the counter baselines as JSON-ready data."""
-        return {"counters": {k: [v, ts] for k, (v, ts) in self._last.items()}}
+        """Return the counter baselines and the windows sent, as JSON-ready data."""
+        state: Dict[str, Any] = {"counters": {k: [v, ts] for k, (v, ts) in self._last.items()}}
+        if self._v1:
+            state["windows"] = dict(self._windows)
+        return state
 
     @property
     def tracks_counters(self) -> bool:
-        """True when counters are sent as deltas, so :meth:`state` must be persisted."""
-        return self.options.counters == "delta"
+        """True when :meth:`state` must be persisted (counter deltas, or v1 windows)."""
+        return self.options.counters == "delta" or self._v1
 
     def map(self, families: Iterable[Metric], timestamp: int) -> MappingResult:
         """Return the points of ``families`` at ``timestamp`` (Unix seconds).
@@ -122,42 +148,56 @@ class PointMapper:
         families : iterable of prometheus_client.metrics_core.Metric
             From ``registry.collect()`` or ``text_string_to_metric_families``.
         timestamp : int
-            Timestamp of every point.
+            Timestamp of every point (with ``mlwatcher-v1``, of those that are not
+            window statistics).
         """
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise TypeError(f"timestamp == {timestamp!r}, must be an integer (Unix seconds).")
+        families = list(families)
+        ends = {_window_key(s.labels): s.value for f in families if f.name == _WINDOW_END
+                for s in f.samples} if self._v1 else {}
         families = [f for f in families if self._wanted(f.name)]
         cumulative = {f.name for f in families if f.type in ("counter", "histogram", "summary")}
         points: List[Dict[str, Any]] = []
         skipped: _Counter[str] = _Counter()
+        sent_windows: Dict[str, float] = {}
         for family in families:
             if family.type == "gauge" and family.name.endswith("_created"):
                 if family.name[: -len("_created")] in cumulative:
                     continue
+            v1_name = V1_NAMES.get(family.name) if self._v1 else None
             for sample in family.samples:
                 kind = self._kind(family, sample.name)
                 if kind is None:
                     continue
-                value = float(sample.value)
-                if kind == "cumulative":
-                    if self.options.counters == "delta":
-                        value_or_none = self._delta(sample.name, sample.labels, value, timestamp)
-                        if value_or_none is None:
+                value, labels, stamp = float(sample.value), sample.labels, timestamp
+                what, target_type = sample.name, "gauge"
+                if kind == "cumulative" and self.options.counters == "delta":
+                    value_or_none = self._delta(sample.name, sample.labels, value, timestamp)
+                    if value_or_none is None:
+                        continue
+                    value, target_type = value_or_none, "counter"
+                if v1_name is not None:
+                    (what, target_type), key = v1_name, _window_key(labels)
+                    if key in ends:  # one point per window, at its end
+                        if ends[key] <= self._windows.get(key, -math.inf):
                             continue
-                        value = value_or_none
-                        target_type = "counter"
-                    else:
-                        target_type = "gauge"
-                else:
-                    target_type = "gauge"
+                        sent_windows[key], stamp = ends[key], int(ends[key])
+                if self._v1:
+                    labels = _v1_labels(labels)
                 if not math.isfinite(value):
                     skipped["non_finite"] += 1
                     continue
-                point = self._point(sample.name, sample.labels, value, target_type, timestamp)
-                if point is None:
-                    skipped["too_many_properties"] += 1
-                    continue
-                points.append(point)
+                # The ancestor published its median twice, as stat median and q50.
+                twins = [labels, {**labels, "stat": "q50"}] if v1_name is not None and \
+                    labels.get("stat") == "median" else [labels]
+                for twin in twins:
+                    point = self._point(what, twin, value, target_type, stamp)
+                    if point is None:
+                        skipped["too_many_properties"] += 1
+                    else:
+                        points.append(point)
+        self._windows.update(sent_windows)
         self._expire(timestamp)
         return MappingResult(points, dict(skipped))
 
@@ -196,19 +236,12 @@ class PointMapper:
 
     def _expire(self, timestamp: int) -> None:
         limit = timestamp - STATE_TTL_SECONDS
-        stale = [k for k, (_, seen) in self._last.items() if seen < limit]
-        for key in stale:
+        for key in [k for k, (_, seen) in self._last.items() if seen < limit]:
             del self._last[key]
 
-    def _point(
-        self,
-        name: str,
-        labels: Dict[str, str],
-        value: float,
-        target_type: str,
-        timestamp: int,
-    ) -> Optional[Dict[str, Any]]:
-        properties: Dict[str, str] = {"what": sanitize(name)}
+    def _point(self, what: str, labels: Dict[str, str], value: float, target_type: str,
+               timestamp: int) -> Optional[Dict[str, Any]]:
+        properties: Dict[str, str] = {"what": sanitize(what)}
         tags: Dict[str, List[str]] = {}
         tag_prefixes = tuple(self.options.tag_label_prefixes)
         for key, label_value in labels.items():

@@ -10,91 +10,66 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar, cast
+from typing import Any, List, Mapping, NamedTuple, Optional, Tuple, Type, TypeVar
 
-__all__ = [
-    "MappingOptions",
-    "SendOptions",
-    "SpoolOptions",
-    "DeadLetterOptions",
-    "field_problems",
-    "resolve",
-    "check_positive",
-    "is_positive_number",
-    "COUNTER_MODES",
-    "MAX_BATCH_SIZE",
-]
+__all__ = ["MappingOptions", "SendOptions", "SpoolOptions", "DeadLetterOptions",
+           "field_problems", "resolve", "check_positive", "is_positive_number",
+           "COUNTER_MODES", "NAMINGS", "MAX_BATCH_SIZE"]
 
 COUNTER_MODES = ("delta", "gauge")
+NAMINGS = ("prometheus", "mlwatcher-v1")
 MAX_BATCH_SIZE = 1000  # Anodot accepts at most 1000 points per request.
 
 _MIB = 1024 * 1024
-
+_EXPECTED = {"int": "an integer", "number": "a number", "bool": "true or false",
+             "str": "a string", "str_list": "a list of strings", "str_map": "a mapping of strings"}
 _Group = TypeVar("_Group")
+_Problems = List[Tuple[str, Exception]]
 
 
-class _Spec:
+class _Spec(NamedTuple):
     """Type and bounds of one option."""
 
-    def __init__(
-        self,
-        kind: str,
-        *,
-        min_val: Optional[float] = None,
-        max_val: Optional[float] = None,
-        include_min: bool = True,
-        optional: bool = False,
-        choices: Optional[Tuple[str, ...]] = None,
-    ) -> None:
-        self.kind = kind
-        self.min_val = min_val
-        self.max_val = max_val
-        self.include_min = include_min
-        self.optional = optional
-        self.choices = choices
+    kind: str
+    min_val: Optional[float] = None
+    max_val: Optional[float] = None
+    include_min: bool = True
+    optional: bool = False
+    choices: Optional[Tuple[str, ...]] = None
 
     def check(self, name: str, value: Any) -> Optional[Exception]:
         """Return the problem with ``value``, or None."""
-        if value is None:
-            if self.optional:
-                return None
-            return TypeError(f"{name} == None, must be {self._expected()}.")
+        if value is None and self.optional:
+            return None
+        wrong_type = TypeError(f"{name} == {value!r}, must be {_EXPECTED[self.kind]}.")
         if self.kind in ("int", "number"):
-            ok_types: Tuple[type, ...] = (int,) if self.kind == "int" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, ok_types):
-                return TypeError(f"{name} == {value!r}, must be {self._expected()}.")
-            number = float(cast(float, value))
-            if self.kind == "number" and not math.isfinite(number):
+            if isinstance(value, bool) or not isinstance(
+                    value, (int,) if self.kind == "int" else (int, float)):
+                return wrong_type
+            if isinstance(value, float) and not math.isfinite(value):
                 return ValueError(f"{name} == {value!r}, must be a finite number.")
-            if self.min_val is not None:
-                if number < self.min_val or (not self.include_min and number == self.min_val):
-                    op = ">=" if self.include_min else ">"
-                    return ValueError(f"{name} == {value!r}, must be {op} {self.min_val}.")
-            if self.max_val is not None and number > self.max_val:
+            low = self.min_val
+            if low is not None and (value < low or (not self.include_min and value == low)):
+                return ValueError(
+                    f"{name} == {value!r}, must be {'>=' if self.include_min else '>'} {low}.")
+            if self.max_val is not None and value > self.max_val:
                 return ValueError(f"{name} == {value!r}, must be <= {self.max_val}.")
-            return None
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                return TypeError(f"{name} == {value!r}, must be true or false.")
-            return None
-        if self.kind == "str":
-            if not isinstance(value, str):
-                return TypeError(f"{name} == {value!r}, must be a string.")
-            if not value:
+        elif self.kind == "bool" or self.kind == "str":
+            if not isinstance(value, bool if self.kind == "bool" else str):
+                return wrong_type
+            if value == "":
                 return ValueError(f"{name} == '', must be a non-empty string.")
             if self.choices is not None and value not in self.choices:
                 return ValueError(f"{name} == {value!r}, must be one of {list(self.choices)}.")
-            return None
-        if self.kind == "str_list":
+        elif self.kind == "str_list":
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                return TypeError(f"{name} == {value!r}, must be a list of strings.")
+                return wrong_type
             for i, item in enumerate(value):
                 if not isinstance(item, str) or not item:
                     return TypeError(f"{name}[{i}] == {item!r}, must be a non-empty string.")
-            return None
-        if self.kind == "str_map":
+        else:  # str_map
             if not isinstance(value, Mapping):
-                return TypeError(f"{name} == {value!r}, must be a mapping of strings.")
+                return wrong_type
             for key, item in value.items():
                 if not isinstance(key, str) or not key:
                     return TypeError(f"{name} key {key!r} must be a non-empty string.")
@@ -102,44 +77,28 @@ class _Spec:
                     return TypeError(f"{name}.{key} == {item!r}, must be a string.")
                 if str(item) == "":
                     return ValueError(f"{name}.{key} == '', must be a non-empty string.")
-            return None
-        raise AssertionError(self.kind)  # pragma: no cover
-
-    def _expected(self) -> str:
-        return {
-            "int": "an integer",
-            "number": "a number",
-            "bool": "true or false",
-            "str": "a string",
-            "str_list": "a list of strings",
-            "str_map": "a mapping of strings",
-        }[self.kind]
+        return None
 
 
-def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
+def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> _Problems:
     """Return ``(field, problem)`` for every invalid or unknown value of option group ``cls``."""
-    spec: Dict[str, _Spec] = cls._SPEC
-    problems: List[Tuple[str, Exception]] = []
+    spec = cls._SPEC
+    problems: _Problems = []
     for key, value in values.items():
-        if key not in spec:
-            problems.append(
-                (key, ValueError(f"unknown option {key!r}, expected one of {sorted(spec)}."))
-            )
-            continue
-        problem = spec[key].check(key, value)
+        problem = spec[key].check(key, value) if key in spec else ValueError(
+            f"unknown option {key!r}, expected one of {sorted(spec)}.")
         if problem is not None:
             problems.append((key, problem))
     if not problems:
-        problems.extend(cls._cross_check({**_defaults(cls), **values}))
+        defaults = {f.name: f.default if f.default_factory is MISSING else f.default_factory()
+                    for f in fields(cls)}
+        problems.extend(cls._cross_check({**defaults, **values}))
     return problems
-
-
-_POSITIVE = _Spec("number", min_val=0, include_min=False)
 
 
 def is_positive_number(value: Any) -> bool:
     """Return True for a finite number > 0 (an int or a float, not a bool)."""
-    return _POSITIVE.check("value", value) is None
+    return _Spec("number", min_val=0, include_min=False).check("value", value) is None
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -158,25 +117,23 @@ def resolve(value: Optional[_Group], cls: Type[_Group], name: str) -> _Group:
     return value
 
 
-def _defaults(cls: Type[Any]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            out[f.name] = f.default_factory()
-    return out
+class _Checked:
+    """Base of the option groups: the constructor raises the first problem."""
 
+    _SPEC: Mapping[str, _Spec] = {}
 
-def _raise_first(obj: Any) -> None:
-    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
-    problems = field_problems(type(obj), values)
-    if problems:
-        raise problems[0][1]
+    def __post_init__(self) -> None:
+        problems = field_problems(type(self), vars(self))
+        if problems:
+            raise problems[0][1]
+
+    @staticmethod
+    def _cross_check(values: Mapping[str, Any]) -> _Problems:
+        return []
 
 
 @dataclass(frozen=True)
-class MappingOptions:
+class MappingOptions(_Checked):
     """How Prometheus samples become Anodot points.
 
     Parameters
@@ -196,6 +153,11 @@ class MappingOptions:
         ``gauge``: the cumulative value, sent as ``gauge``.
     histogram_buckets : bool, default=False
         Also send the ``_bucket`` series of histograms (property ``le``).
+    naming : {"prometheus", "mlwatcher-v1"}, default="prometheus"
+        ``prometheus``: ``what`` is the Prometheus sample name, labels are properties.
+        ``mlwatcher-v1``: the ancestor MLWatcher's names and properties for the window
+        statistics (``max_prediction_proba``, ``agent_id``, ``class_name``...), so that
+        existing Anodot dashboards and alerts keep working.
     """
 
     include_prefixes: Tuple[str, ...] = ("mlwatcher_",)
@@ -205,6 +167,7 @@ class MappingOptions:
     tag_label_prefixes: Tuple[str, ...] = ()
     counters: str = "delta"
     histogram_buckets: bool = False
+    naming: str = "prometheus"
 
     _SPEC = {
         "include_prefixes": _Spec("str_list"),
@@ -214,26 +177,23 @@ class MappingOptions:
         "tag_label_prefixes": _Spec("str_list"),
         "counters": _Spec("str", choices=COUNTER_MODES),
         "histogram_buckets": _Spec("bool"),
+        "naming": _Spec("str", choices=NAMINGS),
     }
 
     def __post_init__(self) -> None:
-        _raise_first(self)
+        super().__post_init__()
         for name in ("include_prefixes", "exclude_prefixes", "tag_label_prefixes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "properties", {k: str(v) for k, v in self.properties.items()})
 
     @staticmethod
-    def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
-        reserved = {"what", "target_type", "ver"}
-        return [
-            ("properties", ValueError(f"properties.{key} is reserved, use another name."))
-            for key in values["properties"]
-            if key in reserved
-        ]
+    def _cross_check(values: Mapping[str, Any]) -> _Problems:
+        return [("properties", ValueError(f"properties.{key} is reserved, use another name."))
+                for key in values["properties"] if key in ("what", "target_type", "ver")]
 
 
 @dataclass(frozen=True)
-class SendOptions:
+class SendOptions(_Checked):
     """Batching, rate limits and retries of the HTTP sender.
 
     Parameters
@@ -280,24 +240,15 @@ class SendOptions:
         "max_retry_after_seconds": _Spec("number", min_val=0),
     }
 
-    def __post_init__(self) -> None:
-        _raise_first(self)
-
     @staticmethod
-    def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
-        if values["backoff_max_seconds"] < values["backoff_initial_seconds"]:
-            return [(
-                "backoff_max_seconds",
-                ValueError(
-                    f"backoff_max_seconds == {values['backoff_max_seconds']!r}, must be >= "
-                    f"backoff_initial_seconds ({values['backoff_initial_seconds']!r})."
-                ),
-            )]
-        return []
+    def _cross_check(values: Mapping[str, Any]) -> _Problems:
+        low, high = values["backoff_initial_seconds"], values["backoff_max_seconds"]
+        return [] if high >= low else [("backoff_max_seconds", ValueError(
+            f"backoff_max_seconds == {high!r}, must be >= backoff_initial_seconds ({low!r})."))]
 
 
 @dataclass(frozen=True)
-class SpoolOptions:
+class SpoolOptions(_Checked):
     """Bounds of the on-disk spool.
 
     Parameters
@@ -324,24 +275,15 @@ class SpoolOptions:
         "fsync": _Spec("bool"),
     }
 
-    def __post_init__(self) -> None:
-        _raise_first(self)
-
     @staticmethod
-    def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
-        if values["segment_bytes"] * 2 > values["max_bytes"]:
-            return [(
-                "segment_bytes",
-                ValueError(
-                    f"segment_bytes == {values['segment_bytes']!r}, must be <= max_bytes / 2 "
-                    f"({values['max_bytes'] // 2})."
-                ),
-            )]
-        return []
+    def _cross_check(values: Mapping[str, Any]) -> _Problems:
+        size, half = values["segment_bytes"], values["max_bytes"] // 2
+        return [] if size <= half else [("segment_bytes", ValueError(
+            f"segment_bytes == {size!r}, must be <= max_bytes / 2 ({half})."))]
 
 
 @dataclass(frozen=True)
-class DeadLetterOptions:
+class DeadLetterOptions(_Checked):
     """Where points Anodot refused are kept for inspection and replay.
 
     Parameters
@@ -355,14 +297,4 @@ class DeadLetterOptions:
     path: Optional[str] = None
     max_bytes: int = 64 * _MIB
 
-    _SPEC = {
-        "path": _Spec("str", optional=True),
-        "max_bytes": _Spec("int", min_val=0),
-    }
-
-    def __post_init__(self) -> None:
-        _raise_first(self)
-
-    @staticmethod
-    def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
-        return []
+    _SPEC = {"path": _Spec("str", optional=True), "max_bytes": _Spec("int", min_val=0)}

@@ -1,23 +1,7 @@
 """Send batches of points: rate limits, response classification, retries, dead letters.
 
-How each answer is handled:
-
-=============================================  ====================================
-answer                                         action
-=============================================  ====================================
-2xx, no errors                                 all points accepted
-2xx, errors with an ``index``                  those points dead-lettered, counted
-                                               by code; the others accepted
-2xx, error 1004/2002/2003 without an index     rate limited: retry the whole batch
-2xx, another error without an index            whole batch dead-lettered
-429                                            retry after ``Retry-After`` (or backoff)
-408, 5xx, no response (refused, reset,         retry with capped exponential
-timeout)                                       backoff and jitter (``Retry-After``
-                                               honoured when present)
-400, 413                                       dead-lettered (``bad_request``)
-401, 403                                       dead-lettered (``unauthorized``)
-other statuses                                 dead-lettered (``client_error``)
-=============================================  ====================================
+What each Anodot answer leads to (accepted, retried, dead-lettered) is the table of
+``docs/anodot.md``, "Errors, retries, rate limits".
 """
 
 from __future__ import annotations
@@ -45,9 +29,10 @@ logger = logging.getLogger(__name__)
 
 # Error codes Anodot reports, without an index, when an account limit is hit.
 RATE_LIMIT_CODES = frozenset({"1004", "2002", "2003"})
+_Points = Sequence[Dict[str, Any]]
 
 
-def encode_batch(points: Sequence[Dict[str, Any]]) -> bytes:
+def encode_batch(points: _Points) -> bytes:
     """Return the JSON body of a request carrying ``points``."""
     return json.dumps(list(points), separators=(",", ":"), allow_nan=False).encode("utf-8")
 
@@ -55,10 +40,9 @@ def encode_batch(points: Sequence[Dict[str, Any]]) -> bytes:
 class Backoff:
     """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions.
 
-    The delay before retry ``attempt`` (0-based) is
-    ``d = min(backoff_max_seconds, backoff_initial_seconds * backoff_multiplier ** attempt)``
-    of which a fraction ``backoff_jitter`` is random: the result is uniform in
-    ``[d * (1 - backoff_jitter), d]``.
+    Retry ``attempt`` (0-based) waits ``d = min(backoff_max_seconds,
+    backoff_initial_seconds * backoff_multiplier ** attempt)``, of which a fraction
+    ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
 
     Parameters
     ----------
@@ -76,12 +60,8 @@ class Backoff:
     [1.0, 2.0, 4.0, 8.0, 8.0]
     """
 
-    def __init__(
-        self,
-        options: Optional[SendOptions] = None,
-        random_state: Union[None, int, random.Random] = None,
-        **overrides: Any,
-    ) -> None:
+    def __init__(self, options: Optional[SendOptions] = None,
+                 random_state: Union[None, int, random.Random] = None, **overrides: Any) -> None:
         self.options = dataclasses.replace(resolve(options, SendOptions, "options"), **overrides)
         self._random = (random_state if isinstance(random_state, random.Random)
                         else random.Random(random_state))
@@ -96,27 +76,19 @@ class Backoff:
             base = float(min(o.backoff_max_seconds, o.backoff_initial_seconds * growth))
         except OverflowError:
             base = float(o.backoff_max_seconds)
-        if not o.backoff_jitter:
-            return base
-        return base * (1.0 - o.backoff_jitter * self._random.random())
+        return base * (1.0 - o.backoff_jitter * self._random.random()) if o.backoff_jitter \
+            else base
 
 
 def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
-    """Return the seconds a ``Retry-After`` header asks to wait, or None if absent or invalid.
+    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait.
 
-    Parameters
-    ----------
-    value : str or None
-        The header: delay seconds (``"120"``, fractions accepted) or an HTTP date.
-    now : float
-        Current Unix time, for the HTTP-date form.
+    None when the header is absent or invalid; ``now`` is the current Unix time.
 
     Examples
     --------
-    >>> parse_retry_after("3", now=0.0)
-    3.0
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0)
-    6.0
+    >>> parse_retry_after("3", now=0.0), parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
+    (3.0, 6.0)
     """
     value = (value or "").strip()
     if not value:
@@ -146,10 +118,8 @@ class TokenBucket:
     Examples
     --------
     >>> bucket = TokenBucket(rate=10.0, capacity=10.0, _clock=lambda: 0.0)
-    >>> bucket.reserve(10)
-    0.0
-    >>> bucket.reserve(5)
-    0.5
+    >>> bucket.reserve(10), bucket.reserve(5)
+    (0.0, 0.5)
     """
 
     def __init__(
@@ -181,25 +151,11 @@ class TokenBucket:
 class RateLimiter:
     """Both limits of an Anodot account: points per second and requests per minute.
 
-    Parameters
-    ----------
-    points_per_second : float
-        Sustained points per second.
-    requests_per_minute : float
-        Sustained requests per minute.
-    batch_size : int, default=1000
-        Largest request; the points bucket holds at least one full batch.
-    _clock : callable, default=time.monotonic
-        Returns the current time in seconds.
+    The points bucket holds at least one full batch of ``batch_size`` points.
     """
 
-    def __init__(
-        self,
-        points_per_second: float,
-        requests_per_minute: float,
-        batch_size: int = 1000,
-        _clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, points_per_second: float, requests_per_minute: float,
+                 batch_size: int = 1000, _clock: Callable[[], float] = time.monotonic) -> None:
         self.points = TokenBucket(points_per_second, max(points_per_second, batch_size), _clock)
         per_second = requests_per_minute / 60.0
         self.requests = TokenBucket(per_second, max(1.0, per_second), _clock)
@@ -213,23 +169,12 @@ class RateLimiter:
 class SendResult:
     """Outcome of one request.
 
-    Attributes
-    ----------
-    kind : {"ok", "retry", "dead_letter"}
-        ``ok``: answered with 2xx (some points may have been refused one by one);
-        ``retry``: nothing accepted, send again later; ``dead_letter``: refused for good.
-    accepted : int
-        Points Anodot accepted.
-    rejected : int
-        Points refused and dead-lettered: one by one (``ok``) or the whole batch
-        (``dead_letter``).
-    reason : str
-        For ``retry`` one of ``rate_limited``, ``server_error``, ``connection_error``;
-        for ``dead_letter`` the dead-letter reason; ``""`` for ``ok``.
-    retry_after : float or None
-        Seconds the server asked to wait.
-    status : int or None
-        HTTP status (None without a response).
+    ``kind`` is ``ok`` (answered with 2xx; some points may have been refused one by one),
+    ``retry`` (nothing accepted, send again later) or ``dead_letter`` (refused for good).
+    ``rejected`` counts the points dead-lettered, one by one or the whole batch;
+    ``reason`` is the retry reason (``rate_limited``, ``server_error``,
+    ``connection_error``) or the dead-letter reason; ``retry_after`` the seconds the
+    server asked to wait; ``status`` the HTTP status (None without a response).
     """
 
     kind: str
@@ -258,10 +203,8 @@ class Sender:
     redact : callable, default=None
         Hides the token in texts that are logged or dead-lettered; defaults to the
         client's own when ``client`` is an :class:`AnodotClient`.
-    _clock : callable, default=time.time
-        Current Unix time (last-success gauge, HTTP-date ``Retry-After``).
-    _monotonic : callable, default=time.monotonic
-        Clock of the rate limiter.
+    _clock, _monotonic : callable, default=time.time, time.monotonic
+        Unix time (last-success gauge, HTTP-date ``Retry-After``); rate limiter clock.
     """
 
     def __init__(
@@ -292,18 +235,9 @@ class Sender:
         self._clock = _clock
 
     # ------------------------------------------------------------------ one request
-    def send_once(
-        self, points: Sequence[Dict[str, Any]], body: Optional[bytes] = None
-    ) -> SendResult:
-        """Send ``points`` in one request (no waiting) and account for the answer.
-
-        Parameters
-        ----------
-        points : sequence of dict
-            At most ``options.batch_size`` points.
-        body : bytes, optional
-            Their JSON encoding, if already at hand.
-        """
+    def send_once(self, points: _Points, body: Optional[bytes] = None) -> SendResult:
+        """Send ``points`` (at most ``batch_size``; ``body`` their JSON, if at hand) in one
+        request, without waiting, and account for the answer."""
         if len(points) > self.options.batch_size:
             raise ValueError(
                 f"len(points) == {len(points)}, must be <= batch_size ({self.options.batch_size})."
@@ -315,15 +249,15 @@ class Sender:
             logger.warning("anodot: no response: %s", self._redact(str(response.error)))
             return SendResult("retry", reason="connection_error")
         self.metrics.responses.labels(str(status)).inc()
-        retry_after = parse_retry_after(response.retry_after, self._clock())
-        if retry_after is not None:
-            retry_after = min(retry_after, self.options.max_retry_after_seconds)
         if 200 <= status < 300:
             return self._on_success(points, response)
         if status == 429 or status == 408 or status >= 500:
             reason = "rate_limited" if status == 429 else "server_error"
             logger.warning("anodot: HTTP %d (%s, Retry-After %s), will retry", status, reason,
                            response.retry_after)
+            retry_after = parse_retry_after(response.retry_after, self._clock())
+            if retry_after is not None:
+                retry_after = min(retry_after, self.options.max_retry_after_seconds)
             return SendResult("retry", reason=reason, retry_after=retry_after, status=status)
         if status in (401, 403):
             reason = "unauthorized"
@@ -336,7 +270,7 @@ class Sender:
                      status, reason, len(points), description)
         return self._refuse_all(points, reason, status, None, description)
 
-    def _on_success(self, points: Sequence[Dict[str, Any]], response: Response) -> SendResult:
+    def _on_success(self, points: _Points, response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
         status = response.status
         if any(str(e.get("error")) in RATE_LIMIT_CODES for e in unindexed):
@@ -361,38 +295,33 @@ class Sender:
         self.metrics.last_success_timestamp_seconds.set(self._clock())
         return SendResult("ok", accepted=accepted, rejected=len(indexed), status=status)
 
-    def _refuse_all(self, points: Sequence[Dict[str, Any]], reason: str, status: Optional[int],
-                    error: Any, description: str) -> SendResult:
+    def _refuse_all(self, points: _Points, reason: str, status: Optional[int], error: Any,
+                    description: str) -> SendResult:
         self._dead_letter(points, reason, status, error, description)
         return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
 
-    def _dead_letter(self, points: Sequence[Dict[str, Any]], reason: str,
-                     status: Optional[int], error: Any, description: Optional[str]) -> None:
+    def _dead_letter(self, points: _Points, reason: str, status: Optional[int], error: Any,
+                     description: Optional[str]) -> None:
         self.metrics.points_dead_lettered.labels(reason).inc(len(points))
         if self.dead_letter is None:
             return
         try:
             self.dead_letter.write(points, reason, status, error, description)
-        except OSError:
-            logger.exception("anodot: could not write the dead-letter file")
+        except OSError as exc:
+            logger.error("anodot: could not write the dead-letter file %s: %s",
+                         self.dead_letter.path, exc)
             self.metrics.dead_letter_dropped(len(points))
 
     # ------------------------------------------------------------------ with retries
-    def deliver(
-        self,
-        points: Sequence[Dict[str, Any]],
-        body: Optional[bytes] = None,
-        wait: Optional[Callable[[float], bool]] = None,
-        max_attempts: Optional[int] = None,
-    ) -> Optional[SendResult]:
-        """Send ``points``, waiting for the rate limits and retrying transient failures.
+    def deliver(self, points: _Points, body: Optional[bytes] = None,
+                wait: Optional[Callable[[float], bool]] = None,
+                max_attempts: Optional[int] = None) -> Optional[SendResult]:
+        """Send one batch, waiting for the rate limits and retrying transient failures.
 
         Parameters
         ----------
         points : sequence of dict
-            One batch.
-        body : bytes, optional
-            Its JSON encoding.
+            One batch (``body``: its JSON encoding, if at hand).
         wait : callable, default=time.sleep
             ``wait(seconds)`` sleeps and returns False when the caller is stopping.
         max_attempts : int or None, default=None
@@ -418,10 +347,8 @@ class Sender:
             if result.kind != "retry" or (max_attempts is not None and attempt >= max_attempts):
                 return result
             self.metrics.retries.labels(result.reason).inc()
-            if result.retry_after is not None:
-                delay = result.retry_after
-            else:
-                delay = self.backoff.delay(attempt - 1)
+            delay = self.backoff.delay(attempt - 1) if result.retry_after is None \
+                else result.retry_after
             if not wait(delay):
                 return None
 
@@ -431,17 +358,13 @@ def _sleep(seconds: float) -> bool:
     return True
 
 
-def _parse_errors(
-    body: bytes, n_points: int
-) -> Tuple[Dict[int, Tuple[Any, str]], List[Dict[str, Any]]]:
+def _parse_errors(body: bytes, n_points: int) -> Tuple[Dict[int, Tuple[Any, str]], List[Dict]]:
     """Split the ``errors`` of a 2xx body into per-point ones (by index) and the rest."""
-    if not body.strip():
-        return {}, []
     try:
-        data = json.loads(body)
+        data = json.loads(body) if body.strip() else {}
     except ValueError:
         logger.warning("anodot: 2xx body is not JSON; assuming every point was accepted")
-        return {}, []
+        data = {}
     errors = data.get("errors") if isinstance(data, dict) else None
     indexed: Dict[int, Tuple[Any, str]] = {}
     unindexed: List[Dict[str, Any]] = []

@@ -12,16 +12,12 @@ The spool directory::
     segment-00000000000000000002.jsonl   the active segment (written by this process)
     ack.json                             {"segment": 1, "offset": 5120, "points": 40}
 
-``append()`` writes every point of one snapshot with a single ``write`` and fsyncs it
-before returning, so a point that ``append()`` returned for survives a crash. ``read()``
-returns the oldest unacknowledged points; ``ack()`` records, atomically (write, fsync,
-rename, fsync of the directory), that they were accepted and deletes segments that are
-fully acknowledged; after a restart the spool continues from ``ack.json``. Past
-``max_bytes`` the oldest segments are deleted; points older than ``max_age_seconds`` are
-dropped when read; both are counted through ``on_drop``. A *state* (the bridge's counter
-baselines) goes in the same write as its points, so the two never disagree after a
-crash; the last one starts every new segment and is :attr:`Spool.recovered_state`
-after a restart.
+``append()`` fsyncs the points of one snapshot in a single write; ``ack()`` records
+atomically that they were accepted (``docs/anodot.md``, "Delivery guarantee"). Past
+``max_bytes`` the oldest segments are deleted and points older than ``max_age_seconds``
+are dropped when read, both counted through ``on_drop``. A *state* (the bridge's counter
+baselines) goes in the same write as its points, starts every new segment, and is
+:attr:`Spool.recovered_state` after a restart.
 """
 
 from __future__ import annotations
@@ -140,8 +136,6 @@ class Spool:
         self._ack_points = 0
         self._fd: Optional[int] = None
         self._state_line: Optional[bytes] = None
-        self._oldest: Optional[float] = None
-        self._oldest_known = False
         self.recovered_state: Optional[Dict[str, Any]] = None
         os.makedirs(self.directory, exist_ok=True)
         self._recover()
@@ -259,8 +253,6 @@ class Spool:
                 self._open_new_segment()
             self._write(blob, len(points))
             self._state_line = state_line or self._state_line
-            if points and self._oldest is None:
-                self._oldest_known = False  # was empty: the oldest point is new
             self._enforce_size()
 
     def _enforce_size(self) -> None:
@@ -271,7 +263,6 @@ class Spool:
             _unlink(victim.path)
             self._ack, self._ack_points = (self._segments[0].seq, 0), 0
             self._write_ack()
-            self._oldest_known = False
             if lost:
                 logger.warning("spool: over %d bytes, dropped %d oldest points", max_bytes, lost)
                 self._dropped("size", lost)
@@ -289,69 +280,68 @@ class Spool:
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points == {max_points!r}, must be an integer >= 1.")
         with self._lock:
-            oldest_allowed = self._clock() - self.options.max_age_seconds
-            batch, prefix, expired, corrupt = self._read_locked(max_points, oldest_allowed)
-            if prefix is not None:  # drop what precedes the first point to return, for good
-                self._ack_locked(SpoolBatch([], [], prefix[0], prefix[1]))
-                for reason, count in (("age", expired), ("corrupt", corrupt)):
+            batch, skip_to, dropped = self._read_locked(
+                max_points, self._clock() - self.options.max_age_seconds)
+            if skip_to is not None:  # drop what precedes the first point to return, for good
+                self._ack_locked(SpoolBatch([], [], *skip_to))
+                for reason, count in dropped.items():
                     if count:
                         self._dropped(reason, count)
             return batch
 
-    def _read_locked(
-        self, max_points: int, oldest_allowed: float
-    ) -> Tuple[SpoolBatch, Optional[Tuple[Tuple[int, int], int]], int, int]:
+    def _read_locked(self, max_points: int, oldest_allowed: float) -> Tuple[
+            SpoolBatch, Optional[Tuple[Tuple[int, int], int]], Dict[str, int]]:
         """Read from the acknowledgement point.
 
-        Returns the batch, the position just before its first point when lines to drop
-        precede it (else None), and how many of those were expired or unreadable.
+        Returns the batch; when expired or unreadable lines precede its first point, the
+        position (cursor, points) just before that point, else None; and how many lines
+        were dropped so, by reason.
         """
         points: List[Dict[str, Any]] = []
         lines: List[bytes] = []
-        expired = corrupt = corrupt_inside = 0
-        cursor, cursor_points = self._ack, self._ack_points
-        prefix: Optional[Tuple[Tuple[int, int], int]] = None
+        dropped = {"age": 0, "corrupt": 0}
+        corrupt_inside = 0
+        cursor, skip_to = (self._ack, self._ack_points), None
+        for after, line in self._scan():
+            if len(points) >= max_points:
+                break
+            before, cursor = cursor, after
+            if line.startswith(_STATE_PREFIX):
+                continue
+            try:
+                point = json.loads(line)
+                timestamp = float(point["timestamp"])
+            except (ValueError, KeyError, TypeError):
+                if points:
+                    corrupt_inside += 1
+                else:
+                    dropped["corrupt"] += 1
+                continue
+            if not points:
+                if timestamp < oldest_allowed:
+                    dropped["age"] += 1
+                    continue
+                skip_to = before
+            points.append(point)
+            lines.append(line)
+        if any(dropped.values()):
+            skip_to = skip_to or cursor
+        else:
+            skip_to = None
+        return SpoolBatch(points, lines, *cursor, corrupt_inside), skip_to, dropped
+
+    def _scan(self) -> Iterator[Tuple[Tuple[Tuple[int, int], int], bytes]]:
+        """Yield ``((cursor, points), line)`` for each line after the acknowledgement point:
+        the position just past the line and the points of its segment up to there."""
         for segment in self._segments:
             if segment.seq < self._ack[0]:
                 continue
-            first = segment.seq == self._ack[0]
-            pos = self._ack[1] if first else 0
-            counted = self._ack_points if first else 0
-            if pos >= segment.size:
-                cursor, cursor_points = (segment.seq, segment.size), counted
-                continue
+            pos, counted = (self._ack[1], self._ack_points) if segment.seq == self._ack[0] \
+                else (0, 0)
             for line in _lines(segment.path, pos, segment.size):
-                if len(points) >= max_points:
-                    break
-                before = (segment.seq, pos), counted
                 pos += len(line)
-                if not line.startswith(_STATE_PREFIX):
-                    counted += 1
-                cursor, cursor_points = (segment.seq, pos), counted
-                if line.startswith(_STATE_PREFIX):
-                    continue
-                try:
-                    point = json.loads(line)
-                    timestamp = float(point["timestamp"])
-                except (ValueError, KeyError, TypeError):
-                    if points:
-                        corrupt_inside += 1
-                    else:
-                        corrupt += 1
-                    continue
-                if timestamp < oldest_allowed and not points:
-                    expired += 1
-                    continue
-                if not points and (expired or corrupt):
-                    prefix = before
-                points.append(point)
-                lines.append(line)
-            if len(points) >= max_points:
-                break
-        if not points and (expired or corrupt):
-            prefix = (cursor, cursor_points)
-        return SpoolBatch(points, lines, cursor, cursor_points, corrupt_inside), prefix, \
-            expired, corrupt
+                counted += not line.startswith(_STATE_PREFIX)
+                yield ((segment.seq, pos), counted), line
 
     # ------------------------------------------------------------------ acknowledging
     def ack(self, batch: SpoolBatch) -> None:
@@ -377,7 +367,6 @@ class Spool:
         self._write_ack()
         for path in done:
             _unlink(path)
-        self._oldest_known = False
 
     def _write_ack(self) -> None:
         path = self._path(_ACK_FILE)
@@ -413,11 +402,8 @@ class Spool:
     def oldest_timestamp(self) -> Optional[float]:
         """Timestamp of the oldest unacknowledged point, or None when empty."""
         with self._lock:
-            if not self._oldest_known:
-                batch = self._read_locked(1, float("-inf"))[0]
-                self._oldest = float(batch.points[0]["timestamp"]) if batch.points else None
-                self._oldest_known = True
-            return self._oldest
+            batch = self._read_locked(1, -math.inf)[0]
+        return float(batch.points[0]["timestamp"]) if batch.points else None
 
     def _close_fd(self) -> None:
         assert self._fd is not None
@@ -599,11 +585,9 @@ def _unlink(path: str) -> None:
 def _fsync_dir(directory: str) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
         pass
-    finally:
-        os.close(fd)
