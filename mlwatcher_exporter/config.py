@@ -109,16 +109,18 @@ def _is_number(value: Any) -> bool:
 
 
 def _int_in(low: int, high: Optional[int] = None, optional: bool = False) -> Check:
+    null = " or null" if optional else ""
     expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
-    expected += " or null" if optional else ""
 
     def check(name: str, value: Any) -> Optional[Exception]:
         if value is None and optional:
             return None
         if not _is_int(value):
-            return TypeError(f"{name} == {_show(value)}, must be {expected}")
-        if value < low or (high is not None and value > high):
-            return ValueError(f"{name} == {_show(value)}, must be {expected}")
+            return TypeError(f"{name} == {_show(value)}, must be {expected}{null}")
+        if value < low:
+            return ValueError(f"{name} == {_show(value)}, must be an int >= {low}{null}")
+        if high is not None and value > high:
+            return ValueError(f"{name} == {_show(value)}, must be an int <= {high} (the limit)")
         return None
 
     return check
@@ -127,8 +129,10 @@ def _int_in(low: int, high: Optional[int] = None, optional: bool = False) -> Che
 def _positive_seconds(name: str, value: Any) -> Optional[Exception]:
     if not _is_number(value):
         return TypeError(f"{name} == {_show(value)}, must be a number of seconds > 0")
-    if not math.isfinite(value) or value <= 0:
-        return ValueError(f"{name} == {_show(value)}, must be a finite number of seconds > 0")
+    if not math.isfinite(value):
+        return ValueError(f"{name} == {_show(value)}, must be a finite number of seconds")
+    if value <= 0:
+        return ValueError(f"{name} == {_show(value)}, must be a number of seconds > 0")
     return None
 
 

@@ -100,7 +100,7 @@ BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
     ("null: x\n", "null: unknown option"),
     ("model: a\nmodel: b\n", "model: duplicate key (first on line 1)"),
     (BOMB, "a: anchor &a is not allowed"),
-    ("reservoir_size: 1000000000000\n", "reservoir_size == 1000000000000, must be an int"),
+    ("reservoir_size: 1000000000000\n", "reservoir_size == 1000000000000, must be an int <="),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "invalid YAML: unacceptable character"),
     ("- a list\n", "top level must be a mapping, got list"),
     (None, "cannot read: is a directory"),
