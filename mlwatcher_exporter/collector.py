@@ -18,7 +18,6 @@ Sample output (one model, abridged)::
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -309,26 +308,26 @@ def _add_window(families: Families, model: str, classes: List[str], w: "WindowSt
         families[n.LABELED_ROWS].add_metric([model], 0)
 
 
-_COLLECTORS: "weakref.WeakKeyDictionary[CollectorRegistry, MonitorCollector]" = (
-    weakref.WeakKeyDictionary()
-)
+# The shared collector is kept on its registry, not in a global table keyed by registry:
+# the collector holds monitors, which hold their registry, so a weak-keyed table would
+# keep every registry (and its monitors) alive. On the registry, the cycle is collected.
+_COLLECTOR_ATTRIBUTE = "_mlwatcher_collector"
 _COLLECTORS_LOCK = threading.Lock()
 
 
 def register_monitor(registry: CollectorRegistry, monitor: "Publisher") -> None:
     """Serve `monitor` from `registry`, registering the shared collector on first use."""
     with _COLLECTORS_LOCK:
-        collector = _COLLECTORS.get(registry)
+        collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
         if collector is None:
             collector = MonitorCollector()
             registry.register(collector)
-            _COLLECTORS[registry] = collector
+            setattr(registry, _COLLECTOR_ATTRIBUTE, collector)
     collector.add(monitor)
 
 
 def unregister_monitor(registry: CollectorRegistry, monitor: "Publisher") -> None:
     """Stop serving `monitor` from `registry`."""
-    with _COLLECTORS_LOCK:
-        collector = _COLLECTORS.get(registry)
+    collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
     if collector is not None:
         collector.remove(monitor)

@@ -400,9 +400,7 @@ def wait_until(condition: Any, attempts: int, collect: bool) -> bool:
 
 @pytest.mark.parametrize("with_registry", [
     False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "collector._COLLECTORS is a WeakKeyDictionary whose value (the collector) holds "
-        "the monitor, which holds the registry: the key is kept alive by its value"))),
+    True,
 ])
 def test_dropped_monitors_end_their_worker_and_are_freed(with_registry):
     """50 monitors with workers, dropped without close() (with their registry, when they
