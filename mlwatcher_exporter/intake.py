@@ -169,10 +169,7 @@ class Intake:
         schema = self.schema
         if (
             type(features) is np.ndarray
-            and schema.plain
-            and features.ndim == 2
-            and features.shape[0] == n_rows
-            and features.shape[1] == schema.n_features
+            and features.shape == (n_rows, schema.plain_width)
             and features.dtype.kind in NUMERIC_KINDS
         ):
             return features, None

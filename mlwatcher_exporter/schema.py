@@ -149,12 +149,6 @@ class InputSchema:
             return self.classes
 
     # ------------------------------------------------------------------ features
-    @property
-    def plain(self) -> bool:
-        """Whether the features are known and a numeric array of their width needs no
-        conversion (no text column)."""
-        return self.n_features is not None and not self.text_columns
-
     def learn_features(self, table: FeatureTable, rows: int) -> None:
         """Learn the features from the first batch that has them, or check that a later
         batch has the same columns.

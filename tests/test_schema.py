@@ -92,7 +92,7 @@ def test_later_batches_must_have_the_same_columns():
         schema.learn_features(table(pd.DataFrame({"y": [1], "x": [2.0]})), 1)
     with pytest.raises(BatchValueError, match="n_features == 2"):
         schema.learn_features(table(np.ones((1, 3))), 1)
-    assert schema.categorical.tolist() == [True, False] and schema.plain
+    assert schema.categorical.tolist() == [True, False] and schema.plain_width == 2
 
 
 @pytest.mark.parametrize("classes, index_labels", [
