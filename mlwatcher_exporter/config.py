@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from .configfile import ConfigError, join_path, load_yaml, unknown_keys
+from .configfile import ConfigError, check_file, join_path, unknown_keys
 
 __all__ = [
     "ConfigError",
@@ -426,4 +426,4 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> MonitorSettings:
         Listing every problem, each with its key path; also when the file is missing,
         unreadable, too large or not YAML (see :func:`~mlwatcher_exporter.configfile.load_yaml`).
     """
-    return parse_config(load_yaml(path), os.fsdecode(os.fspath(path)))
+    return check_file(path, parse_config)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import yaml
 from yaml.composer import Composer
@@ -31,8 +31,10 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_NODES",
     "MAX_PROBLEMS_SHOWN",
+    "check_file",
     "load_yaml",
     "parse_yaml",
+    "read_yaml",
     "join_path",
     "key_text",
     "unknown_keys",
@@ -49,6 +51,7 @@ MAX_NODES = 50_000
 MAX_PROBLEMS_SHOWN = 50
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 # The C parser when PyYAML was built with libyaml: about six times faster.
 _Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -144,6 +147,10 @@ def _where(node: Node) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
+# What to_python returns for a node it reported as a problem; mappings leave such keys out.
+_SKIP = object()
+
+
 class _Fatal(Exception):
     """A problem after which the rest of the document cannot be read."""
 
@@ -199,19 +206,22 @@ class _StrictLoader(Composer, _Parser):  # type: ignore[misc, valid-type]
             if name is not None:
                 self.problems.append(f"{shown}: {attribute} {sign}{name} is not allowed "
                                      f"(anchors and aliases are refused; {_where(node)})")
+        if getattr(node, "alias", None) is not None:
+            return _SKIP
         if type(node) is _DEFAULT_TAGS.get(node.tag):
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
-            return [self.to_python(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            items = [self.to_python(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
+            return [None if item is _SKIP else item for item in items]
         if isinstance(node, ScalarNode):
             try:
                 return self.construct_object(node, deep=True)
             except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
                 problem = getattr(exc, "problem", None) or str(exc)
                 self.problems.append(f"{shown}: {problem} ({_where(node)})")
-                return None
+                return _SKIP
         self.problems.append(f"{shown}: unsupported YAML tag {node.tag!r} ({_where(node)})")
-        return None
+        return _SKIP
 
     def _mapping(self, node: MappingNode, path: str) -> dict:
         result: dict = {}
@@ -229,13 +239,16 @@ class _StrictLoader(Composer, _Parser):  # type: ignore[misc, valid-type]
                                      f"({_where(key_node)})")
                 continue
             key = self.to_python(key_node, path)
-            value = self.to_python(value_node, join_path(path, key))
-            if key in result:
+            if key is _SKIP:
+                continue
+            if key in first_line:
                 self.problems.append(
                     f"{join_path(path, key)}: duplicate key (first on line {first_line[key]})")
                 continue
-            result[key] = value
             first_line[key] = key_node.start_mark.line + 1
+            value = self.to_python(value_node, join_path(path, key))
+            if value is not _SKIP:
+                result[key] = value
         return result
 
 
@@ -253,8 +266,8 @@ def parse_yaml(text: Union[str, bytes], source: str = "<string>") -> Any:
     -------
     object
         Plain data: dict, list, str, int, float, bool, None (and the values of the
-        standard YAML tags such as ``!!binary`` or ``!!timestamp``). An empty document
-        gives None.
+        standard YAML scalar tags such as ``!!binary`` or ``!!timestamp``). An empty
+        document gives None.
 
     Raises
     ------
@@ -272,14 +285,23 @@ def parse_yaml(text: Union[str, bytes], source: str = "<string>") -> Any:
     mlwatcher_exporter.configfile.ConfigError: x.yml has 1 problem:
       a: duplicate key (first on line 1)
     """
-    if isinstance(text, str) and len(text) > MAX_FILE_BYTES:
-        raise ConfigError([f"larger than {MAX_FILE_BYTES} characters (the limit)"], source)
-    if isinstance(text, (bytes, bytearray)) and len(text) > MAX_FILE_BYTES:
+    data, problems = _parse(text, source)
+    if problems:
+        raise ConfigError(problems, source)
+    return data
+
+
+def _parse(text: Union[str, bytes], source: str) -> Tuple[Any, List[str]]:
+    """The data and the problems that did not stop the reading (ConfigError for those that
+    did); the data leaves out what the problems are about."""
+    if len(text) > MAX_FILE_BYTES:
         raise ConfigError([f"larger than {MAX_FILE_BYTES} bytes (the limit)"], source)
     loader = _StrictLoader(text, source)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.to_python(node, "")
+        if data is _SKIP:
+            data = None
     except _Fatal as exc:
         raise ConfigError([str(exc)], source) from None
     except yaml.YAMLError as exc:
@@ -288,9 +310,7 @@ def parse_yaml(text: Union[str, bytes], source: str = "<string>") -> Any:
         raise ConfigError(["nested too deeply"], source) from None
     finally:
         loader.dispose()
-    if loader.problems:
-        raise ConfigError(loader.problems, source)
-    return data
+    return data, loader.problems
 
 
 def _yaml_message(exc: yaml.YAMLError, source: str) -> str:
@@ -332,5 +352,42 @@ def load_yaml(path: PathLike) -> Any:
         Also when the file is missing, unreadable, a directory, not a regular file, larger
         than :data:`MAX_FILE_BYTES` or not text.
     """
+    data, problems = read_yaml(path)
+    if problems:
+        raise ConfigError(problems, os.fsdecode(os.fspath(path)))
+    return data
+
+
+def read_yaml(path: PathLike) -> Tuple[Any, List[str]]:
+    """Like :func:`load_yaml`, but return the problems that did not stop the reading.
+
+    Anchors, aliases, duplicate keys and values of unknown tags are such problems: the
+    data leaves them out, so that a caller can check the rest and report every problem
+    at once. ConfigError is raised for the others (unreadable file, invalid YAML, bounds).
+
+    Returns
+    -------
+    data : object
+        As :func:`parse_yaml` returns.
+    problems : list of str
+        ``"key.path: message"`` for each problem.
+    """
     source, data = _read(path)
-    return parse_yaml(data, source)
+    return _parse(data, source)
+
+
+def check_file(path: PathLike, parse: Callable[[Any, str], T]) -> T:
+    """Read the file at ``path`` and check it with ``parse(data, source)``.
+
+    ``parse`` raises ConfigError for the problems of the data; this raises one
+    ConfigError with those of the file first, then those of the data.
+    """
+    data, problems = read_yaml(path)
+    source = os.fsdecode(os.fspath(path))
+    try:
+        result = parse(data, source)
+    except ConfigError as error:
+        raise ConfigError(problems + error.problems, source) from None
+    if problems:
+        raise ConfigError(problems, source)
+    return result

@@ -198,3 +198,17 @@ def test_files_and_keyword_arguments_share_their_messages(tmp_path):
     with pytest.raises(TypeError) as direct:
         check_monitor_arguments(feature_names="amount")
     assert caught.value.problems == [str(direct.value)]
+
+
+def test_problems_of_the_file_and_of_the_values_are_reported_together(tmp_path):
+    path = tmp_path / "both.yml"
+    path.write_text("model: a\nmodel: b\nthreshold: 2\nreservoir_size: *big\nhttp: {port: -1}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        "model: duplicate key (first on line 1)",
+        "reservoir_size: alias *big is not allowed (anchors and aliases are refused; "
+        "line 4, column 17)",
+        "threshold == 2, must be a number in [0, 1]",
+        "http.port == -1, must be a TCP port in [0, 65535] (0 picks a free one)",
+    ]

@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..configfile import ConfigError, load_yaml
+from ..configfile import ConfigError, check_file
 from .client import is_http_url, redact
 from .options import (
     DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems,
@@ -65,8 +65,7 @@ def load_config(path: "str | os.PathLike[str]") -> BridgeConfig:
     ConfigError
         Listing every problem with its key path (also for unreadable YAML).
     """
-    data = load_yaml(path)
-    return parse_config({} if data is None else data, os.fsdecode(os.fspath(path)))
+    return check_file(path, lambda data, source: parse_config(data or {}, source))
 
 
 def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
