@@ -187,8 +187,8 @@ def label_scores(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> L
     and scikit-learn's ``zero_division=0``.
     """
     rows = labels.size
-    confusion = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes)
-    confusion = confusion.reshape(n_classes, n_classes)
+    pairs = np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes)
+    confusion = pairs.reshape(n_classes, n_classes)
     true_positive = np.diag(confusion).astype(np.float64)
     predicted_rows = confusion.sum(axis=0)
     true_rows = confusion.sum(axis=1)
