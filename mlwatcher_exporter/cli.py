@@ -92,21 +92,34 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _add_check_config(subparsers: "argparse._SubParsersAction") -> None:
     check = subparsers.add_parser(
         "check-config",
-        help="validate a monitor configuration file and list every problem",
-        description="Validate a YAML configuration (see config/mlwatcher.yml). Exit 1 on "
-        "problems, each printed with its key path.",
+        help="validate a configuration file and list every problem",
+        description="Validate a YAML configuration: the monitor's (config/mlwatcher.yml) or, "
+        "with --bridge, the Anodot bridge's (config/anodot.yml). Exit 0 when it is valid; "
+        "exit 2 with every problem printed on stderr, one per line with its key path.",
     )
     check.add_argument("path", help="the YAML file")
+    check.add_argument("--bridge", action="store_true",
+                       help="check an Anodot bridge configuration")
     check.set_defaults(func=_run_check_config)
 
 
 def _run_check_config(args: argparse.Namespace) -> int:
+    from .bridge.config import load_config as load_bridge_config
+    from .config import memory_estimate
+
     try:
+        if args.bridge:
+            bridge = load_bridge_config(args.path)
+            print(f"{args.path}: OK ({len(bridge.targets)} scrape target(s))")
+            return 0
         settings = load_config(args.path)
-    except (ConfigError, FileNotFoundError) as error:
+    except ConfigError as error:
         print(error, file=sys.stderr)
-        return 1
-    print(f"{args.path}: OK (model {settings.model!r})")
+        return 2
+    memory = memory_estimate(settings)
+    size = ("" if memory is None else
+            f", window buffers up to {memory / 1024 ** 2:.1f} MiB")
+    print(f"{args.path}: OK (model {settings.model!r}{size})")
     return 0
 
 

@@ -1,25 +1,40 @@
-"""Validation of the monitor's settings, from keyword arguments or a YAML file.
+"""The monitor's settings, one set of checks for keyword arguments and YAML files.
 
-One set of checks serves both: :class:`~mlwatcher_exporter.ModelMonitor` raises on the
-first bad argument of a direct call, and :func:`load_config` reports every problem of a
-file at once, each with its key path.
+:func:`check_monitor_arguments` checks the keyword arguments of
+:class:`~mlwatcher_exporter.ModelMonitor` and raises ``TypeError``/``ValueError`` naming
+the argument, its value and what was expected; :func:`load_config` and
+:func:`parse_config` run the same checks on a file and report every problem at once in a
+:class:`~mlwatcher_exporter.configfile.ConfigError`, each with its key path.
+
+Values that size memory have upper bounds: see :data:`LIMITS`.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-import yaml
+import numpy as np
+
+from .configfile import ConfigError, check_file, join_path, unknown_keys
 
 __all__ = [
     "ConfigError",
     "MonitorSettings",
     "HttpSettings",
     "DEFAULT_PORT",
+    "LIMITS",
+    "MAX_CLASSES",
+    "MAX_FEATURES",
+    "MAX_RESERVOIR_SIZE",
+    "MAX_CATEGORIES",
+    "MAX_RESERVOIR_CELLS",
+    "check_monitor_arguments",
     "check_settings",
+    "memory_estimate",
     "load_config",
     "parse_config",
 ]
@@ -27,14 +42,27 @@ __all__ = [
 # Outside 9100-9999, which Prometheus' list of default exporter ports has filled up.
 DEFAULT_PORT = 10150
 
+#: Most classes (predict_proba columns); each is a ``class`` label value of several series.
+MAX_CLASSES = 1000
+#: Most named features; each is a ``feature`` label value of several series.
+MAX_FEATURES = 10_000
+#: Most rows sampled per window.
+MAX_RESERVOIR_SIZE = 1_000_000
+#: Most values published per categorical feature.
+MAX_CATEGORIES = 1000
+#: Most numbers in one window buffer, ``reservoir_size * (n_classes + n_features + 3)``
+#: when both are known: 50 million float64 are 400 MB, and a monitor keeps up to three.
+MAX_RESERVOIR_CELLS = 50_000_000
 
-class ConfigError(ValueError):
-    """A configuration with problems; ``problems`` lists each as ``"key.path: message"``."""
-
-    def __init__(self, problems: Sequence[str], source: str = "configuration") -> None:
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
+#: Every upper bound by option name.
+LIMITS: Mapping[str, int] = {
+    "n_classes": MAX_CLASSES,
+    "class_names": MAX_CLASSES,
+    "feature_names": MAX_FEATURES,
+    "categorical_features": MAX_FEATURES,
+    "reservoir_size": MAX_RESERVOIR_SIZE,
+    "max_categories": MAX_CATEGORIES,
+}
 
 
 @dataclass(frozen=True)
@@ -47,7 +75,7 @@ class HttpSettings:
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    """Validated keyword arguments of ModelMonitor, with their defaults."""
+    """Checked keyword arguments of ModelMonitor, with their defaults."""
 
     model: str = "default"
     n_classes: Optional[int] = None
@@ -62,192 +90,340 @@ class MonitorSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
 
 
-Check = Callable[[Any], Optional[str]]
+# A check takes the option's name (or key path) and value and returns the problem, if any.
+Check = Callable[[str, Any], Optional[Exception]]
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:76] + " ..."
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def _int_at_least(low: int, optional: bool = False) -> Check:
-    def check(value: Any) -> Optional[str]:
+def _int_in(low: int, high: Optional[int] = None, optional: bool = False) -> Check:
+    null = " or null" if optional else ""
+    expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
+
+    def check(name: str, value: Any) -> Optional[Exception]:
         if value is None and optional:
             return None
-        if not _is_int(value) or value < low:
-            return f"== {value!r}, must be an int >= {low}" + (" or null" if optional else "")
+        if not _is_int(value):
+            return TypeError(f"{name} == {_show(value)}, must be {expected}{null}")
+        if value < low:
+            return ValueError(f"{name} == {_show(value)}, must be an int >= {low}{null}")
+        if high is not None and value > high:
+            return ValueError(f"{name} == {_show(value)}, must be an int <= {high} (the limit)")
         return None
 
     return check
 
 
-def _positive_seconds(value: Any) -> Optional[str]:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        return f"== {value!r}, must be a number of seconds > 0"
+def _positive_seconds(name: str, value: Any) -> Optional[Exception]:
+    if not _is_number(value):
+        return TypeError(f"{name} == {_show(value)}, must be a number of seconds > 0")
+    if not math.isfinite(value):
+        return ValueError(f"{name} == {_show(value)}, must be a finite number of seconds")
+    if value <= 0:
+        return ValueError(f"{name} == {_show(value)}, must be a number of seconds > 0")
     return None
 
 
-def _probability(value: Any) -> Optional[str]:
-    if not _is_number(value) or not 0.0 <= value <= 1.0:
-        return f"== {value!r}, must be a number in [0, 1]"
+def _probability(name: str, value: Any) -> Optional[Exception]:
+    if not _is_number(value):
+        return TypeError(f"{name} == {_show(value)}, must be a number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        return ValueError(f"{name} == {_show(value)}, must be a number in [0, 1]")
     return None
 
 
-def _name(value: Any) -> Optional[str]:
-    if not isinstance(value, str) or not value.strip():
-        return f"== {value!r}, must be a non-empty string"
+def _name(name: str, value: Any) -> Optional[Exception]:
+    if not isinstance(value, str):
+        return TypeError(f"{name} == {_show(value)}, must be a non-empty string")
+    if not value.strip():
+        return ValueError(f"{name} == {_show(value)}, must be a non-empty string")
     return None
 
 
-def _optional_list(item_check: Optional[Check], what: str) -> Check:
-    def check(value: Any) -> Optional[str]:
-        if value is None:
+def _class_value(name: str, value: Any) -> Optional[Exception]:
+    if isinstance(value, (str, numbers.Number, np.generic)) and not isinstance(value, bytes):
+        return None
+    return TypeError(f"{name} == {_show(value)}, must be a string, a number or a boolean")
+
+
+def _feature_ref(name: str, value: Any) -> Optional[Exception]:
+    if _is_int(value):
+        if value < 0:
+            return ValueError(f"{name} == {_show(value)}, must be a column index >= 0 or a name")
+        return None
+    if isinstance(value, str):
+        return _name(name, value)
+    return TypeError(f"{name} == {_show(value)}, must be a feature name or a column index")
+
+
+def as_list(value: Any) -> Optional[List[Any]]:
+    """``value`` as a list when it is an ordered collection (not a string or a mapping)."""
+    if isinstance(value, (str, bytes, Mapping, set, frozenset)):
+        return None
+    if not (hasattr(value, "__len__") and hasattr(value, "__iter__")):
+        return None
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        return None
+    return list(value)
+
+
+def _list_of(item_check: Check, what: str, high: int, min_len: int = 0,
+             optional: bool = True) -> Check:
+    expected = f"a list of {what}" + (" or null" if optional else "")
+
+    def check(name: str, value: Any) -> Optional[Exception]:
+        if value is None and optional:
             return None
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            return f"== {value!r}, must be a list of {what} or null"
-        for position, item in enumerate(value):
-            problem = item_check(item) if item_check else None
+        items = as_list(value)
+        if items is None:
+            return TypeError(f"{name} == {_show(value)}, must be {expected}")
+        if len(items) > high:
+            return ValueError(f"{name} has {len(items)} items, must have at most {high}")
+        for position, item in enumerate(items):
+            problem = item_check(f"{name}[{position}]", item)
             if problem:
-                return f"[{position}] {problem}"
-        if len(set(map(str, value))) != len(value):
-            return f"== {list(value)!r}, must not repeat a name"
+                return problem
+        if len(set(map(str, items))) != len(items):
+            return ValueError(f"{name} == {_show(items)}, must not repeat a name")
+        if len(items) < min_len:
+            return ValueError(f"{name} == {_show(items)}, must name at least {min_len} classes")
         return None
 
     return check
 
 
-def _class_names(value: Any) -> Optional[str]:
-    problem = _optional_list(None, "class names")(value)
-    if problem is None and value is not None and len(value) < 2:
-        return f"== {list(value)!r}, must name at least 2 classes"
-    return problem
-
-
-def _feature_ref(value: Any) -> Optional[str]:
-    if _is_int(value) and value >= 0:
-        return None
-    return _name(value)
-
-
-def _random_state(value: Any) -> Optional[str]:
+def _random_state(name: str, value: Any) -> Optional[Exception]:
     if value is None or (_is_int(value) and value >= 0):
         return None
-    return f"== {value!r}, must be an int >= 0 or null"
+    error = ValueError if _is_int(value) else TypeError
+    return error(f"{name} == {_show(value)}, must be an int >= 0 or null")
 
 
-def _port(value: Any) -> Optional[str]:
-    if not _is_int(value) or not 0 <= value <= 65535:
-        return f"== {value!r}, must be a TCP port in [0, 65535] (0 picks a free one)"
+def _port(name: str, value: Any) -> Optional[Exception]:
+    expected = "a TCP port in [0, 65535] (0 picks a free one)"
+    if not _is_int(value):
+        return TypeError(f"{name} == {_show(value)}, must be {expected}")
+    if not 0 <= value <= 65535:
+        return ValueError(f"{name} == {_show(value)}, must be {expected}")
     return None
 
 
 _MONITOR_CHECKS: Dict[str, Check] = {
     "model": _name,
-    "n_classes": _int_at_least(2, optional=True),
-    "class_names": _class_names,
+    "n_classes": _int_in(2, MAX_CLASSES, optional=True),
+    "class_names": _list_of(_class_value, "class names", MAX_CLASSES, min_len=2),
     "window_seconds": _positive_seconds,
-    "reservoir_size": _int_at_least(1),
+    "reservoir_size": _int_in(1, MAX_RESERVOIR_SIZE),
     "threshold": _probability,
-    "feature_names": _optional_list(_name, "feature names"),
-    "categorical_features": _optional_list(_feature_ref, "feature names or column indices"),
-    "max_categories": _int_at_least(1),
+    "feature_names": _list_of(_name, "feature names", MAX_FEATURES),
+    "categorical_features": _list_of(
+        _feature_ref, "feature names or column indices", MAX_FEATURES),
+    "max_categories": _int_in(1, MAX_CATEGORIES),
     "random_state": _random_state,
 }
 
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
 
 
-def _check_section(
-    data: Mapping[str, Any], checks: Mapping[str, Check], prefix: str
-) -> List[str]:
-    problems = []
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if key not in checks:
-            problems.append(f"{path}: unknown option, expected one of {sorted(checks)}")
-            continue
-        problem = checks[key](value)
-        if problem:
-            problems.append(f"{path} {problem}")
-    return problems
-
-
-def _cross_checks(data: Mapping[str, Any]) -> List[str]:
-    """Problems that involve two options at once."""
-    problems = []
-    n_classes, names = data.get("n_classes"), data.get("class_names")
-    if _is_int(n_classes) and isinstance(names, Sequence) and not isinstance(names, str):
-        if len(names) != n_classes:
-            problems.append(
-                f"class_names has {len(names)} names, must have n_classes == {n_classes}"
-            )
-    features = data.get("feature_names")
-    categorical = data.get("categorical_features") or ()
-    if isinstance(features, Sequence) and isinstance(categorical, Sequence):
+def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") -> List[Exception]:
+    """Problems between valid options; `partial` when some were left out as invalid."""
+    problems: List[Exception] = []
+    n_classes = values.get("n_classes")
+    names = as_list(values.get("class_names"))
+    if n_classes is not None and names is not None and len(names) != n_classes:
+        problems.append(ValueError(
+            f"{prefix}class_names has {len(names)} names, must have n_classes == {n_classes}"))
+    features = as_list(values.get("feature_names"))
+    categorical = as_list(values.get("categorical_features")) or []
+    if features is not None:
         for position, ref in enumerate(categorical):
             if isinstance(ref, str) and ref not in features:
-                problems.append(
-                    f"categorical_features[{position}] == {ref!r}, must be one of feature_names"
-                )
+                problems.append(ValueError(
+                    f"{prefix}categorical_features[{position}] == {ref!r}, must be one of "
+                    "feature_names"))
             if _is_int(ref) and ref >= len(features):
-                problems.append(
-                    f"categorical_features[{position}] == {ref}, must be < {len(features)} "
-                    "(the number of feature_names)"
-                )
+                problems.append(ValueError(
+                    f"{prefix}categorical_features[{position}] == {ref}, must be < "
+                    f"{len(features)} (the number of feature_names)"))
+    reservoir = values.get("reservoir_size", MonitorSettings.reservoir_size)
+    columns = _columns(n_classes if names is None else len(names), features)
+    if not partial and columns is not None and reservoir * columns > MAX_RESERVOIR_CELLS:
+        problems.append(ValueError(
+            f"{prefix}reservoir_size == {reservoir}, must be <= "
+            f"{MAX_RESERVOIR_CELLS // columns} with {columns - 3} classes and features "
+            f"(reservoir_size * (n_classes + n_features + 3) <= {MAX_RESERVOIR_CELLS})"))
     return problems
 
 
-def check_settings(**kwargs: Any) -> List[str]:
-    """Every problem with ModelMonitor keyword arguments, as ``"name == value, must ..."``."""
-    return _check_section(kwargs, _MONITOR_CHECKS, "") + _cross_checks(kwargs)
+def _columns(n_classes: Optional[int], features: Optional[List[Any]]) -> Optional[int]:
+    if n_classes is None or features is None:
+        return None
+    return int(n_classes) + len(features) + 3
 
 
-def _settings(data: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSettings:
-    """Build settings from already validated mappings."""
-    values = dict(data)
+def _problems(values: Mapping[Any, Any], checks: Mapping[str, Check],
+              prefix: str = "") -> List[Exception]:
+    """Every problem with known options of ``values``; cross checks once all are valid."""
+    problems = []
+    valid = {}
+    for key, value in values.items():
+        if isinstance(key, str) and key in checks:
+            problem = checks[key](join_path(prefix, key), value)
+            if problem is None:
+                valid[key] = value
+            else:
+                problems.append(problem)
+    if checks is _MONITOR_CHECKS:
+        problems += _cross_checks(valid, len(valid) < len(values), prefix)
+    return problems
+
+
+def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSettings:
+    """Build settings from checked values."""
+    out = dict(values)
     for key in ("class_names", "feature_names", "categorical_features"):
-        if values.get(key) is not None:
-            values[key] = tuple(values[key])
-    if "window_seconds" in values:
-        values["window_seconds"] = float(values["window_seconds"])
-    return MonitorSettings(**values, http=HttpSettings(**http))
+        items = as_list(out.get(key))
+        if items is not None:
+            out[key] = tuple(items)
+    if out.get("categorical_features", ()) is None:
+        out["categorical_features"] = ()
+    for key in ("n_classes", "reservoir_size", "max_categories", "random_state"):
+        if out.get(key) is not None:
+            out[key] = int(out[key])
+    for key in ("window_seconds", "threshold"):
+        if key in out:
+            out[key] = float(out[key])
+    return MonitorSettings(**out, http=HttpSettings(**http))
+
+
+def check_monitor_arguments(**arguments: Any) -> MonitorSettings:
+    """Check keyword arguments of ModelMonitor; return them as MonitorSettings.
+
+    Parameters
+    ----------
+    **arguments
+        Any of ``model``, ``n_classes``, ``class_names``, ``window_seconds``,
+        ``reservoir_size``, ``threshold``, ``feature_names``, ``categorical_features``
+        (None means none), ``max_categories`` and ``random_state``. Lists may be any
+        ordered collection (list, tuple, 1-D array), never a string.
+
+    Returns
+    -------
+    MonitorSettings
+        The values, normalised (tuples, floats, ints); options not given keep their
+        defaults.
+
+    Raises
+    ------
+    TypeError
+        When the first problem is a value of the wrong type.
+    ValueError
+        When it is a value out of range (or an unknown argument). Either message names
+        every problem: ``"name == value, must be ..."``, joined by ``"; "``.
+
+    Examples
+    --------
+    >>> check_monitor_arguments(feature_names=["amount"]).feature_names
+    ('amount',)
+    >>> check_monitor_arguments(feature_names="amount")
+    Traceback (most recent call last):
+      ...
+    TypeError: feature_names == 'amount', must be a list of feature names or null
+    """
+    problems = _argument_problems(arguments)
+    if problems:
+        raise type(problems[0])("; ".join(str(p) for p in problems))
+    return _settings(arguments, {})
+
+
+def _argument_problems(arguments: Mapping[str, Any]) -> List[Exception]:
+    unknown = sorted(set(arguments) - set(_MONITOR_CHECKS))
+    problems: List[Exception] = [
+        ValueError(f"unknown argument {name!r}, expected one of {sorted(_MONITOR_CHECKS)}")
+        for name in unknown
+    ]
+    return problems + _problems(arguments, _MONITOR_CHECKS)
+
+
+def check_settings(**arguments: Any) -> List[str]:
+    """Every problem with ModelMonitor keyword arguments, as ``"name == value, must ..."``.
+
+    Prefer :func:`check_monitor_arguments`, which raises and normalises.
+    """
+    return [str(problem) for problem in _argument_problems(arguments)]
+
+
+def memory_estimate(settings: MonitorSettings, n_features: Optional[int] = None) -> Optional[int]:
+    """Bytes of the window buffers (three at most), or None when the sizes are unknown.
+
+    ``reservoir_size * (n_classes + n_features + 3) * 8`` bytes per buffer; `n_features`
+    defaults to the length of ``feature_names``.
+
+    >>> memory_estimate(MonitorSettings(n_classes=10, feature_names=("a", "b")))
+    3600000
+    """
+    n_classes = settings.n_classes
+    if settings.class_names is not None:
+        n_classes = len(settings.class_names)
+    if n_features is None and settings.feature_names is not None:
+        n_features = len(settings.feature_names)
+    if n_classes is None or n_features is None:
+        return None
+    return 3 * settings.reservoir_size * (n_classes + n_features + 3) * 8
+
+
+_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http",)
 
 
 def parse_config(data: Any, source: str = "configuration") -> MonitorSettings:
-    """Validate a parsed YAML document; raise ConfigError listing every problem."""
+    """Check a parsed YAML document; raise ConfigError listing every problem.
+
+    Raises
+    ------
+    ConfigError
+        With every problem as ``"key.path == value, must ..."`` or ``"key.path: ..."``.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError([f"top level == {type(data).__name__}, must be a mapping"], source)
-    body = {k: v for k, v in data.items() if k != "http"}
-    http = data.get("http") or {}
-    problems = check_settings(**body)
-    if not isinstance(http, Mapping):
-        problems.append(f"http == {http!r}, must be a mapping with addr and port")
+        raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source)
+    problems = unknown_keys(data, _TOP_KEYS)
+    body = {k: v for k, v in data.items() if isinstance(k, str) and k in _MONITOR_CHECKS}
+    problems += [str(p) for p in _problems(body, _MONITOR_CHECKS)]
+    http = data.get("http")
+    if http is None:
+        http = {}
+    elif not isinstance(http, Mapping):
+        problems.append(f"http: must be a mapping with addr and port, got {_show(http)}")
         http = {}
     else:
-        problems += _check_section(http, _HTTP_CHECKS, "http.")
+        problems += unknown_keys(http, tuple(_HTTP_CHECKS), "http")
+        http = {k: v for k, v in http.items() if isinstance(k, str) and k in _HTTP_CHECKS}
+        problems += [str(p) for p in _problems(http, _HTTP_CHECKS, "http")]
     if problems:
         raise ConfigError(problems, source)
     return _settings(body, http)
 
 
 def load_config(path: Union[str, "os.PathLike[str]"]) -> MonitorSettings:
-    """Read and validate a YAML configuration file (see ``config/mlwatcher.yml``).
+    """Read and check a YAML configuration file (see ``config/mlwatcher.yml``).
 
     Raises
     ------
     ConfigError
-        Listing every problem, each with its key path.
-    FileNotFoundError
-        When `path` does not exist.
+        Listing every problem, each with its key path; also when the file is missing,
+        unreadable, too large or not YAML (see :func:`~mlwatcher_exporter.configfile.load_yaml`).
     """
-    with open(path, encoding="utf-8") as stream:
-        try:
-            data = yaml.safe_load(stream)
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"not valid YAML: {exc}"], str(path)) from None
-    return parse_config(data, str(path))
+    return check_file(path, parse_config)

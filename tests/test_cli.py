@@ -8,9 +8,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlwatcher_exporter.cli import main
+from mlwatcher_exporter.config import MonitorSettings
 from mlwatcher_exporter.demo import scenario_at
 
 ROOT = Path(__file__).parent.parent
@@ -63,11 +67,130 @@ def test_demo_help_explains_options(capsys):
 
 def test_check_config(capsys, tmp_path):
     assert main(["check-config", str(ROOT / "config" / "mlwatcher.yml")]) == 0
+    assert "config/mlwatcher.yml: OK (model 'default')" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("window_seconds: 0\nfoo: 1\n")
-    assert main(["check-config", str(bad)]) == 1
+    assert main(["check-config", str(bad)]) == 2
     err = capsys.readouterr().err
+    assert err.startswith(f"{bad} has 2 problems:\n")
     assert "window_seconds == 0" in err and "foo: unknown option" in err
+
+
+def test_check_config_prints_the_memory_estimate(capsys, tmp_path):
+    path = tmp_path / "sized.yml"
+    path.write_text("n_classes: 2\nfeature_names: [a, b, c]\nreservoir_size: 100000\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "window buffers up to 18.3 MiB" in capsys.readouterr().out
+
+
+def test_check_config_of_the_bridge(capsys, tmp_path):
+    assert main(["check-config", "--bridge", str(ROOT / "config" / "anodot.yml")]) == 0
+    assert "OK (1 scrape target(s))" in capsys.readouterr().out
+    assert main(["check-config", "--bridge", str(ROOT / "config" / "mlwatcher.yml")]) == 2
+    assert "anodot.base_url: required" in capsys.readouterr().err
+
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+    for i in range(8))
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("1: x\n", "1: unknown option"),
+    ("null: x\n", "null: unknown option"),
+    ("model: a\nmodel: b\n", "model: duplicate key (first on line 1)"),
+    (BOMB, "a: anchor &a is not allowed"),
+    ("reservoir_size: 1000000000000\n", "reservoir_size == 1000000000000, must be an int <="),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "invalid YAML: unacceptable character"),
+    ("- a list\n", "top level must be a mapping, got list"),
+    (None, "cannot read: is a directory"),
+    ("missing", "cannot read: No such file or directory"),
+])
+def test_check_config_exits_2_with_the_problem(capsys, tmp_path, content, problem):
+    path = tmp_path / "c.yml"
+    if content is None:
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content != "missing":
+        path.write_text(content)
+    started = time.monotonic()
+    assert main(["check-config", str(path)]) == 2
+    assert time.monotonic() - started < 5
+    captured = capsys.readouterr()
+    assert captured.out == "" and f"  {problem}" in captured.err, captured.err
+
+
+def test_check_config_as_a_process_prints_no_traceback(tmp_path):
+    for name, content in (("bomb.yml", BOMB), ("keys.yml", "1: a\nnull: b\n")):
+        path = tmp_path / name
+        path.write_text(content)
+        result = subprocess.run(
+            [sys.executable, "-m", "mlwatcher_exporter", "check-config", str(path)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and " problem" in result.stderr
+        assert result.stdout == ""
+
+
+OPTIONS = [*MonitorSettings.__dataclass_fields__, "addr", "port"]
+SCALARS = (st.none() | st.booleans() | st.integers() | st.floats()
+           | st.text(max_size=12) | st.sampled_from(OPTIONS))
+KEYS = st.sampled_from(OPTIONS) | st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+STRUCTURES = st.recursive(
+    SCALARS,
+    lambda inner: (st.lists(inner, max_size=6)
+                   | st.dictionaries(KEYS, inner, max_size=6)),
+    max_leaves=30,
+)
+YAML_PIECES = st.sampled_from([
+    "model", "http", "port", "reservoir_size", ":", ": ", "- ", "\n", "  ", "[", "]", "{",
+    "}", ",", "&a ", "*a", "!!binary ", "!!set ", "<<: ", "? ", "'", '"', "#", "---\n",
+    "1e999", "null", "~", "0x1f", "1_000", "2001-12-14", "\t", "|\n", ">\n", "%YAML 1.1\n",
+])
+TEXTS = st.lists(YAML_PIECES | st.text(max_size=6), max_size=40).map("".join)
+
+
+def check_config_in_process(data, capsys, path):
+    path.write_bytes(data)
+    code = main(["check-config", str(path)])
+    captured = capsys.readouterr()
+    assert code in (0, 2)
+    if code == 2:
+        first = captured.err.splitlines()[0]
+        assert first.startswith(f"{path} has ") and " problem" in first, captured.err
+        assert len(captured.err.splitlines()) >= 2 and captured.out == ""
+    else:
+        assert captured.out.startswith(f"{path}: OK") and captured.err == ""
+    return code
+
+
+HYPOTHESIS = settings(max_examples=150, deadline=None,
+                      suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@HYPOTHESIS
+@given(STRUCTURES)
+def test_check_config_of_any_structure_exits_0_or_2(capsys, tmp_path, document):
+    text = yaml.safe_dump(document, allow_unicode=True)
+    check_config_in_process(text.encode("utf-8"), capsys, tmp_path / "s.yml")
+
+
+@HYPOTHESIS
+@given(TEXTS)
+def test_check_config_of_any_text_exits_0_or_2(capsys, tmp_path, text):
+    check_config_in_process(text.encode("utf-8"), capsys, tmp_path / "t.yml")
+
+
+@HYPOTHESIS
+@given(st.binary(max_size=200))
+def test_check_config_of_any_bytes_exits_0_or_2(capsys, tmp_path, data):
+    check_config_in_process(data, capsys, tmp_path / "b.yml")
+
+
+def test_check_config_accepts_a_generated_valid_document(capsys, tmp_path):
+    text = yaml.safe_dump({"model": "m", "class_names": ["a", "b"], "http": {"port": 0}})
+    assert check_config_in_process(text.encode(), capsys, tmp_path / "ok.yml") == 0
 
 
 def test_scenario_cycle():

@@ -88,7 +88,7 @@ def _start(command: str, args: argparse.Namespace, level: str) -> "tuple[BridgeC
     logging.getLogger("mlwatcher_exporter").setLevel(level)
     config = load_config(args.config)
     if command == "anodot-bridge" and not config.targets:
-        raise ConfigError(args.config, ["scrape.targets: anodot-bridge needs at least one target"])
+        raise ConfigError(["scrape.targets: anodot-bridge needs at least one target"], args.config)
     return config, read_token(config)
 
 

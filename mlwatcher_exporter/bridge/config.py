@@ -14,8 +14,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import yaml
-
+from ..configfile import ConfigError, check_file
 from .client import is_http_url, redact
 from .options import (
     DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems,
@@ -26,17 +25,6 @@ __all__ = ["BridgeConfig", "Target", "ConfigError", "load_config", "parse_config
 
 _TOP_KEYS = ("anodot", "interval_seconds", "scrape", "mapping", "sending", "spool",
              "dead_letter", "metrics")
-
-
-class ConfigError(ValueError):
-    """Invalid configuration; :attr:`problems` lists every ``"key.path: message"``."""
-
-    def __init__(self, source: str, problems: List[str]) -> None:
-        self.problems = list(problems)
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(
-            f"{source} has {len(problems)} {noun}:\n" + "\n".join("  " + p for p in problems)
-        )
 
 
 @dataclass(frozen=True)
@@ -77,22 +65,14 @@ def load_config(path: "str | os.PathLike[str]") -> BridgeConfig:
     ConfigError
         Listing every problem with its key path (also for unreadable YAML).
     """
-    source = os.fspath(path)
-    try:
-        with open(source, "r", encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, [f"invalid YAML: {exc}"]) from None
-    return parse_config({} if data is None else data, source)
+    return check_file(path, lambda data, source: parse_config(data or {}, source))
 
 
 def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     """Validate already-parsed configuration ``data`` (a mapping) into a :class:`BridgeConfig`."""
     problems: List[str] = []
     if not isinstance(data, Mapping):
-        raise ConfigError(source, [f"top level must be a mapping, got {type(data).__name__}"])
+        raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source)
     for key in data:
         if key not in _TOP_KEYS:
             problems.append(f"{key}: unknown key, expected one of {list(_TOP_KEYS)}")
@@ -186,7 +166,7 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
             kwargs[name] = cls(**values)
 
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(problems, source)
     return BridgeConfig(**kwargs)
 
 
@@ -234,15 +214,15 @@ def read_token(config: BridgeConfig, environ: Optional[Mapping[str, str]] = None
             with open(config.token_file, "r", encoding="utf-8") as f:
                 token = f.read().strip()
         except OSError as exc:
-            raise ConfigError("token", [f"anodot.token_file: cannot read {config.token_file!r}: "
-                                        f"{exc.strerror or type(exc).__name__}"]) from None
+            raise ConfigError([f"anodot.token_file: cannot read {config.token_file!r}: "
+                               f"{exc.strerror or type(exc).__name__}"], "token") from None
         where = f"anodot.token_file: {config.token_file!r} is empty"
     else:
         assert config.token_env is not None
         token = environ.get(config.token_env, "").strip()
         where = f"anodot.token_env: environment variable {config.token_env} is not set or empty"
     if not token:
-        raise ConfigError("token", [where])
+        raise ConfigError([where], "token")
     if any(c.isspace() for c in token):
-        raise ConfigError("token", ["the token contains whitespace (value hidden)"])
+        raise ConfigError(["the token contains whitespace (value hidden)"], "token")
     return token
