@@ -368,7 +368,14 @@ class ModelMonitor:
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
 
-    def start_http_server(self, port: Optional[int] = None, addr: Optional[str] = None) -> Any:
+    def start_http_server(
+        self,
+        port: Optional[int] = None,
+        addr: Optional[str] = None,
+        *,
+        web_config: Any = None,
+        limits: Any = None,
+    ) -> Any:
         """Serve ``/metrics`` of this monitor's registry in a daemon thread.
 
         Every monitor of a registry is served by one server: starting it again for the
@@ -381,6 +388,9 @@ class ModelMonitor:
         addr : str, optional
             Default: ``127.0.0.1``. Listening beyond loopback exposes the model's
             statistics: see the README on TLS and basic auth.
+        web_config, limits
+            As for :func:`.exposition.start_http_server`: a ``web.yml`` (TLS, basic
+            auth) and the server's timeouts and connection bounds.
 
         Returns
         -------
@@ -397,6 +407,8 @@ class ModelMonitor:
             self.http_port if port is None else port,
             self.http_addr if addr is None else addr,
             registry=self.registry,
+            web_config=web_config,
+            limits=limits,
         )
 
     def close(self) -> None:

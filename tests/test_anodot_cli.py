@@ -408,8 +408,18 @@ def test_bridge_logs_its_metrics_address_and_serves_there(tmp_path: Path) -> Non
                                   log_path.read_text())
                 assert match, log_path.read_text()
                 wait_until(lambda: fake.accepted_values("mlwatcher_test_sequence"), 30, "a point")
-                with urllib.request.urlopen(match.group(1), timeout=5) as response:
-                    page = response.read().decode()
+                pages = []
+
+                def counted() -> bool:
+                    # The fake accepts a point before the bridge has read its answer and
+                    # counted it: scrape until the count is there.
+                    with urllib.request.urlopen(match.group(1), timeout=5) as response:
+                        pages.append(response.read().decode())
+                    return bool(re.search(r"^mlwatcher_anodot_points_sent_total [1-9]",
+                                          pages[-1], re.M))
+
+                wait_until(counted, 30, "the sent point counted")
+                page = pages[-1]
             finally:
                 proc.terminate()
                 code = proc.wait(10)

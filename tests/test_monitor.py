@@ -384,3 +384,19 @@ def test_nothing_is_counted_after_close(registry, clock):
     monitor.observe(batch(rng, 7)[0])
     assert monitor.close_window() is None  # a closed monitor closes no more windows
     assert int(monitor._pipeline.counts.predictions.sum()) == 5
+
+
+def test_start_http_server_passes_the_server_options_through(registry):
+    import urllib.request
+
+    from mlwatcher_exporter.httpserver import ServerLimits
+
+    monitor = ModelMonitor(model="srv", n_classes=2, registry=registry, background=False)
+    server = monitor.start_http_server(port=0, limits=ServerLimits(max_connections=4))
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics",
+                                    timeout=5) as response:
+            assert b'mlwatcher_model_info{' in response.read()
+    finally:
+        server.shutdown()
+        monitor.close()
