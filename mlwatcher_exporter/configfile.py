@@ -163,8 +163,10 @@ class _StrictLoader(Composer, _Parser):  # type: ignore[misc, valid-type]
     non-scalar keys are found by :meth:`to_python`, which builds the data with key paths.
     """
 
+    _parser_class: Any = _Parser
+
     def __init__(self, stream: Union[str, bytes], source: str) -> None:
-        _Parser.__init__(self, stream)
+        self._parser_class.__init__(self, stream)
         self.anchors: dict = {}
         self.source = source
         self.problems: List[str] = []
@@ -291,12 +293,19 @@ def parse_yaml(text: Union[str, bytes], source: str = "<string>") -> Any:
     return data
 
 
-def _parse(text: Union[str, bytes], source: str) -> Tuple[Any, List[str]]:
+class _PurePythonLoader(_StrictLoader, yaml.SafeLoader):
+    """The same loader on PyYAML's pure-Python parser (where libyaml is missing)."""
+
+    _parser_class = yaml.SafeLoader
+
+
+def _parse(text: Union[str, bytes], source: str,
+           _loader: Any = _StrictLoader) -> Tuple[Any, List[str]]:
     """The data and the problems that did not stop the reading (ConfigError for those that
     did); the data leaves out what the problems are about."""
     if len(text) > MAX_FILE_BYTES:
         raise ConfigError([f"larger than {MAX_FILE_BYTES} bytes (the limit)"], source)
-    loader = _StrictLoader(text, source)
+    loader = _loader(text, source)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.to_python(node, "")

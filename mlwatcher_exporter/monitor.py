@@ -44,6 +44,14 @@ def _work(monitor: "ModelMonitor") -> float:
     return monitor._staging.window_end - monitor._clock()
 
 
+def _listed(value: Any) -> Any:
+    """A sequence argument as a list for the checks; a string (or anything that is not
+    a sequence) as it is, so that the checks refuse it instead of splitting it."""
+    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return value
+    return list(value)
+
+
 def _worker_failed(error: BaseException) -> None:
     logger.warning("mlwatcher: the background worker failed a step", exc_info=error)
 
@@ -108,7 +116,7 @@ class ModelMonitor:
         reservoir_size: int = 10_000,
         threshold: float = 0.5,
         feature_names: Optional[Sequence[str]] = None,
-        categorical_features: Sequence[Union[str, int]] = (),
+        categorical_features: Optional[Sequence[Union[str, int]]] = (),
         max_categories: int = 10,
         registry: Optional[CollectorRegistry] = REGISTRY,
         random_state: Optional[int] = None,
@@ -120,12 +128,12 @@ class ModelMonitor:
         problems = check_settings(
             model=model,
             n_classes=n_classes,
-            class_names=None if class_names is None else list(class_names),
+            class_names=_listed(class_names),
             window_seconds=window_seconds,
             reservoir_size=reservoir_size,
             threshold=threshold,
-            feature_names=None if feature_names is None else list(feature_names),
-            categorical_features=list(categorical_features),
+            feature_names=_listed(feature_names),
+            categorical_features=_listed(categorical_features) or [],
             max_categories=max_categories,
             random_state=random_state,
         )
@@ -135,7 +143,7 @@ class ModelMonitor:
         self.window_seconds = float(window_seconds)
         self.reservoir_size = reservoir_size
         self.threshold = threshold
-        self.categorical_features = tuple(categorical_features)
+        self.categorical_features = tuple(categorical_features or ())
         self.max_categories = max_categories
         self.random_state = random_state
         self.background = background
@@ -150,7 +158,7 @@ class ModelMonitor:
         self._closed = False
 
         classes = range(n_classes) if class_names is None and n_classes else class_names
-        self._schema = InputSchema(classes, feature_names, categorical_features)
+        self._schema = InputSchema(classes, feature_names, self.categorical_features)
         self._names_declared = class_names is not None
         self._refusals = RejectionCounts(self._log_refusal)
         self._staging = Staging(_clock, self.window_seconds, self._waiter.notify)

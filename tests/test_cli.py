@@ -133,7 +133,8 @@ def test_check_config_as_a_process_prints_no_traceback(tmp_path):
         assert result.stdout == ""
 
 
-OPTIONS = [*MonitorSettings.__dataclass_fields__, "addr", "port"]
+OPTIONS = [*MonitorSettings.__dataclass_fields__, "addr", "port", "anodot", "base_url",
+           "spool", "directory", "scrape", "targets", "url", "sending", "batch_size"]
 SCALARS = (st.none() | st.booleans() | st.integers() | st.floats()
            | st.text(max_size=12) | st.sampled_from(OPTIONS))
 KEYS = st.sampled_from(OPTIONS) | st.none() | st.booleans() | st.integers() | st.text(max_size=8)
@@ -151,9 +152,9 @@ YAML_PIECES = st.sampled_from([
 TEXTS = st.lists(YAML_PIECES | st.text(max_size=6), max_size=40).map("".join)
 
 
-def check_config_in_process(data, capsys, path):
+def check_config_in_process(data, capsys, path, *options):
     path.write_bytes(data)
-    code = main(["check-config", str(path)])
+    code = main(["check-config", *options, str(path)])
     captured = capsys.readouterr()
     assert code in (0, 2)
     if code == 2:
@@ -174,6 +175,13 @@ HYPOTHESIS = settings(max_examples=150, deadline=None,
 def test_check_config_of_any_structure_exits_0_or_2(capsys, tmp_path, document):
     text = yaml.safe_dump(document, allow_unicode=True)
     check_config_in_process(text.encode("utf-8"), capsys, tmp_path / "s.yml")
+
+
+@HYPOTHESIS
+@given(STRUCTURES)
+def test_check_config_of_any_bridge_structure_exits_0_or_2(capsys, tmp_path, document):
+    text = yaml.safe_dump(document, allow_unicode=True)
+    check_config_in_process(text.encode("utf-8"), capsys, tmp_path / "s.yml", "--bridge")
 
 
 @HYPOTHESIS

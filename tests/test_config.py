@@ -26,6 +26,16 @@ FIXTURES = Path(__file__).parent / "fixtures" / "config"
 SHIPPED = Path(__file__).parent.parent / "config" / "mlwatcher.yml"
 
 
+def file_problems(tmp_path, text):
+    """The problems load_config finds in a file of ``text``."""
+    path = tmp_path / "c.yml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.source == str(path)
+    return caught.value.problems
+
+
 def test_shipped_file_documents_every_default():
     assert load_config(SHIPPED) == MonitorSettings()
     text = SHIPPED.read_text()
@@ -107,11 +117,8 @@ def test_non_string_keys_are_problems_not_crashes(document, problem):
 
 
 def test_huge_values_are_refused_before_allocating(tmp_path):
-    path = tmp_path / "huge.yml"
-    path.write_text("reservoir_size: 1000000000000\nn_classes: 100000\nmax_categories: 10**9\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.problems == [
+    text = "reservoir_size: 1000000000000\nn_classes: 100000\nmax_categories: 10**9\n"
+    assert file_problems(tmp_path, text) == [
         f"reservoir_size == 1000000000000, must be an int <= {MAX_RESERVOIR_SIZE} (the limit)",
         "n_classes == 100000, must be an int <= 1000 (the limit)",
         "max_categories == '10**9', must be an int in [1, 1000]",
@@ -191,21 +198,14 @@ def test_every_keyword_argument_problem_is_named_and_the_first_sets_the_type():
 
 
 def test_files_and_keyword_arguments_share_their_messages(tmp_path):
-    path = tmp_path / "c.yml"
-    path.write_text("feature_names: amount\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
     with pytest.raises(TypeError) as direct:
         check_monitor_arguments(feature_names="amount")
-    assert caught.value.problems == [str(direct.value)]
+    assert file_problems(tmp_path, "feature_names: amount\n") == [str(direct.value)]
 
 
 def test_problems_of_the_file_and_of_the_values_are_reported_together(tmp_path):
-    path = tmp_path / "both.yml"
-    path.write_text("model: a\nmodel: b\nthreshold: 2\nreservoir_size: *big\nhttp: {port: -1}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.problems == [
+    text = "model: a\nmodel: b\nthreshold: 2\nreservoir_size: *big\nhttp: {port: -1}\n"
+    assert file_problems(tmp_path, text) == [
         "model: duplicate key (first on line 1)",
         "reservoir_size: alias *big is not allowed (anchors and aliases are refused; "
         "line 4, column 17)",

@@ -8,6 +8,9 @@ import tracemalloc
 import pytest
 
 from mlwatcher_exporter.configfile import (
+    _parse,
+    _PurePythonLoader,
+    _StrictLoader,
     MAX_DEPTH,
     MAX_FILE_BYTES,
     MAX_NODES,
@@ -161,3 +164,22 @@ def test_files_that_cannot_be_read(tmp_path):
     latin.write_bytes("model: caf\u00e9\n".encode("latin-1"))
     assert "UTF-8" in problem(latin)[0]
     assert problem(str(tmp_path / "nul\0.yml"))[0].startswith("cannot read: ")
+
+
+@pytest.mark.parametrize("text", [
+    "a: [1, 2.5, true, null, x]\nb: {c: d}",
+    "a: 1\nb:\n  c: 1\n  c: 2\na: 3\n",
+    "base: &b {port: 1}\nhttp: *b\nlist: [1, *b]\n",
+    billion_laughs(),
+    "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1),
+    "<<: {a: 1}\n? [1]\n: 2\nx: !!set {a}\n",
+])
+def test_the_pure_python_parser_gives_the_same_answers(text):
+    """Where PyYAML lacks libyaml, the pure-Python parser must refuse the same things."""
+    def answer(loader):
+        try:
+            return _parse(text, "t.yml", _loader=loader)
+        except ConfigError as error:
+            return error.problems
+
+    assert answer(_PurePythonLoader) == answer(_StrictLoader)

@@ -400,3 +400,17 @@ def test_start_http_server_passes_the_server_options_through(registry):
     finally:
         server.shutdown()
         monitor.close()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(feature_names="amount"), "feature_names == 'amount', must be a list"),
+    (dict(class_names="ab"), "class_names == 'ab', must be a list"),
+])
+def test_a_string_is_not_a_list_of_names(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ModelMonitor(registry=None, background=False, **kwargs)
+
+
+def test_categorical_features_none_means_none():
+    monitor = ModelMonitor(registry=None, background=False, categorical_features=None)
+    assert monitor.categorical_features == ()
