@@ -146,10 +146,10 @@ def to_numbers(array: np.ndarray, name: str, rows: int) -> np.ndarray:
     if kind in NUMERIC_KINDS:
         return array
     if kind in "mM":
-        nanoseconds = array.astype("m8[ns]" if kind == "m" else "M8[ns]").view(np.int64)
-        seconds = nanoseconds / 1e9
-        seconds[np.isnat(array)] = np.nan
-        return seconds
+        # Divided in the array's own unit: no cast to nanoseconds, which overflows after
+        # 2262; NaT becomes NaN.
+        span = array if kind == "m" else array - np.datetime64(0, "s")
+        return np.asarray(span / np.timedelta64(1, "s"), dtype=np.float64)
     if kind == "O":
         try:
             return array.astype(np.float64)
