@@ -146,10 +146,7 @@ def to_numbers(array: np.ndarray, name: str, rows: int) -> np.ndarray:
     if kind in NUMERIC_KINDS:
         return array
     if kind in "mM":
-        # Divided in the array's own unit: no cast to nanoseconds, which overflows after
-        # 2262; NaT becomes NaN.
-        span = array if kind == "m" else array - np.datetime64(0, "s")
-        return np.asarray(span / np.timedelta64(1, "s"), dtype=np.float64)
+        return _seconds(array)
     if kind == "O":
         try:
             return array.astype(np.float64)
@@ -159,6 +156,43 @@ def to_numbers(array: np.ndarray, name: str, rows: int) -> np.ndarray:
     raise BatchTypeError(
         f"{name} == {describe_value(array)}, must hold {expected}", "type", rows
     )
+
+
+# Seconds in one tick of each fixed-length datetime64/timedelta64 unit, as a fraction
+# (numerator, denominator) so that sub-second units are divided, which rounds once.
+_TICK_SECONDS = {"W": (604800, 1), "D": (86400, 1), "h": (3600, 1), "m": (60, 1),
+                 "s": (1, 1), "ms": (1, 10**3), "us": (1, 10**6), "ns": (1, 10**9),
+                 "ps": (1, 10**12), "fs": (1, 10**15), "as": (1, 10**18)}
+# Years and months have no fixed length: a timedelta counts them at their mean Gregorian
+# length (what numpy uses too); a date is placed by numpy's calendar, which counts in
+# days only up to about 2.5e16 years, so dates further out count as missing.
+_MEAN_CALENDAR_SECONDS = {"Y": 31556952, "M": 2629746}
+_CALENDAR_TICKS_LIMIT = 10**12
+
+
+def _seconds(array: np.ndarray) -> np.ndarray:
+    """Datetimes as Unix seconds, timedeltas as seconds, NaT as NaN, as float64.
+
+    Computed from the integer ticks in the array's own unit: numpy's own arithmetic
+    converts to a common unit first, which overflows without a word (a date after 2262
+    in nanoseconds, or a far date in days).
+    """
+    unit, count = np.datetime_data(array.dtype)
+    ticks = np.ascontiguousarray(array).view(np.int64)
+    missing = np.isnat(array)
+    if unit in _MEAN_CALENDAR_SECONDS and array.dtype.kind == "M":
+        missing = missing | (np.abs(ticks) >= _CALENDAR_TICKS_LIMIT // max(count, 1))
+        placed = np.where(missing, np.datetime64(0, unit), array)
+        seconds = placed.astype("M8[D]").view(np.int64) * 86400.0
+    elif unit in _MEAN_CALENDAR_SECONDS:
+        seconds = ticks * float(_MEAN_CALENDAR_SECONDS[unit] * count)
+    else:
+        numerator, denominator = _TICK_SECONDS[unit]
+        seconds = ticks * float(numerator * count)
+        if denominator != 1:
+            seconds /= denominator
+    seconds[missing] = np.nan
+    return seconds
 
 
 def is_missing(value: Any) -> bool:

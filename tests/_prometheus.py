@@ -198,8 +198,11 @@ class Prometheus:
     def alerts(self) -> List[Dict[str, Any]]:
         return self.api("alerts")["alerts"]
 
+    def rule_groups(self) -> List[Dict[str, Any]]:
+        return self.api("rules")["groups"]
+
     def rules(self) -> List[Dict[str, Any]]:
-        return [rule for group in self.api("rules")["groups"] for rule in group["rules"]]
+        return [rule for group in self.rule_groups() for rule in group["rules"]]
 
 
 class PromQLError(AssertionError):

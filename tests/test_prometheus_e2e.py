@@ -140,25 +140,33 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def warm(stack: Stack) -> Stack:
-    """The stack once every recording rule has produced a sample for both models.
+    """The stack once every recording rule has stored a sample for both models.
 
-    `model:mlwatcher_window_sampled_rows:guarded` being there also proves that the demo's
-    windows (about 200 rows at its default 200 rows/s) pass the shipped sample-size guard.
+    Waiting for every recorded series, not a few: Prometheus evaluates each rule group
+    on its own schedule, and on a busy machine a group may first run seconds after the
+    others. `model:mlwatcher_window_sampled_rows:guarded` being there also proves that
+    the demo's windows (about 200 rows at its default 200 rows/s) pass the shipped
+    sample-size guard.
     """
-    checks = ["model:mlwatcher_predictions:rate5m",
-              "model_feature_stat:mlwatcher_feature:band_upper1h",
-              "model:mlwatcher_window_sampled_rows:guarded",
-              "model:mlwatcher_accuracy:ratio_rate5m"]
+    records = [rule["record"] for rule in _rules() if "record" in rule]
 
-    def ready() -> bool:
-        for expr in checks:
-            models = {s["metric"].get("model") for s in stack.prometheus.query(expr)}
-            if not MODELS <= models:
-                return False
-        return True
+    def missing() -> List[str]:
+        absent = []
+        for record in records:
+            series = stack.prometheus.query(record)
+            models = {s["metric"].get("model") for s in series}
+            if not series or (None not in models and not MODELS <= models):
+                absent.append(f"{record} (models: {sorted(m for m in models if m)})")
+        return absent
 
-    wait_for(ready, 60, lambda: "no data for both models in " + ", ".join(checks)
-             + "\n" + stack.diagnostics(), interval=0.5)
+    def groups() -> str:
+        return "\n".join(f"  {g['name']}: last evaluation {g.get('lastEvaluation')}, "
+                          f"took {g.get('evaluationTime')} s"
+                          for g in stack.prometheus.rule_groups())
+
+    wait_for(lambda: not missing(), 90, lambda: (
+        "no recorded data for both models in:\n  " + "\n  ".join(missing())
+        + f"\nrule groups:\n{groups()}\n" + stack.diagnostics()), interval=0.5)
     return stack
 
 

@@ -77,6 +77,25 @@ def test_datetimes_are_unix_seconds_and_timedeltas_seconds():
 
 
 @pytest.mark.parametrize(
+    "values, seconds",
+    [
+        # numpy's own arithmetic converts to a common unit first and overflows silently
+        (np.array(["292277026596-12-05"], dtype="M8[D]"), 106751991167301 * 86400.0),
+        (np.array(["2500-01-01"], dtype="M8[D]"), 16725225600.0),
+        (np.array(["2020"], dtype="M8[Y]"), 1577836800.0),
+        (np.array(["2020-03"], dtype="M8[M]"), 1583020800.0),
+        (np.array([3], dtype="M8[10s]"), 30.0),
+        (np.array([1], dtype="m8[Y]"), 365.2425 * 86400),
+        (np.array([-1], dtype="M8[ns]"), -1e-9),
+        # beyond what numpy's calendar places in days: missing, not a wrong number
+        (np.array([2**62], dtype="M8[Y]"), np.nan),
+    ],
+)
+def test_datetimes_in_every_unit_never_overflow(values, seconds):
+    np.testing.assert_array_equal(to_numbers(values, "features", 1), [seconds])
+
+
+@pytest.mark.parametrize(
     "values, words",
     [
         (np.array([[1 + 2j, 3j]]), "real numbers"),
