@@ -354,3 +354,88 @@ def test_out_of_descriptors_the_server_neither_spins_nor_stops_answering():
             sock.close()
         child.kill()
         child.wait()
+
+
+# ---------------------------------------------------------------- request bodies
+
+def echo_length(request: Request) -> Response:
+    return Response(200, [("Content-Type", "text/plain")],
+                    f"{request.method} {len(request.body)} {request.body[:8]!r}\n".encode())
+
+
+def test_a_body_is_read_whole_and_the_connection_kept(serve):
+    server = serve(echo_length, max_body_bytes=1 << 20)
+    body = bytes(range(256)) * 1000
+    with connect(server) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for start in range(0, len(body), 7000):  # in many segments
+            sock.sendall(body[start:start + 7000])
+        head, answer = read_response(sock)
+        assert head.startswith("HTTP/1.1 200 ") and "Connection: close" not in head
+        assert answer == f"POST {len(body)} {body[:8]!r}\n".encode()
+        # a pipelined pair, each with a body
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST / HTTP/1.1\r\n"
+                     b"Content-Length: 2\r\n\r\nxy")
+        assert read_response(sock)[1] == b"POST 3 b'abc'\n"
+        assert read_response(sock)[1] == b"POST 2 b'xy'\n"
+
+
+def test_a_body_over_the_limit_gets_413_before_it_is_sent(serve):
+    server = serve(echo_length, max_body_bytes=1000)
+    with connect(server) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n")
+        data = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in data
+    assert b"limit is 1000" in data
+
+
+def test_chunked_bodies_are_refused_with_411(serve):
+    data = exchange(serve(echo_length, max_body_bytes=1000),
+                    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 411 ") and b"Content-Length" in data
+
+
+def test_a_slow_body_gets_408_at_the_body_timeout(serve):
+    server = serve(echo_length, max_body_bytes=1000, body_timeout=0.5)
+    with connect(server) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        for _ in range(5):  # trickling bytes do not extend the deadline
+            sock.sendall(b"a")
+            time.sleep(0.05)
+        data = read_all(sock)
+    assert data.startswith(b"HTTP/1.1 408 ")
+    assert 0.4 < time.monotonic() - started < 2.5
+
+
+def test_expect_100_continue_is_answered(serve):
+    server = serve(echo_length, max_body_bytes=1000)
+    with connect(server) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(100)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"data")
+        assert read_response(sock)[1] == b"POST 4 b'data'\n"
+
+
+def test_bodies_in_flight_are_bounded_then_503(serve):
+    server = serve(echo_length, max_body_bytes=1000, max_pending_body_bytes=1500)
+    with connect(server) as first, connect(server) as second:
+        first.sendall(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\npartial")
+        time.sleep(0.2)
+        second.sendall(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n")
+        data = read_all(second)
+        assert data.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in data
+        first.sendall(b"a" * 993)
+        assert read_response(first)[1].startswith(b"POST 1000 ")
+    with connect(server) as third:  # the first body's bytes were released
+        third.sendall(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + b"b" * 1000)
+        assert read_response(third)[1].startswith(b"POST 1000 ")
+    assert server.pending_body_bytes == 0
+
+
+def test_limits_of_bodies_are_checked():
+    with pytest.raises(ValueError, match="max_pending_body_bytes == 10, must be >= "):
+        ServerLimits(max_body_bytes=100, max_pending_body_bytes=10)
+    with pytest.raises(TypeError, match="body_timeout == 'x'"):
+        ServerLimits(body_timeout="x")
