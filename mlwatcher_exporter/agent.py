@@ -4,20 +4,27 @@ Users of MLWatcher switch by changing one import::
 
     from mlwatcher_exporter.agent import MonitoringAgent   # was: from MLWatcher.agent import ...
 
-The ancestor shipped each window's sample to a separate server process, which computed
-the metrics and wrote them to files or to Anodot. Here the statistics are computed
-in-process, and :meth:`MonitoringAgent.run_local_server` serves them on ``/metrics``.
+The ancestor shipped each window's sample to a server process, local
+(``agent.run_local_server()``) or distant (``server.py --listen all --port 8000``). Here,
+after :meth:`MonitoringAgent.run_local_server` the statistics are computed in-process and
+served on ``/metrics``; without it, an agent given a ``server_IP`` posts its batches to
+``mlwatcher-exporter serve`` at ``server_IP:server_port`` through
+:class:`~.client.RemoteMonitor` (the token, if the server wants one, from the
+environment variable ``MLWATCHER_TOKEN``), so the distant setup migrates too.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any, Dict, Optional, Set
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from .client import RemoteMonitor
 from .config import DEFAULT_PORT
+from .httptypes import format_host
 from .monitor import ModelMonitor
 
 __all__ = ["MonitoringAgent"]
@@ -71,11 +78,13 @@ class MonitoringAgent:
     agent_id : str, default="1"
         Becomes the ``model`` label.
     server_IP : str, optional
-        Accepted for compatibility and unused: like the ancestor's local server,
-        :meth:`run_local_server` listens on 127.0.0.1.
+        Address of a ``mlwatcher-exporter serve`` process: unless
+        :meth:`run_local_server` is called, batches are posted there (as the ancestor
+        sent them to its distant server). None: batches are monitored in process.
+        :meth:`run_local_server` always listens on 127.0.0.1.
     server_port : int, optional
-        Port of :meth:`run_local_server`; default the exporter's port (10150). 0 picks
-        a free port.
+        Port of that server, or of :meth:`run_local_server`; default the exporter's port
+        (10150). 0 picks a free port for :meth:`run_local_server`.
     registry : CollectorRegistry or None, default=prometheus_client.REGISTRY
     **monitor_kwargs
         Further :class:`ModelMonitor` arguments (feature_names, class_names...).
@@ -118,6 +127,26 @@ class MonitoringAgent:
             **monitor_kwargs,
         )
         self._served_port: Optional[int] = None
+        self._registry = registry
+        self._remote: Optional[RemoteMonitor] = None
+        self._remote_lock = threading.Lock()
+
+    @property
+    def remote(self) -> Optional[RemoteMonitor]:
+        """The client posting to ``serve`` (created at the first batch sent), or None."""
+        return self._remote
+
+    def _sender(self) -> Optional[RemoteMonitor]:
+        """The client to send through, or None to observe in process."""
+        if self.server_IP is None or self._served_port is not None:
+            return None
+        with self._remote_lock:
+            if self._remote is None:
+                port = DEFAULT_PORT if self.server_port is None else self.server_port
+                self._remote = RemoteMonitor(
+                    f"http://{format_host(str(self.server_IP))}:{port}", model=self.agent_id,
+                    token=os.environ.get("MLWATCHER_TOKEN") or None, registry=self._registry)
+            return self._remote
 
     def collect_data(
         self,
@@ -127,7 +156,14 @@ class MonitoringAgent:
         threshold: float = 0.5,
     ) -> None:
         """Record one batch. As in the ancestor, a bad batch is dropped with a warning
-        (and counted in ``mlwatcher_rejected_rows_total``), never raised."""
+        (and counted in ``mlwatcher_rejected_rows_total``), never raised. With a
+        ``server_IP`` and no local server, the batch is posted to ``serve`` instead
+        (in the background; rows that cannot be delivered are counted in
+        ``mlwatcher_client_dropped_rows_total``)."""
+        sender = self._sender()
+        if sender is not None:
+            sender.observe_quietly(predict_proba_matrix, input_matrix, label_matrix)
+            return
         self.monitor.observe_quietly(
             predict_proba_matrix, input_matrix, label_matrix, threshold=threshold
         )
@@ -202,8 +238,10 @@ class MonitoringAgent:
         return server
 
     def close(self) -> None:
-        """Stop monitoring; stop the server of :meth:`run_local_server` once no agent
-        uses it."""
+        """Stop monitoring (sending what is buffered for up to 5 s); stop the server of
+        :meth:`run_local_server` once no agent uses it."""
+        if self._remote is not None:
+            self._remote.close()
         self.monitor.close()
         server = None
         with _servers_lock:

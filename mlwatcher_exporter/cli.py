@@ -1,4 +1,4 @@
-"""The ``mlwatcher-exporter`` command: the demo, configuration checks and the bridges."""
+"""The ``mlwatcher-exporter`` command: the demo, ``serve``, configuration checks, the bridges."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 
 from ._version import __version__
 from .bridge.cli import add_commands as add_bridge_commands
-from .config import DEFAULT_PORT, ConfigError, load_config
+from .config import DEFAULT_PORT, ConfigError
 
 __all__ = ["main", "build_parser"]
 
@@ -106,21 +106,61 @@ def _add_check_config(subparsers: "argparse._SubParsersAction") -> None:
 def _run_check_config(args: argparse.Namespace) -> int:
     from .bridge.config import load_config as load_bridge_config
     from .config import memory_estimate
+    from .serveconfig import load_serve_config
 
     try:
         if args.bridge:
             bridge = load_bridge_config(args.path)
             print(f"{args.path}: OK ({len(bridge.targets)} scrape target(s))")
             return 0
-        settings = load_config(args.path)
+        service = load_serve_config(args.path)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    memory = memory_estimate(settings)
+    sizes = [memory_estimate(settings) for settings in service.models]
+    memory = None if None in sizes else sum(s or 0 for s in sizes)
     size = ("" if memory is None else
             f", window buffers up to {memory / 1024 ** 2:.1f} MiB")
-    print(f"{args.path}: OK (model {settings.model!r}{size})")
+    names = ", ".join(repr(settings.model) for settings in service.models)
+    print(f"{args.path}: OK (model{'s' if len(service.models) > 1 else ''} {names}{size})")
     return 0
+
+
+def _add_serve(subparsers: "argparse._SubParsersAction") -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="host the monitors of several models: /metrics and an ingest API",
+        description="Host the monitors of the models of a configuration file in one process: "
+        "producers in other processes POST batches to /api/v1/models/{model}/observations "
+        "(JSON, .npy or .npz; described at /api/v1/openapi.json) and Prometheus scrapes "
+        "/metrics. Listens on 127.0.0.1 unless --listen (or http.addr) says otherwise; "
+        "beyond loopback a bearer token is required, read from the environment variable "
+        "MLWATCHER_TOKEN (serve.token_env) or from a file, never from the command line. A "
+        "bad configuration, token or address ends with one error line and exit code 2.",
+    )
+    serve.add_argument("--config", required=True, help="the YAML file (config/mlwatcher.yml)")
+    serve.add_argument("--listen", default=None,
+                       help="address to bind (default http.addr of the file: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None,
+                       help=f"port (default http.port of the file: {DEFAULT_PORT}; 0 picks one)")
+    serve.add_argument("--token-file", default=None,
+                       help="file holding the bearer token (default serve.token_file)")
+    serve.add_argument("--web-config", default=None,
+                       help="a web.yml for TLS (exporter-toolkit format)")
+    serve.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .service import run_serve
+
+    try:
+        return run_serve(args.config, args.listen, args.port, args.token_file, args.web_config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as error:
+        print(f"mlwatcher-exporter serve: error: {error}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_check_config(subparsers)
+    _add_serve(subparsers)
     add_bridge_commands(subparsers)
     return parser
 

@@ -18,7 +18,7 @@ Conversion never changes the caller's objects.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -230,6 +230,8 @@ def to_features(features: Any, n_rows: int, text_columns: Optional[Sequence[int]
     """
     if is_dataframe(features):
         return _frame_features(features, n_rows, text_columns)
+    if isinstance(features, Mapping):
+        return _mapping_features(features, n_rows, text_columns)
     array = to_array(features, "features", n_rows)
     if array.ndim != 2:
         raise BatchValueError(
@@ -272,4 +274,44 @@ def _frame_features(frame: Any, n_rows: int, text_columns: Optional[Sequence[int
         else:
             values = column.to_numpy()
         numeric[:, position] = to_numbers(np.asarray(values), label, n_rows)
+    return FeatureTable(numeric, text, names)
+
+
+def _mapping_features(columns: Mapping[Any, Any], n_rows: int,
+                      text_columns: Optional[Sequence[int]]) -> FeatureTable:
+    """A mapping of feature name to a column of values, read as a DataFrame would be:
+    numbers (None or NaN missing) or, for text, booleans and other objects, values."""
+    names = [str(name) for name in columns]
+    numeric = np.full((n_rows, len(names)), np.nan)
+    text: Dict[int, np.ndarray] = {}
+    for position, (name, values) in enumerate(columns.items()):
+        label = f"features column {str(name)!r}"
+        array = to_array(values, label, n_rows)
+        if array.ndim != 1:
+            raise BatchValueError(
+                f"{label} has shape {array.shape}, must be 1-D (one value per row)",
+                "shape", n_rows)
+        _check_rows(array.shape[0], n_rows)
+        number = None
+        if text_columns is not None:
+            as_text = position in text_columns
+        else:
+            as_text = is_text_dtype(array.dtype)
+            if array.dtype.kind == "O":
+                try:
+                    number = np.array([np.nan if v is None else v for v in array],
+                                      dtype=np.float64)
+                    as_text = False
+                except (TypeError, ValueError):
+                    pass
+        if as_text:
+            text[position] = array.astype(object, copy=True)
+        elif number is not None:
+            numeric[:, position] = number
+        elif array.dtype.kind == "O":
+            numeric[:, position] = to_numbers(
+                np.array([np.nan if v is None else v for v in array], dtype=object), label,
+                n_rows)
+        else:
+            numeric[:, position] = to_numbers(array, label, n_rows)
     return FeatureTable(numeric, text, names)

@@ -1,0 +1,139 @@
+"""The OpenAPI 3.0 document of the service, served at ``/api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+from ._version import __version__
+
+__all__ = ["openapi_document"]
+
+_NUMBER_OR_NULL = {"type": "number", "nullable": True}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["field", "problem", "reason"],
+        "properties": {
+            "field": {"type": "string", "description": "The field at fault (proba, "
+                      "features, labels, ids, body, model, Content-Type...)."},
+            "problem": {"type": "string", "description": "What is wrong and what was "
+                        "expected."},
+            "reason": {"type": "string", "description": "A short machine-readable reason "
+                       "(type, shape, n_classes, non_finite, unknown_model...)."},
+        },
+    }},
+}
+_BATCH = {
+    "type": "object",
+    "required": ["proba"],
+    "additionalProperties": False,
+    "properties": {
+        "proba": {"type": "array", "items": {"type": "array", "items": _NUMBER_OR_NULL},
+                  "description": "predict_proba rows: one probability per class, each row "
+                  "summing to 1."},
+        "features": {
+            "description": ("The model's input: rows of numbers (null: missing), or an "
+                            "object of columns by feature name (numbers or text)."),
+            "oneOf": [
+                {"type": "array", "items": {"type": "array", "items": _NUMBER_OR_NULL}},
+                {"type": "object", "additionalProperties": {"type": "array", "items": {
+                    "nullable": True,
+                    "oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}}},
+            ]},
+        "labels": {"type": "array", "description": "True class per row (a class value or "
+                   "index, or a one-hot row); null: no label.",
+                   "items": {"nullable": True, "oneOf": [
+                       {"type": "string"}, {"type": "number"}, {"type": "boolean"},
+                       {"type": "array", "items": {"type": "number"}}]}},
+        "ids": {"type": "array", "items": {"oneOf": [{"type": "string"},
+                                                     {"type": "integer"}]},
+                "description": "Prediction ids, for labels sent later; refused (422) while "
+                "the server's monitors take none."},
+    },
+}
+
+
+def _errors(*codes: int) -> Dict[str, Any]:
+    meaning = {400: "The body is not valid JSON or NumPy data.",
+               401: "The bearer token is missing or wrong.",
+               404: "No such model.", 405: "Method not allowed.",
+               413: "The body, or the arrays it declares, are too large.",
+               415: "Unsupported Content-Type.",
+               422: "A field has the wrong type, shape or values; nothing of the batch was "
+                    "kept.",
+               503: "Too many bodies in flight; retry after Retry-After seconds."}
+    out: Dict[str, Any] = {}
+    for code in codes:
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        if code in (413, 503):
+            content = {"text/plain": {"schema": {"type": "string"}}, **content}
+        out[str(code)] = {"description": meaning[code], "content": content}
+    return out
+
+
+def openapi_document(models: Sequence[str], token: bool) -> Dict[str, Any]:
+    """The API description for a service hosting `models` (with a bearer token or not)."""
+    auth: List[int] = [401] if token else []
+    model = {"name": "model", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": list(models)},
+             "description": "A hosted model (another name is answered 404)."}
+    document: Dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "mlwatcher-exporter ingest API", "version": __version__,
+                 "description": "Batches of predictions posted by producers in other "
+                 "processes, monitored as if observed in process; /metrics for Prometheus."},
+        "paths": {
+            "/api/v1/models/{model}/observations": {"post": {
+                "operationId": "postObservations",
+                "summary": "Record one batch of predictions of a model.",
+                "parameters": [model],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Batch"}},
+                    "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
+                    "application/x-npz": {"schema": {"type": "string", "format": "binary"}},
+                }},
+                "responses": {
+                    "200": {"description": "Every row of the batch was recorded.",
+                            "content": {"application/json": {"schema": {
+                                "$ref": "#/components/schemas/Accepted"}}}},
+                    **_errors(400, *auth, 404, 413, 415, 422, 503),
+                },
+            }},
+            "/api/v1/models": {"get": {
+                "operationId": "listModels", "summary": "The hosted models.",
+                "responses": {"200": {"description": "The models and what they expect.",
+                                      "content": {"application/json": {"schema": {
+                                          "$ref": "#/components/schemas/Models"}}}},
+                              **_errors(*auth)},
+            }},
+            "/api/v1/openapi.json": {"get": {
+                "operationId": "openapi", "summary": "This document.",
+                "responses": {"200": {"description": "OpenAPI 3.0 document.",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}}, **_errors(*auth)},
+            }},
+            "/metrics": {"get": {
+                "operationId": "metrics", "summary": "Prometheus text format 0.0.4.",
+                "responses": {"200": {"description": "Every metric of the hosted models.",
+                                      "content": {"text/plain": {"schema": {
+                                          "type": "string"}}}}, **_errors(*auth)},
+            }},
+        },
+        "components": {"schemas": {
+            "Batch": _BATCH,
+            "Accepted": {"type": "object", "required": ["model", "accepted_rows"],
+                         "properties": {"model": {"type": "string"},
+                                        "accepted_rows": {"type": "integer", "minimum": 0}}},
+            "Error": _ERROR,
+            "Models": {"type": "object", "required": ["models"], "properties": {"models": {
+                "type": "array", "items": {"type": "object", "required": ["model"],
+                                           "properties": {"model": {"type": "string"}}}}}},
+        }},
+    }
+    if token:
+        schemes = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["components"]["securitySchemes"] = schemes
+        document["security"] = [{"bearer": []}]
+    return document
