@@ -18,6 +18,7 @@
 
 from ._version import __version__
 from .agent import MonitoringAgent
+from .client import RemoteMonitor
 from .config import ConfigError, load_config
 from .exposition import make_wsgi_app, start_http_server
 from .monitor import ModelMonitor
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "ModelMonitor",
     "MonitoringAgent",
+    "RemoteMonitor",
     "WindowStats",
     "ConfigError",
     "load_config",

@@ -141,7 +141,12 @@ def _from_json(body: bytes) -> Batch:
         if not isinstance(labels, list):
             raise IngestError(422, "labels", f"must be a list (one label per row), got "
                               f"{type(labels).__name__}", "type")
-        batch.labels = labels
+        if labels and all(type(v) is int for v in labels):
+            # as an array: observe() converts a list of ints element by element
+            batch.labels = np.array(labels, dtype=np.int64) if all(
+                -(1 << 62) < v < (1 << 62) for v in labels) else labels
+        else:
+            batch.labels = labels
     ids = data.get("ids")
     if ids is not None:
         if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and

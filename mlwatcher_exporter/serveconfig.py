@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from .config import (_HTTP_CHECKS, _MONITOR_CHECKS, Check, HttpSettings, MonitorSettings,
                      _cross_checks, _int_in, _name, _positive_seconds, _problems, _settings,
                      _show)
-from .configfile import ConfigError, check_file, unknown_keys
+from .configfile import ConfigError, check_file, join_path, unknown_keys
 
 __all__ = ["ServeSettings", "ApiSettings", "MAX_MODELS", "parse_serve_config",
            "load_serve_config"]
@@ -110,7 +110,9 @@ def _models(data: Mapping[Any, Any], defaults: Dict[str, Any], problems: List[st
             continue
         problems += unknown_keys(entry, tuple(_MONITOR_CHECKS), path)
         own = {k: v for k, v in entry.items() if isinstance(k, str) and k in _MONITOR_CHECKS}
-        found = [str(p) for p in _problems(own, _MONITOR_CHECKS, path)]
+        found = [str(problem) for problem in (
+            _MONITOR_CHECKS[key](join_path(path, key), value) for key, value in own.items())
+            if problem is not None]
         if "model" not in own:
             found.append(f"{path}.model: missing, every listed model needs a name")
         problems += found

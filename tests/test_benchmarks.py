@@ -57,3 +57,14 @@ def test_rerun_replaces_only_the_generated_section(run, tmp_path):
 def test_reference_statistics_match_ours(run):
     sample = run.make_sample(300, 4)
     assert run.same_numbers(run.ours(sample), run.reference(sample))
+
+
+@pytest.mark.slow
+def test_serve_load_quick_run_loses_nothing(capsys):
+    spec = importlib.util.spec_from_file_location(
+        "mlwatcher_serve_load", RUN.parent / "serve_load.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick"]) == 0  # 0: the server counted every accepted row
+    out = capsys.readouterr().out
+    assert "| JSON |" in out and "| NPZ |" in out and " yes |" in out and " NO |" not in out
