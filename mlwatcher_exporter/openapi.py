@@ -59,6 +59,7 @@ def _errors(*codes: int) -> Dict[str, Any]:
     meaning = {400: "The body is not valid JSON or NumPy data.",
                401: "The bearer token is missing or wrong.",
                404: "No such model.", 405: "Method not allowed.",
+               408: "The body did not arrive within the body timeout.",
                413: "The body, or the arrays it declares, are too large.",
                415: "Unsupported Content-Type.",
                422: "A field has the wrong type, shape or values; nothing of the batch was "
@@ -67,7 +68,7 @@ def _errors(*codes: int) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for code in codes:
         content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-        if code in (413, 503):
+        if code in (408, 413, 503):
             content = {"text/plain": {"schema": {"type": "string"}}, **content}
         out[str(code)] = {"description": meaning[code], "content": content}
     return out
@@ -98,7 +99,7 @@ def openapi_document(models: Sequence[str], token: bool) -> Dict[str, Any]:
                     "200": {"description": "Every row of the batch was recorded.",
                             "content": {"application/json": {"schema": {
                                 "$ref": "#/components/schemas/Accepted"}}}},
-                    **_errors(400, *auth, 404, 413, 415, 422, 503),
+                    **_errors(400, *auth, 404, 408, 413, 415, 422, 503),
                 },
             }},
             "/api/v1/models": {"get": {

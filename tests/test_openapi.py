@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from mlwatcher_exporter.auth import BearerToken
 from mlwatcher_exporter.openapi import openapi_document
 from mlwatcher_exporter.service import Service
-from mlwatcher_exporter.serveconfig import load_serve_config
+from mlwatcher_exporter.serveconfig import ApiSettings, ServeSettings, load_serve_config
 
 CONFIG = Path(__file__).parent / "fixtures" / "serve" / "two-models.yml"
 TOKEN = "schemathesis-token-0123456789"
@@ -39,7 +39,11 @@ def test_the_document_describes_every_route_and_the_token():
 
 @pytest.fixture(scope="module")
 def served():
-    service = Service(load_serve_config(CONFIG), "127.0.0.1", 0, BearerToken(TOKEN),
+    # The models of the hostile tests, with the default timeouts: a loaded machine must
+    # not turn a slow generated request into an answer the test did not ask for.
+    settings = load_serve_config(CONFIG)
+    settings = ServeSettings(settings.models, settings.http, ApiSettings())
+    service = Service(settings, "127.0.0.1", 0, BearerToken(TOKEN),
                       registry=CollectorRegistry()).start()
     request = urllib.request.Request(service.url + "/api/v1/openapi.json",
                                      headers={"Authorization": f"Bearer {TOKEN}"})
