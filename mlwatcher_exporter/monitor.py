@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .collector import MonitorSnapshot, register_monitor, unregister_monitor
 from .config import DEFAULT_PORT, MonitorSettings, check_settings, load_config, parse_config
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import LabelsBlock, MonitoredEstimator, new_labels_var, watch
+from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
 from .errors import BatchError, count_rows
 from .intake import Intake
 from .pipeline import Pipeline
@@ -153,6 +153,7 @@ class ModelMonitor:
         self._clock = _clock
         self._log = RateLimitedLogger(logger)
         self._labels_var = new_labels_var(model)
+        self.watchers = WatchCount()
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
@@ -304,6 +305,12 @@ class ModelMonitor:
                 "internal", f"mlwatcher: model {self.model!r} failed to observe", exc_info=True
             )
         return False
+
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch at the least cost when it has the common form (arrays of the
+        learned shapes, integer class labels); False, having done nothing, otherwise:
+        then call :meth:`observe_quietly`. Never raises. The decorator's first try."""
+        return self._intake.offer_common(proba, features, labels, self.threshold)
 
     def labels(self, labels: Any) -> LabelsBlock:
         """Attach true labels to the predictions made inside the ``with`` block.
