@@ -157,6 +157,7 @@ class ModelMonitor:
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
+        self._worker_started = False
 
         classes = range(n_classes) if class_names is None and n_classes else class_names
         self._schema = InputSchema(classes, feature_names, self.categorical_features)
@@ -310,7 +311,10 @@ class ModelMonitor:
         """Stage a batch at the least cost when it has the common form (arrays of the
         learned shapes, integer class labels); False, having done nothing, otherwise:
         then call :meth:`observe_quietly`. Never raises. The decorator's first try."""
-        return self._intake.offer_common(proba, features, labels, self.threshold)
+        # Until a first call went through observe_quietly, the worker may not run.
+        return self._worker_started and self._intake.offer_common(
+            proba, features, labels, self.threshold
+        )
 
     def labels(self, labels: Any) -> LabelsBlock:
         """Attach true labels to the predictions made inside the ``with`` block.
@@ -382,6 +386,7 @@ class ModelMonitor:
     def _start_worker(self) -> None:
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
+        self._worker_started = True
 
     def start_http_server(
         self,
