@@ -29,7 +29,7 @@ from .config import (
     parse_config,
 )
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import LabelsBlock, MonitoredEstimator, new_labels_var, watch
+from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
 from .errors import BatchError, count_rows
 from .intake import Intake
 from .pipeline import Pipeline
@@ -150,9 +150,11 @@ class ModelMonitor:
         self._clock = _clock
         self._log = RateLimitedLogger(logger)
         self._labels_var = new_labels_var(model)
+        self.watchers = WatchCount()
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
+        self._worker_started = False
 
         classes = settings.class_names
         if classes is None and settings.n_classes:
@@ -304,6 +306,15 @@ class ModelMonitor:
             )
         return False
 
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch at the least cost when it has the common form (arrays of the
+        learned shapes, integer class labels); False, having done nothing, otherwise:
+        then call :meth:`observe_quietly`. Never raises. The decorator's first try."""
+        # Until a first call went through observe_quietly, the worker may not run.
+        return self._worker_started and self._intake.offer_common(
+            proba, features, labels, self.threshold
+        )
+
     def labels(self, labels: Any) -> LabelsBlock:
         """Attach true labels to the predictions made inside the ``with`` block.
 
@@ -374,6 +385,7 @@ class ModelMonitor:
     def _start_worker(self) -> None:
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
+        self._worker_started = True
 
     def start_http_server(
         self,
