@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from ._version import __version__
 from .clientcodec import Item, coalescable, copy_batch, encode
 from .clientmetrics import DROP_REASONS, ClientCounts, register_client, unregister_client
-from .decorator import LabelsBlock, MonitoredEstimator, new_labels_var, watch
+from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
 from .ratelog import RateLimitedLogger
 
 __all__ = ["RemoteMonitor", "DROP_REASONS"]
@@ -119,6 +119,7 @@ class RemoteMonitor:
         self._ssl = ssl_context
         self._sleep = _sleep
         self._labels_var = new_labels_var(model)
+        self.watchers = WatchCount()
         self._log = RateLimitedLogger(logger)
         self.counts = ClientCounts(model)
         self._buffer: Deque[Item] = collections.deque()
@@ -168,6 +169,10 @@ class RemoteMonitor:
                                                 name=f"mlwatcher-client-{self.model}")
                 self._thread.start()
         return True
+
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Never taken: every batch goes through :meth:`observe_quietly` (a copy)."""
+        return False
 
     def observe(self, proba: Any, features: Any = None, labels: Any = None) -> None:
         """Buffer one batch to send (the server validates it; see :meth:`flush`)."""
