@@ -30,6 +30,8 @@ __all__ = ["IdStore", "IdEntry", "Key", "copy_ids", "to_keys"]
 
 Key = Union[str, int]
 
+_KEY_TYPES = {str, int}
+
 # Smallest ring allocated; it doubles until max_ids.
 _MIN_CAPACITY = 1024
 
@@ -77,7 +79,7 @@ def to_keys(ids: Any, n_rows: Optional[int], name: str = "ids") -> List[Key]:
     if isinstance(ids, (str, bytes, Mapping, Set)) or not hasattr(ids, "__iter__"):
         raise _refuse(ids, name, expected)
     if not isinstance(ids, np.ndarray):
-        if isinstance(ids, (list, tuple)) and all(type(k) is str for k in ids):
+        if isinstance(ids, (list, tuple)) and set(map(type, ids)) <= _KEY_TYPES:
             keys: List[Any] = list(ids)  # the common case: already keys
             _check_rows(keys, name, n_rows)
             return keys
@@ -95,7 +97,7 @@ def to_keys(ids: Any, n_rows: Optional[int], name: str = "ids") -> List[Key]:
     elif kind == "O":
         keys = ids.tolist()
         types = set(map(type, keys))
-        if not types <= {str, int}:
+        if not types <= _KEY_TYPES:
             keys = [_key(value, name, expected) for value in keys]
     else:
         raise BatchTypeError(
@@ -253,6 +255,23 @@ class IdStore:
     def mark_labeled(self, seq: int) -> None:
         """Record that the prediction of entry `seq` got its label."""
         self._labeled[seq % self._capacity] = True
+
+    def lookup(self, keys: List[Key]) -> np.ndarray:
+        """Sequence numbers of `keys`, -1 for an id not held."""
+        get = self._index.get
+        return np.fromiter((get(key, -1) for key in keys), dtype=np.int64, count=len(keys))
+
+    def fields(self, seqs: np.ndarray) -> Dict[str, np.ndarray]:
+        """Columns of the entries `seqs` (all held): predicted, window, slot, position,
+        time, labeled."""
+        at = seqs % max(self._capacity, 1)
+        return {"predicted": self._predicted[at], "window": self._window[at],
+                "slot": self._slot[at], "position": self._position[at],
+                "time": self._time[at], "labeled": self._labeled[at]}
+
+    def mark_all_labeled(self, seqs: np.ndarray) -> None:
+        """Record that the predictions of entries `seqs` got their labels."""
+        self._labeled[seqs % self._capacity] = True
 
     def purge(self, now: float) -> None:
         """Forget the ids older than the ttl."""

@@ -101,9 +101,11 @@ class Intake:
                     kind = LABELS_INDICES
                 else:
                     kind = -1
-                if kind >= 0 and self.staging.put(
-                    proba, features, labels, kind, threshold,
-                    ids=None if ids is None else copy_ids(ids),
+                if kind >= 0 and (
+                    self.staging.put(proba, features, labels, kind, threshold)
+                    if ids is None
+                    else self.staging.put(
+                        proba, features, labels, kind, threshold, ids=copy_ids(ids))
                 ):
                     return True
         try:

@@ -155,45 +155,50 @@ class LateLabels:
         rows; `counts` the lifetime counters, which get every matched label.
         """
         store, tally = self.store, self.counts
-        ttl = store.ttl
-        predicted: List[int] = []
-        true: List[int] = []
-        delays: List[float] = []
-        size = 0 if window is None else window.reservoir.size
-        for key, label in zip(keys, labels.tolist()):
-            if label < 0:
-                continue  # no label for this id (NaN, None, masked)
-            entry = store.find(key)
-            if entry is None:
-                tally.unmatched["unknown"] += 1
-                continue
-            if now - entry.time > ttl:
-                tally.unmatched["expired"] += 1
-                continue
-            if entry.labeled:
-                tally.duplicate += 1
-                continue
-            store.mark_labeled(entry.seq)
-            predicted.append(entry.predicted)
-            true.append(label)
-            delays.append(now - entry.time)
-            slot = entry.slot
-            if (
-                window is not None and entry.window == self.window and 0 <= slot < size
-                and window.positions[slot] == entry.position
-            ):
-                window.labels[slot] = label
-        if true:
-            tally.matched += len(true)
+        given = labels >= 0  # no label for this id (NaN, None, masked): not counted
+        if not given.all():
+            keys = [key for key, keep in zip(keys, given.tolist()) if keep]
+            labels = labels[given]
+        seqs = store.lookup(keys)
+        held = seqs >= 0
+        tally.unmatched["unknown"] += int(np.count_nonzero(~held))
+        seqs, labels = seqs[held], labels[held]
+        entries = store.fields(seqs)
+        expired = now - entries["time"] > store.ttl
+        tally.unmatched["expired"] += int(np.count_nonzero(expired))
+        # The first label of a prediction not labeled yet is matched; any other is a
+        # duplicate (also a second one in this very call).
+        fresh = np.flatnonzero(~expired & ~entries["labeled"])
+        _, first = np.unique(seqs[fresh], return_index=True)
+        matched = np.sort(fresh[first])
+        tally.duplicate += int(np.count_nonzero(~expired)) - matched.size
+        if matched.size:
+            store.mark_all_labeled(seqs[matched])
+            true = labels[matched]
+            predicted = entries["predicted"][matched].astype(np.intp)
+            tally.matched += matched.size
             if counts is not None:
-                counts.add_labels(np.asarray(predicted, dtype=np.intp),
-                                  np.asarray(true, dtype=np.int64))
-            spent = np.asarray(delays)
+                counts.add_labels(predicted, true)
+            spent = now - entries["time"][matched]
             tally.delay_buckets += np.bincount(
                 np.searchsorted(DELAY_EDGES, spent, side="left"), minlength=DELAY_EDGES.size + 1
             )
             tally.delay_sum += float(spent.sum())
+            if window is not None:
+                self._label_sample(window, entries, matched, true)
         store.purge(now)
+
+    def _label_sample(
+        self, window: "WindowBuffer", entries: Dict[str, np.ndarray], matched: np.ndarray,
+        true: np.ndarray,
+    ) -> None:
+        """Label the matched rows of the open window that are still in its sample."""
+        slot = entries["slot"][matched]
+        mine = (entries["window"][matched] == self.window) & (slot >= 0)
+        mine &= slot < window.reservoir.size
+        slot, position = slot[mine], entries["position"][matched][mine]
+        still = window.positions[slot] == position  # not replaced by a later row
+        window.labels[slot[still]] = true[mine][still]
 
     def purge(self, now: float) -> None:
         """Forget the ids older than the ttl."""
