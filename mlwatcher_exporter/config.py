@@ -54,8 +54,8 @@ MAX_CATEGORIES = 1000
 #: Most numbers in one window buffer, ``reservoir_size * (n_classes + n_features + 3)``
 #: when both are known: 50 million float64 are 400 MB, and a monitor keeps up to three.
 MAX_RESERVOIR_CELLS = 50_000_000
-#: Most prediction ids kept for late labels: about 170 to 210 bytes each (see
-#: docs/benchmarks.md), so 10 million are about 2 GB.
+#: Most prediction ids kept for late labels: about 210 to 235 bytes each (see
+#: docs/benchmarks.md), so 10 million are about 2.2 GB.
 MAX_IDS = 10_000_000
 
 #: Every upper bound by option name.

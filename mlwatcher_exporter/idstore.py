@@ -220,7 +220,9 @@ class IdStore:
         self._reserve(self._tail - self._head + n)
         first = self._tail
         ring = np.arange(first, first + n) % self._capacity
-        self._keys[ring] = keys
+        column = np.empty(n, dtype=object)
+        column[:] = keys  # references to the id objects, never copies
+        self._keys[ring] = column
         self._predicted[ring] = predicted
         self._window[ring] = window
         self._slot[ring] = slots
