@@ -14,6 +14,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import weakref
 from typing import (
     Any, Callable, Literal, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "Observer",
     "LabelsBlock",
     "LabelsWithIds",
+    "WatchCount",
     "new_labels_var",
     "watch",
     "MonitoredEstimator",
@@ -37,15 +39,42 @@ _FEATURE_KEYWORDS = ("X", "x", "features")
 # The monitors observing the current call, so that a call watched twice by one monitor
 # (a decorated predict_proba inside a wrapped estimator) is counted once, by the outer.
 # A tuple: almost always empty or of one monitor, and cheaper to extend than a set.
+# Only read while a monitor watches more than one function (see WatchCount).
 _OBSERVING: "contextvars.ContextVar[Tuple[int, ...]]" = contextvars.ContextVar(
     "mlwatcher_observing", default=()
 )
+
+
+class WatchCount:
+    """How many live functions watch one monitor.
+
+    While there is one, a watched call cannot run inside another watched call of the
+    same monitor (short of recursion), so the wrapper skips the re-entrancy guard, a
+    context variable set and reset on every call.
+    """
+
+    __slots__ = ("live", "__weakref__")
+
+    def __init__(self) -> None:
+        self.live = 0
+
+    def add(self, watched: Callable[..., Any]) -> None:
+        """Count `watched` until it is collected."""
+        self.live += 1
+        weakref.finalize(watched, self._remove)
+
+    def _remove(self) -> None:
+        self.live -= 1
 
 
 class Observer(Protocol):
     """What the decorator needs of a monitor."""
 
     model: str
+    watchers: WatchCount
+
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch of the common form cheaply, or return False; never raise."""
 
     def observe_quietly(
         self, proba: Any, features: Any = None, labels: Any = None, threshold: Any = None,
@@ -121,7 +150,7 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
         block = monitor.current_block()
         if type(block) is LabelsWithIds:
             monitor.observe_quietly(result, features, block.labels, ids=block.ids)
-        else:
+        elif not monitor.observe_common(result, features, block):
             monitor.observe_quietly(result, features, block)
     except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
         pass
@@ -149,6 +178,7 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     4
     """
     key = id(monitor)
+    watchers = monitor.watchers
 
     if inspect.iscoroutinefunction(func):
 
@@ -165,21 +195,26 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
             _observe(monitor, result, args, kwargs)
             return result
 
+        watchers.add(monitored_async)
         return monitored_async
 
     @functools.wraps(func)
     def monitored(*args: Any, **kwargs: Any) -> Any:
-        observing = _OBSERVING.get()
-        if key in observing:
-            return func(*args, **kwargs)
-        token = _OBSERVING.set(observing + (key,))
-        try:
+        if watchers.live > 1:
+            observing = _OBSERVING.get()
+            if key in observing:
+                return func(*args, **kwargs)
+            token = _OBSERVING.set(observing + (key,))
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                _OBSERVING.reset(token)
+        else:
             result = func(*args, **kwargs)
-        finally:
-            _OBSERVING.reset(token)
         _observe(monitor, result, args, kwargs)
         return result
 
+    watchers.add(monitored)
     return monitored
 
 

@@ -23,7 +23,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from .collector import MonitorSnapshot, register_monitor, unregister_monitor
 from .config import DEFAULT_PORT, MonitorSettings, check_settings, load_config, parse_config
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import LabelsBlock, LabelsWithIds, MonitoredEstimator, new_labels_var, watch
+from .decorator import (
+    LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount, new_labels_var, watch,
+)
 from .errors import BatchError, count_rows
 from .latelabels import check_label_call
 from .intake import Intake
@@ -165,9 +167,11 @@ class ModelMonitor:
         self._clock = _clock
         self._log = RateLimitedLogger(logger)
         self._labels_var = new_labels_var(model)
+        self.watchers = WatchCount()
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
+        self._worker_started = False
 
         classes = range(n_classes) if class_names is None and n_classes else class_names
         self._schema = InputSchema(classes, feature_names, self.categorical_features)
@@ -324,6 +328,15 @@ class ModelMonitor:
             )
         return False
 
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch at the least cost when it has the common form (arrays of the
+        learned shapes, integer class labels); False, having done nothing, otherwise:
+        then call :meth:`observe_quietly`. Never raises. The decorator's first try."""
+        # Until a first call went through observe_quietly, the worker may not run.
+        return self._worker_started and self._intake.offer_common(
+            proba, features, labels, self.threshold
+        )
+
     def labels(self, labels: Any = None, ids: Any = None) -> LabelsBlock:
         """Attach true labels (and/or prediction ids) to the predictions made inside
         the ``with`` block.
@@ -435,6 +448,7 @@ class ModelMonitor:
     def _start_worker(self) -> None:
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
+        self._worker_started = True
 
     def start_http_server(
         self,
