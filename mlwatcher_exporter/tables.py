@@ -182,7 +182,7 @@ def _seconds(array: np.ndarray) -> np.ndarray:
     missing = np.isnat(array)
     if unit in _MEAN_CALENDAR_SECONDS and array.dtype.kind == "M":
         missing = missing | (np.abs(ticks) >= _CALENDAR_TICKS_LIMIT // max(count, 1))
-        placed = np.where(missing, np.datetime64(0, unit), array)
+        placed = np.where(missing, np.zeros((), array.dtype), array)
         seconds = placed.astype("M8[D]").view(np.int64) * 86400.0
     elif unit in _MEAN_CALENDAR_SECONDS:
         seconds = ticks * float(_MEAN_CALENDAR_SECONDS[unit] * count)

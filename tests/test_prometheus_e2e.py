@@ -171,9 +171,9 @@ def warm(stack: Stack) -> Stack:
         return absent
 
     def groups() -> str:
-        return "\n".join(f"  {g['name']}: last evaluation {g.get('lastEvaluation')}, "
-                          f"took {g.get('evaluationTime')} s"
-                          for g in stack.prometheus.rule_groups())
+        return "\n".join(
+            f"  {g['name']}: last evaluation {g.get('lastEvaluation')}, "
+            f"took {g.get('evaluationTime')} s" for g in stack.prometheus.rule_groups())
 
     wait_for(lambda: not missing(), 90, lambda: (
         "no recorded data for both models in:\n  " + "\n  ".join(missing())
