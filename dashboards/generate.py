@@ -546,7 +546,8 @@ def overview() -> Dict[str, Any]:
                    "replica's window mean (dashed) and the band (dashed): the last hour's "
                    "average +/- half the feature's usual standard deviation and 5% of its "
                    "usual range.",
-                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg{{{MF},stat="mean"}}',
+                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg'
+                            f'{{{MF},stat="mean"}}',
                             FLEET_LEGEND + " {{feature}}"),
                            (f'mlwatcher_feature{{{MF},stat="mean"}}',
                             "{{model}} {{instance}} {{feature}} replica"),
@@ -559,7 +560,8 @@ def overview() -> Dict[str, Any]:
                    "Interquartile range of the selected features (fleet, weighted by sampled "
                    "rows; each replica dashed) and its band. A collapsing IQR is often a "
                    "stuck or defaulted input.",
-                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg{{{MF},stat="iqr"}}',
+                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg'
+                            f'{{{MF},stat="iqr"}}',
                             FLEET_LEGEND + " {{feature}}"),
                            (f'mlwatcher_feature{{{MF},stat="iqr"}}',
                             "{{model}} {{instance}} {{feature}} replica"),

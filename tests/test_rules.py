@@ -171,7 +171,8 @@ def test_rules_aggregate_without_instance_never_by() -> None:
             assert not AGGREGATION_BY.search(rule["expr"]), f"{path.name} {name}: uses by (...)"
             for match in re.finditer(r"\b(sum|avg)\s+without\s*\(([^)]*)\)", rule["expr"]):
                 dropped = {label.strip() for label in match.group(2).split(",")}
-                assert dropped <= {"instance", "class", "reason", "stat"}, (name, dropped)
+                assert dropped <= {"instance", "prometheus", "class", "reason", "stat"}, (
+                    name, dropped)
 
 
 def test_fleet_sums_read_exporter_series_and_the_rest_reads_sums() -> None:
@@ -209,6 +210,9 @@ def test_central_config_federates_exactly_the_sums() -> None:
     assert {n for n in names if pattern.fullmatch(n)} == sums
     loaded = {(CENTRAL.parent / name).resolve() for name in config["rule_files"]}
     assert loaded == {p.resolve() for p in RULES_DIR.glob("*.yml")}
+    # The servers below name themselves in the external label the rules pool over.
+    assert "external_labels" in yaml.safe_load(CONFIG.read_text())["global"]
+    assert "prometheus" in yaml.safe_load(CONFIG.read_text())["global"]["external_labels"]
 
 
 def test_promtool_check_central_config(promtool: str) -> None:
