@@ -37,7 +37,12 @@ def scrape(url):
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def wait_for(url, name, labels, timeout=30.0):
+# The demo answers /metrics at once and trains its models after (a few seconds, more on
+# a loaded machine): the first window's series come that much later.
+DEMO_WARMUP_SECONDS = 120.0
+
+
+def wait_for(url, name, labels, timeout=DEMO_WARMUP_SECONDS):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         samples = scrape(url)
