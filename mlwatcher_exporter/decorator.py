@@ -14,6 +14,7 @@ import contextvars
 import copy
 import functools
 import inspect
+import weakref
 from typing import Any, Callable, Literal, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
@@ -23,6 +24,7 @@ from .tables import is_table
 __all__ = [
     "Observer",
     "LabelsBlock",
+    "WatchCount",
     "new_labels_var",
     "watch",
     "MonitoredEstimator",
@@ -34,15 +36,42 @@ _FEATURE_KEYWORDS = ("X", "x", "features")
 # The monitors observing the current call, so that a call watched twice by one monitor
 # (a decorated predict_proba inside a wrapped estimator) is counted once, by the outer.
 # A tuple: almost always empty or of one monitor, and cheaper to extend than a set.
+# Only read while a monitor watches more than one function (see WatchCount).
 _OBSERVING: "contextvars.ContextVar[Tuple[int, ...]]" = contextvars.ContextVar(
     "mlwatcher_observing", default=()
 )
+
+
+class WatchCount:
+    """How many live functions watch one monitor.
+
+    While there is one, a watched call cannot run inside another watched call of the
+    same monitor (short of recursion), so the wrapper skips the re-entrancy guard, a
+    context variable set and reset on every call.
+    """
+
+    __slots__ = ("live", "__weakref__")
+
+    def __init__(self) -> None:
+        self.live = 0
+
+    def add(self, watched: Callable[..., Any]) -> None:
+        """Count `watched` until it is collected."""
+        self.live += 1
+        weakref.finalize(watched, self._remove)
+
+    def _remove(self) -> None:
+        self.live -= 1
 
 
 class Observer(Protocol):
     """What the decorator needs of a monitor."""
 
     model: str
+    watchers: WatchCount
+
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch of the common form cheaply, or return False; never raise."""
 
     def observe_quietly(self, proba: Any, features: Any = None, labels: Any = None) -> bool:
         """Record a batch; never raise."""
@@ -101,7 +130,9 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
             features = args[0]
         else:
             features = find_features(args, kwargs)
-        monitor.observe_quietly(result, features, monitor.current_labels())
+        labels = monitor.current_labels()
+        if not monitor.observe_common(result, features, labels):
+            monitor.observe_quietly(result, features, labels)
     except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
         pass
 
@@ -127,6 +158,7 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     4
     """
     key = id(monitor)
+    watchers = monitor.watchers
 
     if inspect.iscoroutinefunction(func):
 
@@ -143,21 +175,26 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
             _observe(monitor, result, args, kwargs)
             return result
 
+        watchers.add(monitored_async)
         return monitored_async
 
     @functools.wraps(func)
     def monitored(*args: Any, **kwargs: Any) -> Any:
-        observing = _OBSERVING.get()
-        if key in observing:
-            return func(*args, **kwargs)
-        token = _OBSERVING.set(observing + (key,))
-        try:
+        if watchers.live > 1:
+            observing = _OBSERVING.get()
+            if key in observing:
+                return func(*args, **kwargs)
+            token = _OBSERVING.set(observing + (key,))
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                _OBSERVING.reset(token)
+        else:
             result = func(*args, **kwargs)
-        finally:
-            _OBSERVING.reset(token)
         _observe(monitor, result, args, kwargs)
         return result
 
+    watchers.add(monitored)
     return monitored
 
 

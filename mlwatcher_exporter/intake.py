@@ -70,36 +70,8 @@ class Intake:
             When the probabilities cannot be used (counted as rejected first); when
             `strict`, also for unusable features or labels.
         """
-        if not strict and type(proba) is np.ndarray and proba.ndim == 2:
-            # The common call: arrays of the learned shapes, copied with no conversion.
-            schema = self.schema
-            n_rows, width = proba.shape
-            if (
-                width == schema.n_classes
-                and 0 < n_rows <= self.staging.stage_rows
-                and proba.dtype.kind == "f"
-                and (
-                    features is None
-                    or (
-                        type(features) is np.ndarray
-                        and features.shape == (n_rows, schema.plain_width)
-                        and features.dtype.kind in NUMERIC_KINDS
-                    )
-                )
-            ):
-                if labels is None:
-                    kind = LABELS_NONE
-                elif (
-                    type(labels) is np.ndarray
-                    and labels.shape == (n_rows,)
-                    and labels.dtype.kind in "iu"
-                    and schema.index_labels
-                ):
-                    kind = LABELS_INDICES
-                else:
-                    kind = -1
-                if kind >= 0 and self.staging.put(proba, features, labels, kind, threshold):
-                    return True
+        if not strict and self.offer_common(proba, features, labels, threshold):
+            return True
         try:
             array = self._proba(proba, strict)
         except BatchError as error:
@@ -143,6 +115,42 @@ class Intake:
             self._drain()  # every stage is full: the worker is behind, so work here
         return True
 
+    def offer_common(self, proba: Any, features: Any, labels: Any, threshold: float) -> bool:
+        """Stage a batch of the common form at the least cost: float ndarray
+        probabilities, features and labels that need no conversion (ndarrays of the
+        learned shapes, integer class indices), a stage with room.
+
+        Returns False, having done nothing, for any other batch, or when the schema is
+        not learned yet or no stage is free: the caller then goes through
+        :meth:`offer`, which handles every case. Never raises.
+        """
+        if type(proba) is not np.ndarray or proba.ndim != 2:
+            return False
+        schema = self.schema
+        n_rows, width = proba.shape
+        if (
+            width != schema.n_classes
+            or not 0 < n_rows <= self.staging.stage_rows
+            or proba.dtype.kind != "f"
+        ):
+            return False
+        if features is not None and not (
+            type(features) is np.ndarray
+            and features.shape == (n_rows, schema.plain_width)
+            and features.dtype.kind in NUMERIC_KINDS
+        ):
+            return False
+        if labels is None:
+            return self.staging.put(proba, features, None, LABELS_NONE, threshold)
+        if (
+            type(labels) is np.ndarray
+            and labels.shape == (n_rows,)
+            and labels.dtype.kind in "iu"
+            and schema.index_labels
+        ):
+            return self.staging.put(proba, features, labels, LABELS_INDICES, threshold)
+        return False
+
     def _proba(self, proba: Any, strict: bool) -> Optional[np.ndarray]:
         array = to_proba_table(proba)
         n_rows, width = array.shape
@@ -172,7 +180,7 @@ class Intake:
             and features.shape == (n_rows, schema.plain_width)
             and features.dtype.kind in NUMERIC_KINDS
         ):
-            return features, None
+            return features, None  # as offer_common takes them
         known = schema.n_features is not None
         table = to_features(features, n_rows, schema.text_columns if known else None)
         schema.learn_features(table, n_rows)

@@ -21,9 +21,15 @@ import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from .collector import MonitorSnapshot, register_monitor, unregister_monitor
-from .config import DEFAULT_PORT, MonitorSettings, check_settings, load_config, parse_config
+from .config import (
+    DEFAULT_PORT,
+    MonitorSettings,
+    check_monitor_arguments,
+    load_config,
+    parse_config,
+)
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import LabelsBlock, MonitoredEstimator, new_labels_var, watch
+from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
 from .errors import BatchError, count_rows
 from .intake import Intake
 from .pipeline import Pipeline
@@ -42,14 +48,6 @@ def _work(monitor: "ModelMonitor") -> float:
     """One round of the background worker; returns the seconds until the window ends."""
     monitor.tick()
     return monitor._staging.window_end - monitor._clock()
-
-
-def _listed(value: Any) -> Any:
-    """A sequence argument as a list for the checks; a string (or anything that is not
-    a sequence) as it is, so that the checks refuse it instead of splitting it."""
-    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        return value
-    return list(value)
 
 
 def _worker_failed(error: BaseException) -> None:
@@ -125,27 +123,26 @@ class ModelMonitor:
         _wall_clock: Callable[[], float] = time.time,
         _waiter: Optional[Waiter] = None,
     ) -> None:
-        problems = check_settings(
+        # The checks of the configuration file, on the values as given.
+        settings = check_monitor_arguments(
             model=model,
             n_classes=n_classes,
-            class_names=_listed(class_names),
+            class_names=class_names,
             window_seconds=window_seconds,
             reservoir_size=reservoir_size,
             threshold=threshold,
-            feature_names=_listed(feature_names),
-            categorical_features=_listed(categorical_features) or [],
+            feature_names=feature_names,
+            categorical_features=categorical_features,
             max_categories=max_categories,
             random_state=random_state,
         )
-        if problems:
-            raise ValueError("; ".join(problems))
-        self.model = model
-        self.window_seconds = float(window_seconds)
-        self.reservoir_size = reservoir_size
-        self.threshold = threshold
-        self.categorical_features = tuple(categorical_features or ())
-        self.max_categories = max_categories
-        self.random_state = random_state
+        self.model = settings.model
+        self.window_seconds = settings.window_seconds
+        self.reservoir_size = settings.reservoir_size
+        self.threshold = settings.threshold
+        self.categorical_features = settings.categorical_features
+        self.max_categories = settings.max_categories
+        self.random_state = settings.random_state
         self.background = background
         self.registry = registry
         self.http_addr = "127.0.0.1"
@@ -153,13 +150,17 @@ class ModelMonitor:
         self._clock = _clock
         self._log = RateLimitedLogger(logger)
         self._labels_var = new_labels_var(model)
+        self.watchers = WatchCount()
         self._waiter = _waiter or EventWaiter()
         self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
+        self._worker_started = False
 
-        classes = range(n_classes) if class_names is None and n_classes else class_names
-        self._schema = InputSchema(classes, feature_names, self.categorical_features)
-        self._names_declared = class_names is not None
+        classes = settings.class_names
+        if classes is None and settings.n_classes:
+            classes = tuple(range(settings.n_classes))
+        self._schema = InputSchema(classes, settings.feature_names, self.categorical_features)
+        self._names_declared = settings.class_names is not None
         self._refusals = RejectionCounts(self._log_refusal)
         self._staging = Staging(_clock, self.window_seconds, self._waiter.notify)
         self._pipeline = Pipeline(
@@ -305,6 +306,15 @@ class ModelMonitor:
             )
         return False
 
+    def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
+        """Stage a batch at the least cost when it has the common form (arrays of the
+        learned shapes, integer class labels); False, having done nothing, otherwise:
+        then call :meth:`observe_quietly`. Never raises. The decorator's first try."""
+        # Until a first call went through observe_quietly, the worker may not run.
+        return self._worker_started and self._intake.offer_common(
+            proba, features, labels, self.threshold
+        )
+
     def labels(self, labels: Any) -> LabelsBlock:
         """Attach true labels to the predictions made inside the ``with`` block.
 
@@ -375,6 +385,7 @@ class ModelMonitor:
     def _start_worker(self) -> None:
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
+        self._worker_started = True
 
     def start_http_server(
         self,

@@ -37,21 +37,20 @@ def process_stage(
     n_rows = stage.n
     if not n_rows:
         return
-    end_rows, thresholds, batch_features, label_kinds = stage.columns()
-    ends = np.asarray(end_rows)
+    ends, thresholds, batch_features, label_kinds = stage.columns()
     starts = np.concatenate(([0], ends[:-1]))
     sizes = ends - starts
     proba = stage.proba[:n_rows]
     labels: Optional[np.ndarray] = stage.labels[:n_rows]
-    _convert_labels(stage, schema, starts, ends, np.asarray(label_kinds), refusals)
-    if not any(label_kinds):  # LABELS_NONE is 0
+    _convert_labels(stage, schema, starts, ends, label_kinds, refusals)
+    if not label_kinds.any():  # LABELS_NONE is 0
         labels = None
     features = None
     has_features = None
-    if stage.features is not None and any(batch_features):
+    if stage.features is not None and batch_features.any():
         features = stage.features[:n_rows]
-        if not all(batch_features):
-            has_features = np.repeat(np.asarray(batch_features), sizes)
+        if not batch_features.all():
+            has_features = np.repeat(batch_features, sizes)
     text = _text_columns(stage, starts, ends) if stage.text else None
     accepted = _accepted_rows(proba, starts, ends, refusals)
     if accepted is not None:
@@ -137,7 +136,7 @@ def _text_columns(stage: Stage, starts: np.ndarray, ends: np.ndarray) -> Dict[in
 
 def _predict(
     proba: np.ndarray,
-    thresholds: list,
+    thresholds: np.ndarray,
     sizes: np.ndarray,
     accepted: Optional[np.ndarray],
 ) -> "tuple[np.ndarray, np.ndarray]":
@@ -146,8 +145,8 @@ def _predict(
     n_rows, n_classes = proba.shape
     if n_classes == 2:
         threshold: object = thresholds[0]
-        if any(value != thresholds[0] for value in thresholds):
-            per_row = np.repeat(np.asarray(thresholds), sizes)
+        if (thresholds != thresholds[0]).any():
+            per_row = np.repeat(thresholds, sizes)
             threshold = per_row if accepted is None else per_row[accepted]
         predicted = (proba[:, 1] > threshold).astype(np.intp)
         return predicted, np.maximum(proba[:, 0], proba[:, 1])

@@ -18,6 +18,7 @@ before returning, while they are still untouched.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -76,9 +77,11 @@ class Stage:
             self.features = np.empty((capacity, n_features), dtype=np.float64)
         self.borrowed = False
         self.n = 0
-        # Per batch: (end row, threshold, whether it has features, how its labels are);
-        # one tuple, because appending costs the request path per list.
-        self.batches: List[Tuple[int, float, bool, int]] = []
+        # Per batch, in machine arrays that bulk processing reads with np.frombuffer:
+        # the end row, how its labels are and whether it has features, packed in one
+        # integer (see _pack), and its threshold.
+        self.records = array("q")
+        self.thresholds = array("d")
         # Per batch index: text columns {position: objects} and raw labels.
         self.text: Dict[int, Dict[int, np.ndarray]] = {}
         self.raw_labels: Dict[int, Any] = {}
@@ -106,15 +109,22 @@ class Stage:
         else:
             stage.labels = np.full(n_rows, -1, dtype=np.int64)
         stage.borrowed = True
-        stage.batches = [(n_rows, threshold, features is not None, label_kind)]
+        stage.records = array("q", [_pack(n_rows, label_kind, features is not None)])
+        stage.thresholds = array("d", [threshold])
         stage.text = {0: text} if text else {}
         stage.raw_labels = {0: labels} if label_kind == LABELS_RAW else {}
         return stage
 
-    def columns(self) -> Tuple[List[int], List[float], List[bool], List[int]]:
+    @property
+    def n_batches(self) -> int:
+        """Batches staged."""
+        return len(self.records)
+
+    def columns(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per batch: end rows, thresholds, whether it has features, label kinds."""
-        ends, thresholds, has_features, kinds = zip(*self.batches)
-        return list(ends), list(thresholds), list(has_features), list(kinds)
+        records = np.frombuffer(self.records, dtype=np.int64)
+        thresholds = np.frombuffer(self.thresholds, dtype=np.float64)
+        return records >> 3, thresholds, (records & 1).astype(bool), (records >> 1) & 3
 
     @property
     def nbytes(self) -> int:
@@ -126,7 +136,7 @@ class Stage:
         """Empty it for reuse."""
         self.labels[: self.n] = -1
         self.n = 0
-        self.batches.clear()
+        del self.records[:], self.thresholds[:]
         self.text.clear()
         self.raw_labels.clear()
 
@@ -155,10 +165,17 @@ class Stage:
         if label_kind == LABELS_INDICES or label_kind == LABELS_CHECKED:
             self.labels[rows] = labels
         elif label_kind == LABELS_RAW:
-            self.raw_labels[len(self.batches)] = labels
+            self.raw_labels[len(self.records)] = labels
         if text:
-            self.text[len(self.batches)] = text
-        self.batches.append((end, threshold, features is not None, label_kind))
+            self.text[len(self.records)] = text
+        self.records.append(end << 3 | label_kind << 1 | (features is not None))  # _pack
+        self.thresholds.append(threshold)
+
+
+def _pack(end: int, label_kind: int, has_features: bool) -> int:
+    """A batch's record: its end row, its label kind (2 bits) and whether it has
+    features (1 bit) in one integer."""
+    return end << 3 | label_kind << 1 | has_features
 
 
 QueueItem = Union[Stage, WindowClose]
@@ -194,6 +211,8 @@ class Staging:
         self._free: List[Stage] = []
         self._stages = 0
         self._shape: Optional[tuple] = None  # (capacity, n_classes, n_features)
+        #: Rows a stage holds (0 before :meth:`configure`).
+        self.stage_rows = 0
         self.closed = False
 
     def configure(self, n_classes: int, n_features: Optional[int], row_limit: int) -> None:
@@ -203,11 +222,7 @@ class Staging:
             width = n_classes + (n_features or 0)
             rows = max(MIN_STAGE_ROWS, min(row_limit, STAGE_BYTES // (8 * width)))
             self._shape = (rows, n_classes, n_features)
-
-    @property
-    def stage_rows(self) -> int:
-        """Rows a stage holds (0 before :meth:`configure`)."""
-        return 0 if self._shape is None else self._shape[0]
+            self.stage_rows = rows
 
     def put(
         self,

@@ -1,6 +1,7 @@
 """watch and wrap: one line of monitoring that never touches the model's behaviour."""
 
 import copy
+import gc
 import inspect
 import pickle
 
@@ -219,3 +220,28 @@ def test_a_call_watched_twice_by_one_monitor_is_counted_once(registry, clock):
     other.wrap(Model()).predict_proba(np.ones((5, 2)))  # another monitor counts its own
     assert monitor.close_window().rows == 4 + 3 + 5
     assert other.close_window().rows == 5
+
+
+def test_the_reentrancy_guard_follows_the_live_watched_functions(registry, clock):
+    monitor = ModelMonitor(model="live", n_classes=2, registry=registry, background=False,
+                           _clock=clock)
+    assert monitor.watchers.live == 0
+    inner = monitor.watch(lambda X: np.tile([0.3, 0.7], (len(X), 1)))
+    outer = monitor.watch(lambda X: inner(X))
+    assert monitor.watchers.live == 2
+    outer(np.ones((3, 2)))
+    assert monitor.close_window().rows == 3  # the nested call is counted once
+    del outer
+    gc.collect()
+    assert monitor.watchers.live == 1  # one function left: no nesting, no guard
+    inner(np.ones((2, 2)))
+    assert monitor.close_window().rows == 2
+
+
+def test_a_monitor_that_knows_its_inputs_starts_its_worker_at_the_first_call(registry):
+    # Its first call is already of the common form (ModelMonitor.observe_common).
+    with ModelMonitor(model="declared", n_classes=2, feature_names=["a", "b"],
+                      registry=registry, window_seconds=60) as monitor:
+        watched = monitor.watch(lambda X: np.tile([0.3, 0.7], (len(X), 1)))
+        watched(np.ones((2, 2)))
+        assert monitor._worker.alive

@@ -266,3 +266,34 @@ def test_odd_1024_row_proba_is_a_clear_error_and_keeps_the_window_clean(registry
     assert stats.rows == 5 and int(stats.class_rows.sum()) == 5
     assert sum(monitor.rejected_rows().values()) == 2048
     assert monitor.rejected_rows()["internal"] == 0
+
+
+@pytest.mark.parametrize("proba, features, labels", [
+    ([[0.2, 0.3, 0.5]], None, None),  # not an ndarray
+    (uniform(1, 2), None, None),  # another width
+    (np.ones((1, 3), dtype=np.int64), None, None),  # not floats
+    (uniform(0), None, None),  # empty
+    (uniform(1), np.ones((1, 4)), None),  # other feature columns than learned
+    (uniform(1), pd.DataFrame({"a": [1.0], "b": [2.0]}), None),  # needs conversion
+    (uniform(1), np.array([["a", "b"]]), None),  # text
+    (uniform(1), None, [1]),  # labels not an ndarray
+    (uniform(1), None, np.array([1.0])),  # labels not integers
+    (uniform(2), None, np.array([1])),  # labels of another length
+])
+def test_the_common_case_declines_everything_else_and_stages_nothing(clock, proba, features,
+                                                                     labels):
+    parts = Parts(clock, InputSchema(range(3), ["a", "b"], ()))
+    assert parts.intake.offer_common(proba, features, labels, 0.5) is False
+    assert parts.staging.last_offer is None and parts.staging.take(True) == []
+
+
+def test_the_common_case_stages_learned_arrays_until_no_stage_is_free(clock, monkeypatch):
+    parts = Parts(clock, InputSchema(None, None, ()))
+    assert parts.intake.offer_common(uniform(1), None, None, 0.5) is False  # nothing learned
+    parts.intake.offer(uniform(1), np.ones((1, 2)), None, 0.5, strict=False)
+    labels = np.array([2])
+    assert parts.intake.offer_common(uniform(1), np.ones((1, 2)), labels, 0.5) is True
+    (stage,) = parts.staging.take(True)
+    assert stage.n == 2 and stage.labels[:2].tolist() == [-1, 2]
+    monkeypatch.setattr(parts.staging, "put", lambda *args: False)  # every stage full
+    assert parts.intake.offer_common(uniform(1), None, None, 0.5) is False

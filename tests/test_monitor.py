@@ -9,6 +9,7 @@ from sklearn.metrics import accuracy_score
 
 from mlwatcher_exporter import BatchValueError, ModelMonitor
 from mlwatcher_exporter import staging
+from mlwatcher_exporter.config import check_monitor_arguments
 from reference import assert_stats_equal, reference_stats
 
 
@@ -403,14 +404,39 @@ def test_start_http_server_passes_the_server_options_through(registry):
 
 
 @pytest.mark.parametrize("kwargs, words", [
+    # The type of the first problem: what check_monitor_arguments and the file check say.
     (dict(feature_names="amount"), "feature_names == 'amount', must be a list"),
     (dict(class_names="ab"), "class_names == 'ab', must be a list"),
 ])
 def test_a_string_is_not_a_list_of_names(kwargs, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(TypeError, match=words):
         ModelMonitor(registry=None, background=False, **kwargs)
 
 
 def test_categorical_features_none_means_none():
     monitor = ModelMonitor(registry=None, background=False, categorical_features=None)
     assert monitor.categorical_features == ()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(reservoir_size=10**12),
+    dict(feature_names=["a", "a"]),
+    dict(window_seconds=-1.0),
+    dict(categorical_features="colour"),
+    dict(class_names=np.array(["cat", "cat"])),
+])
+def test_the_constructor_says_what_the_configuration_check_says(kwargs):
+    with pytest.raises((TypeError, ValueError)) as direct:
+        ModelMonitor(registry=None, background=False, **kwargs)
+    with pytest.raises(type(direct.value)) as checked:
+        check_monitor_arguments(**kwargs)
+    assert str(direct.value) == str(checked.value)
+
+
+def test_the_constructor_keeps_the_tidied_values():
+    monitor = ModelMonitor(registry=None, background=False, window_seconds=5,
+                           class_names=np.array(["cat", "dog"]), categorical_features=["a"],
+                           feature_names=("a", "b"))
+    assert monitor.window_seconds == 5.0 and isinstance(monitor.window_seconds, float)
+    assert monitor.class_names == ["cat", "dog"] and monitor.categorical_features == ("a",)
+    assert monitor.feature_names == ["a", "b"]

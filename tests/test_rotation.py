@@ -1,8 +1,9 @@
 """WindowLedger: active, pending and published windows; flat memory."""
 
 import numpy as np
+import pytest
 
-from mlwatcher_exporter.rotation import WindowLedger
+from mlwatcher_exporter.rotation import MAX_PAUSE_SECONDS, StatisticsPause, WindowLedger
 from mlwatcher_exporter.schema import InputSchema
 
 
@@ -63,3 +64,20 @@ def test_memory_stays_flat_window_after_window():
             ledger.compute(schema, 10, wall)
         sizes.append(ledger.nbytes)
     assert max(sizes) <= 3 * sizes[0] and sizes[-1] == sizes[5]
+
+
+def test_the_statistics_pause_sleeps_as_long_as_the_last_block_took():
+    now = [10.0]
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
+    pause = StatisticsPause(clock=lambda: now[0], sleep=sleep)
+    now[0] += 0.002  # a block of 2 ms
+    pause()
+    now[0] += 0.5  # a long block: the pause is capped
+    pause()
+    pause()  # no work since the last pause: no sleep
+    assert slept == [pytest.approx(0.002), MAX_PAUSE_SECONDS, 0.0]

@@ -61,8 +61,9 @@ def test_a_batch_is_copied_and_rows_of_batches_are_kept_in_order(clock):
     np.testing.assert_array_equal(stage.features[:2, 0], [1.0, 2.0])
     np.testing.assert_array_equal(stage.labels[:3], [1, 0, -1])
     ends, thresholds, has_features, kinds = stage.columns()
-    assert ends == [2, 3] and thresholds == [0.3, 0.7]
-    assert has_features == [True, False] and kinds == [LABELS_INDICES, LABELS_RAW]
+    assert ends.tolist() == [2, 3] and thresholds.tolist() == [0.3, 0.7]
+    assert has_features.tolist() == [True, False]
+    assert kinds.tolist() == [LABELS_INDICES, LABELS_RAW]
     assert stage.raw_labels == {1: ["x"]}
 
 
@@ -89,7 +90,7 @@ def test_released_stages_are_empty_and_unlabeled(clock):
     stages.release(stage)
     put(stages, 2)
     (again,) = stages.take(seal=True)
-    assert again is stage and again.n == 2 and again.columns()[0] == [2]
+    assert again is stage and again.n == 2 and again.columns()[0].tolist() == [2]
     np.testing.assert_array_equal(again.labels[:3], [-1, -1, -1])
 
 
