@@ -661,6 +661,42 @@ def overview() -> Dict[str, Any]:
                             f"{{{MC}}}[$__rate_interval]))", "{{model}} class {{class}}")),
                    unit="suffix: rows/s"),
 
+        row("Late labels"),
+        timeseries("Late labels per second by outcome",
+                   "Labels joined later by prediction id (observe_labels): matched to their "
+                   "prediction, duplicates of a label already given, unmatched (unknown or "
+                   "expired id) and refused calls (5m rates).",
+                   targets((f"sum by (model) (rate(mlwatcher_late_labels_matched_total{{{M}}}"
+                            "[$__rate_interval]))", "{{model}} matched"),
+                           (f"sum by (model) (rate(mlwatcher_late_labels_duplicate_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} duplicate"),
+                           (f"sum by (model, reason) (rate(mlwatcher_late_labels_unmatched_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} unmatched {{reason}}"),
+                           (f"sum by (model, reason) (rate(mlwatcher_late_labels_rejected_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} rejected {{reason}}")),
+                   unit="suffix: labels/s", minimum=0),
+        timeseries("Label delay (joined labels)",
+                   "Seconds from a prediction to its late label: median and 90th percentile "
+                   "from the histogram, and the mean (5m rates; empty without late labels).",
+                   targets(("histogram_quantile(0.5, sum by (model, le) (rate("
+                            f"mlwatcher_late_label_delay_seconds_bucket{{{M}}}"
+                            "[$__rate_interval])))", "{{model}} median"),
+                           ("histogram_quantile(0.9, sum by (model, le) (rate("
+                            f"mlwatcher_late_label_delay_seconds_bucket{{{M}}}"
+                            "[$__rate_interval])))", "{{model}} p90"),
+                           (f"sum by (model) (rate(mlwatcher_late_label_delay_seconds_sum{{{M}}}"
+                            "[$__rate_interval])) / sum by (model) (rate("
+                            f"mlwatcher_late_label_delay_seconds_count{{{M}}}"
+                            "[$__rate_interval]))", "{{model}} mean")),
+                   unit="s", minimum=0),
+        timeseries("Prediction ids awaiting labels",
+                   "Ids held for late labels (bounded by max_ids and id_ttl_seconds), and "
+                   "ids forgotten before their label came, per second by reason.",
+                   targets((f"mlwatcher_prediction_ids{{{M}}}", "{{model}} held"),
+                           (f"sum by (model, reason) (rate(mlwatcher_prediction_ids_expired_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} forgotten/s {{reason}}")),
+                   minimum=0),
+
         row("Sample sizes"),
         timeseries("Rows per window and the alert guard",
                    "Rows seen, rows sampled and labeled rows per window. Below the red "
