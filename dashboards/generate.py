@@ -25,6 +25,9 @@ M = 'model=~"$model"'
 MC = 'model=~"$model",class=~"$class"'
 MF = 'model=~"$model",feature=~"$feature"'
 GUARD = "mlwatcher:guard_min_sampled_rows"
+# Fleet series keep every label but instance: the model and the deployment labels of
+# the scrape config (env, cluster...).
+FLEET_LEGEND = "{{model}} {{env}}"
 
 # Colors of the overrides.
 BAND_STYLE = [
@@ -355,7 +358,7 @@ def dashboard(uid: str, title: str, description: str, variables: List[Dict[str, 
 
 def overview() -> Dict[str, Any]:
     prob = dict(unit="percentunit", minimum=0, maximum=1)
-    band_overrides = [by_regex(".*(lower|upper|1d avg|10m avg).*", BAND_STYLE)]
+    band_overrides = [by_regex(".*(lower|upper|1d avg|10m avg| replica).*", BAND_STYLE)]
     panels: List[Dict[str, Any]] = [
         row("Overview"),
         stat("Rows in last window", "Rows observed in the last completed window, before "
@@ -373,7 +376,7 @@ def overview() -> Dict[str, Any]:
              targets((f"mlwatcher_accuracy{{{M}}}", "{{model}}")), unit="percentunit",
              decimals=1, thresh=thresholds(("red", None), ("orange", 0.8), ("green", 0.9))),
         stat("Rows per second", "Rows predicted per second over all replicas (5m rate).",
-             targets((f"model:mlwatcher_predictions:rate5m{{{M}}}", "{{model}}")),
+             targets((f"model:mlwatcher_predictions:sum_rate5m{{{M}}}", FLEET_LEGEND)),
              unit="suffix: rows/s", decimals=1),
         stat("Window age", "Seconds since the last completed window ended. The "
              "MLWatcherWindowStalled alert fires past 3 window lengths.",
@@ -385,25 +388,105 @@ def overview() -> Dict[str, Any]:
               rename={"window_seconds": "window (s)", "reservoir_size": "reservoir",
                       "n_classes": "classes"}, h=5),
 
+        row("Fleet (all replicas)"),
+        stat("Replicas", "Replicas of each deployment publishing the model "
+             "(mlwatcher_model_info counted without instance).",
+             targets((f"count without (instance) (mlwatcher_model_info{{{M}}})",
+                      FLEET_LEGEND)), w=4, decimals=0),
+        stat("Fleet accuracy (5m)", "Accuracy over every labeled row of the last 5 minutes, "
+             "all replicas of a deployment together (counters).",
+             targets((f"model:mlwatcher_accuracy:ratio_rate5m{{{M}}}", FLEET_LEGEND)),
+             unit="percentunit", decimals=1,
+             thresh=thresholds(("red", None), ("orange", 0.8), ("green", 0.9)), w=5),
+        stat("Fleet median pred1 (5m)", "Median top-class probability over every row of the "
+             "last 5 minutes and every replica, from the pred1 histogram.",
+             targets((f"model:mlwatcher_prediction_pred1:p50_rate5m{{{M}}}", FLEET_LEGEND)),
+             unit="percentunit", decimals=1,
+             thresh=thresholds(("red", None), ("orange", 0.6), ("green", 0.8)), w=5),
+        stat("Fleet rows in 5 minutes", "Rows and labeled rows counted by all replicas in the "
+             "last 5 minutes: the samples behind the fleet's counter-based alerts, which "
+             "stay silent under the guard (mlwatcher:guard_min_sampled_rows).",
+             targets((f"model:mlwatcher_predictions:increase5m{{{M}}}", FLEET_LEGEND + " rows"),
+                     (f"model:mlwatcher_labeled_predictions:increase5m{{{M}}}",
+                      FLEET_LEGEND + " labeled")), decimals=0, w=10,
+             color_mode="value"),
+        timeseries("Fleet accuracy, recall and macro F1",
+                   "Accuracy over every labeled row of all replicas (5m rates) with its 1-day "
+                   "average (dashed), which MLWatcherAccuracyDropping compares with, and the "
+                   "macro F1 of the replicas' last windows weighted by their labeled rows.",
+                   targets((f"model:mlwatcher_accuracy:ratio_rate5m{{{M}}}",
+                            FLEET_LEGEND + " accuracy"),
+                           (f"model:mlwatcher_accuracy:ratio_rate5m_avg1d{{{M}}}",
+                            FLEET_LEGEND + " accuracy 1d avg"),
+                           (f"model:mlwatcher_f1_macro:weighted_avg{{{M}}}",
+                            FLEET_LEGEND + " macro F1 (windows)")),
+                   overrides=band_overrides,
+                   thresh=thresholds(("red", None), ("orange", 0.8), ("green", 0.9)),
+                   thresholds_style="dashed", **prob),
+        timeseries("Fleet confidence over every row",
+                   "pred1 mean and p10/p50/p90 from the histogram of all replicas (5m rates), "
+                   "and the fleet's median spread12 (replicas' last windows, weighted by "
+                   "their sampled rows).",
+                   targets((f"model:mlwatcher_prediction_pred1:mean_rate5m{{{M}}}",
+                            FLEET_LEGEND + " pred1 mean"),
+                           (f"model:mlwatcher_prediction_pred1:p10_rate5m{{{M}}}",
+                            FLEET_LEGEND + " pred1 p10"),
+                           (f"model:mlwatcher_prediction_pred1:p50_rate5m{{{M}}}",
+                            FLEET_LEGEND + " pred1 p50"),
+                           (f"model:mlwatcher_prediction_pred1:p90_rate5m{{{M}}}",
+                            FLEET_LEGEND + " pred1 p90"),
+                           (f"model:mlwatcher_spread12_median:weighted_avg{{{M}}}",
+                            FLEET_LEGEND + " spread12 median (windows)")),
+                   overrides=[by_regex(".*(p10|p90).*", BAND_STYLE)], **prob),
+        timeseries("Fleet class shares over every row",
+                   "Share of the rows predicted as each class, all replicas (5m rates).",
+                   targets((f"model_class:mlwatcher_predicted_class:ratio_rate5m{{{MC}}}",
+                            FLEET_LEGEND + " class {{class}}")), **prob),
+        timeseries("Fleet sample sizes and the alert guard",
+                   "Rows sampled and labeled rows in the replicas' last windows, summed, and "
+                   "rows counted in 5 minutes, against the guard (red dashed): the model "
+                   "alerts count their sample across the fleet.",
+                   targets((f"sum without (instance) (model:mlwatcher_window_sampled_rows:sum"
+                            f"{{{M}}})", FLEET_LEGEND + " sampled (windows)"),
+                           (f"sum without (instance) (model:mlwatcher_labeled_rows:sum"
+                            f"{{{M}}})", FLEET_LEGEND + " labeled (windows)"),
+                           (f"model:mlwatcher_labeled_predictions:increase5m{{{M}}}",
+                            FLEET_LEGEND + " labeled (5m)"),
+                           (GUARD, "alert guard (min sampled rows)")),
+                   overrides=[by_name("alert guard (min sampled rows)", GUARD_STYLE)],
+                   decimals=0, minimum=0),
+        timeseries("Fleet feature mean and std",
+                   "Mean and standard deviation of the selected features over the replicas' "
+                   "last windows, weighted by their sampled rows (the drift band is drawn in "
+                   "'Features').",
+                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg{{{MF},'
+                            f'stat=~"mean|std"}}', FLEET_LEGEND + " {{feature}} {{stat}}")),
+                   w=24),
+
         row("Confidence"),
         timeseries("pred1 per window: median and quartiles",
                    "Top-class probability of each row, summarised per window: median (solid) "
-                   "with q25/q75 (dashed) and the 10-minute average of the median the "
-                   "MLWatcherConfidenceDropping alert compares with yesterday. A falling "
-                   "median or a widening band means the model is less sure.",
-                   targets((f'mlwatcher_pred1{{{M},stat="median"}}', "{{model}} median"),
-                           (f'mlwatcher_pred1{{{M},stat=~"q25|q75"}}', "{{model}} {{stat}}"),
-                           (f"model:mlwatcher_pred1_median:avg10m{{{M}}}",
-                            "{{model}} median 10m avg")),
-                   overrides=[by_regex(".*(q25|q75|10m avg).*", BAND_STYLE)], **prob),
+                   "with q25/q75 (dashed) per replica, and the fleet's median over every row "
+                   "of the last 5 minutes from the histogram (dashed), which "
+                   "MLWatcherConfidenceDropping compares with yesterday. A falling median or "
+                   "a widening band means the model is less sure.",
+                   targets((f'mlwatcher_pred1{{{M},stat="median"}}',
+                            "{{model}} {{instance}} median"),
+                           (f'mlwatcher_pred1{{{M},stat=~"q25|q75"}}',
+                            "{{model}} {{instance}} {{stat}}"),
+                           (f"model:mlwatcher_prediction_pred1:p50_rate5m{{{M}}}",
+                            "fleet " + FLEET_LEGEND + " median (all rows)")),
+                   overrides=[by_regex(".*(q25|q75|fleet).*", BAND_STYLE)], **prob),
         timeseries("spread12 per window: median and quartiles",
                    "Top-1 minus top-2 probability per row, per window. Near 0 the model "
                    "hesitates between two classes (MLWatcherSpread12Collapsing).",
-                   targets((f'mlwatcher_spread12{{{M},stat="median"}}', "{{model}} median"),
-                           (f'mlwatcher_spread12{{{M},stat=~"q25|q75"}}', "{{model}} {{stat}}"),
+                   targets((f'mlwatcher_spread12{{{M},stat="median"}}',
+                            "{{model}} {{instance}} median"),
+                           (f'mlwatcher_spread12{{{M},stat=~"q25|q75"}}',
+                            "{{model}} {{instance}} {{stat}}"),
                            (f"model:mlwatcher_spread12_median:avg10m{{{M}}}",
-                            "{{model}} median 10m avg")),
-                   overrides=[by_regex(".*(q25|q75|10m avg).*", BAND_STYLE)], **prob),
+                            "fleet " + FLEET_LEGEND + " median 10m avg")),
+                   overrides=[by_regex(".*(q25|q75|fleet).*", BAND_STYLE)], **prob),
         timeseries("pred1 and spread12: mean, std, min, max",
                    "The other per-window statistics of pred1 and spread12.",
                    targets((f'mlwatcher_pred1{{{M},stat=~"mean|std|min|max|range|iqr"}}',
@@ -411,18 +494,18 @@ def overview() -> Dict[str, Any]:
                            (f'mlwatcher_spread12{{{M},stat=~"mean|std|min|max|range|iqr"}}',
                             "{{model}} spread12 {{stat}}")), **prob),
         timeseries("pred1 quantiles over all rows (all replicas)",
-                   "From the mlwatcher_prediction_pred1 histogram summed over replicas: "
-                   "every row counts, not only the window's sample. Bucket bounds limit the "
-                   "precision (0.1 steps, then 0.95, 0.99, 1).",
-                   targets((f"histogram_quantile(0.5, model_le:mlwatcher_prediction_pred1_"
-                            f"bucket:rate5m{{{M}}})", "{{model}} p50"),
-                           (f"histogram_quantile(0.1, model_le:mlwatcher_prediction_pred1_"
-                            f"bucket:rate5m{{{M}}})", "{{model}} p10"),
-                           (f"sum by (model) (rate(mlwatcher_prediction_pred1_sum{{{M}}}"
-                            f"[$__rate_interval])) / sum by (model) (rate("
-                            f"mlwatcher_prediction_pred1_count{{{M}}}[$__rate_interval]))",
-                            "{{model}} mean")),
-                   overrides=[by_regex(".*p10.*", BAND_STYLE)], **prob),
+                   "From the mlwatcher_prediction_pred1 histogram summed over replicas "
+                   "(5m rates): every row counts, not only the window's sample. Quantiles "
+                   "interpolate inside a bucket: the bucket edges limit their precision.",
+                   targets((f"model:mlwatcher_prediction_pred1:p50_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p50"),
+                           (f"model:mlwatcher_prediction_pred1:p10_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p10"),
+                           (f"model:mlwatcher_prediction_pred1:p90_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p90"),
+                           (f"model:mlwatcher_prediction_pred1:mean_rate5m{{{M}}}",
+                            FLEET_LEGEND + " mean")),
+                   overrides=[by_regex(".*(p10|p90).*", BAND_STYLE)], **prob),
         heatmap("pred1 distribution of $model (all rows)",
                 "Rows per pred1 bucket over time (mlwatcher_prediction_pred1_bucket). "
                 "Mass moving down from the top bucket is lost confidence.",
@@ -436,14 +519,14 @@ def overview() -> Dict[str, Any]:
                    targets(('mlwatcher_predicted_class_ratio{model=~"$model",'
                             'class=~"$class"}', "class {{class}}")),
                    stack=True, repeat="model", **prob),
-        timeseries("Class ratio: last 10 minutes vs last day",
-                   "The two levels MLWatcherClassRatioShift compares: it fires when the 10m "
-                   "average (solid) leaves [0.5x, 2x] of the 1-day average (dashed) by more "
-                   "than 5 points.",
-                   targets((f"model_class:mlwatcher_predicted_class_ratio:avg10m{{{MC}}}",
-                            "{{model}} class {{class}} 10m"),
-                           (f"model_class:mlwatcher_predicted_class_ratio:avg1d{{{MC}}}",
-                            "{{model}} class {{class}} 1d avg")),
+        timeseries("Class ratio over all rows: last 5 minutes vs last day",
+                   "The two levels MLWatcherClassRatioShift compares, from the counters of "
+                   "every replica: it fires when the 5m share (solid) leaves [0.5x, 2x] of "
+                   "its 1-day average (dashed) by more than 5 points.",
+                   targets((f"model_class:mlwatcher_predicted_class:ratio_rate5m{{{MC}}}",
+                            FLEET_LEGEND + " class {{class}} 5m"),
+                           (f"model_class:mlwatcher_predicted_class:ratio_rate5m_avg1d{{{MC}}}",
+                            FLEET_LEGEND + " class {{class}} 1d avg")),
                    overrides=band_overrides, **prob),
         timeseries("Rows per predicted class per window",
                    "Rows predicted as each class in the last window "
@@ -452,24 +535,36 @@ def overview() -> Dict[str, Any]:
                             "{{model}} class {{class}}")), decimals=0),
         timeseries("Predictions per second by class (all replicas)",
                    "From the mlwatcher_predictions_total counters, every row.",
-                   targets((f"model_class:mlwatcher_predictions:rate5m{{{MC}}}",
-                            "{{model}} class {{class}}")), unit="suffix: rows/s"),
+                   targets((f"sum without (instance) (model_class:mlwatcher_predictions:rate5m"
+                            f"{{{MC}}})", FLEET_LEGEND + " class {{class}}")),
+                   unit="suffix: rows/s"),
 
         row("Features"),
         timeseries("Feature mean and its usual band",
-                   "Window mean of the selected features (solid) and the band of "
-                   "MLWatcherFeatureDrift (dashed): the last hour's average +/- half the "
-                   "feature's usual standard deviation and 5% of its usual range.",
-                   targets((f'mlwatcher_feature{{{MF},stat="mean"}}', "{{model}} {{feature}}"),
+                   "Mean of the selected features over the replicas' last windows, weighted "
+                   "by their sampled rows (solid, what MLWatcherFeatureDrift watches), each "
+                   "replica's window mean (dashed) and the band (dashed): the last hour's "
+                   "average +/- half the feature's usual standard deviation and 5% of its "
+                   "usual range.",
+                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg'
+                            f'{{{MF},stat="mean"}}',
+                            FLEET_LEGEND + " {{feature}}"),
+                           (f'mlwatcher_feature{{{MF},stat="mean"}}',
+                            "{{model}} {{instance}} {{feature}} replica"),
                            (f'model_feature_stat:mlwatcher_feature:band_lower1h{{{MF},'
                             f'stat="mean"}}', "{{model}} {{feature}} lower"),
                            (f'model_feature_stat:mlwatcher_feature:band_upper1h{{{MF},'
                             f'stat="mean"}}', "{{model}} {{feature}} upper")),
                    overrides=band_overrides),
         timeseries("Feature IQR and its usual band",
-                   "Window interquartile range of the selected features and its band. A "
-                   "collapsing IQR is often a stuck or defaulted input.",
-                   targets((f'mlwatcher_feature{{{MF},stat="iqr"}}', "{{model}} {{feature}}"),
+                   "Interquartile range of the selected features (fleet, weighted by sampled "
+                   "rows; each replica dashed) and its band. A collapsing IQR is often a "
+                   "stuck or defaulted input.",
+                   targets((f'model_feature_stat:mlwatcher_feature:weighted_avg'
+                            f'{{{MF},stat="iqr"}}',
+                            FLEET_LEGEND + " {{feature}}"),
+                           (f'mlwatcher_feature{{{MF},stat="iqr"}}',
+                            "{{model}} {{instance}} {{feature}} replica"),
                            (f'model_feature_stat:mlwatcher_feature:band_lower1h{{{MF},'
                             f'stat="iqr"}}', "{{model}} {{feature}} lower"),
                            (f'model_feature_stat:mlwatcher_feature:band_upper1h{{{MF},'
@@ -480,7 +575,8 @@ def overview() -> Dict[str, Any]:
                  "band half-widths: above 1 the feature is out of its band. All features, "
                  "whatever the feature selector says. Infinite for a feature that used to "
                  "be constant.",
-                 targets((f'topk(15, abs(mlwatcher_feature{{{M},stat=~"mean|iqr"}} - '
+                 targets((f'topk(15, abs(model_feature_stat:mlwatcher_feature:weighted_avg'
+                          f'{{{M},stat=~"mean|iqr"}} - '
                           f'model_feature_stat:mlwatcher_feature:avg1h{{{M}}}) / ignoring(stat) '
                           f'group_left() model_feature:mlwatcher_feature_band_halfwidth:avg1h'
                           f'{{{M}}} >= 0)', "{{model}} {{feature}} {{stat}}", True)),
@@ -490,11 +586,12 @@ def overview() -> Dict[str, Any]:
                    "How many feature statistics (mean or IQR) of each model are outside "
                    "their usual band right now; MLWatcherFeatureDrift fires for each after "
                    "10 minutes.",
-                   targets((f'sum by (model) ((mlwatcher_feature{{{M},stat=~"mean|iqr"}} > bool '
-                            f'model_feature_stat:mlwatcher_feature:band_upper1h) + '
-                            f'(mlwatcher_feature{{{M},stat=~"mean|iqr"}} < bool '
-                            f'model_feature_stat:mlwatcher_feature:band_lower1h))',
-                            "{{model}}")),
+                   targets((f'count without (feature, stat) ((model_feature_stat:mlwatcher_'
+                            f'feature:weighted_avg{{{M},stat=~"mean|iqr"}} > model_feature_stat:'
+                            f'mlwatcher_feature:band_upper1h) or (model_feature_stat:mlwatcher_'
+                            f'feature:weighted_avg{{{M},stat=~"mean|iqr"}} < model_feature_stat:'
+                            f'mlwatcher_feature:band_lower1h)) or (0 * model:mlwatcher_window_'
+                            f'sampled_rows:guarded{{{M}}})', FLEET_LEGEND)),
                    decimals=0, minimum=0,
                    thresh=thresholds(("green", None), ("red", 1)),
                    thresholds_style="dashed"),
@@ -513,11 +610,13 @@ def overview() -> Dict[str, Any]:
                    thresh=thresholds(("green", None), ("red", 0.05)),
                    thresholds_style="dashed", **prob),
         timeseries("Categorical feature values",
-                   "Share of each value of the selected categorical features (values beyond "
-                   "the configured maximum are folded into __other__). Empty when the model "
-                   "has no categorical feature, as in the demo.",
-                   targets((f"mlwatcher_feature_value_ratio{{{MF}}}",
-                            "{{model}} {{feature}}={{value}}")), **prob),
+                   "Share of each value of every categorical feature in the window's sample "
+                   "(values beyond the configured maximum are folded into __other__); in the "
+                   "demo, the request channel (0 web, 1 mobile, 2 partner API), whose mix "
+                   "shifts during the input drift. Empty for a model without categorical "
+                   "features.",
+                   targets((f"mlwatcher_feature_value_ratio{{{M}}}",
+                            "{{model}} {{instance}} {{feature}}={{value}}")), **prob),
 
         row("Labeled performance"),
         timeseries("Accuracy and macro F1 per window",
@@ -526,8 +625,10 @@ def overview() -> Dict[str, Any]:
                    "(dashed).",
                    targets((f"mlwatcher_accuracy{{{M}}}", "{{model}} accuracy"),
                            (f"mlwatcher_f1_macro{{{M}}}", "{{model}} macro F1"),
-                           (f"model:mlwatcher_accuracy:avg1d{{{M}}}", "{{model}} accuracy 1d avg"),
-                           (f"model:mlwatcher_f1_macro:avg1d{{{M}}}", "{{model}} macro F1 1d avg")),
+                           (f"model:mlwatcher_accuracy:ratio_rate5m_avg1d{{{M}}}",
+                            FLEET_LEGEND + " accuracy (all rows) 1d avg"),
+                           (f"model:mlwatcher_f1_macro:avg1d{{{M}}}",
+                            FLEET_LEGEND + " macro F1 1d avg")),
                    overrides=band_overrides,
                    thresh=thresholds(("red", None), ("orange", 0.8), ("green", 0.9)),
                    thresholds_style="dashed", **prob),
@@ -560,6 +661,42 @@ def overview() -> Dict[str, Any]:
                             f"{{{MC}}}[$__rate_interval]))", "{{model}} class {{class}}")),
                    unit="suffix: rows/s"),
 
+        row("Late labels"),
+        timeseries("Late labels per second by outcome",
+                   "Labels joined later by prediction id (observe_labels): matched to their "
+                   "prediction, duplicates of a label already given, unmatched (unknown or "
+                   "expired id) and refused calls (5m rates).",
+                   targets((f"sum by (model) (rate(mlwatcher_late_labels_matched_total{{{M}}}"
+                            "[$__rate_interval]))", "{{model}} matched"),
+                           (f"sum by (model) (rate(mlwatcher_late_labels_duplicate_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} duplicate"),
+                           (f"sum by (model, reason) (rate(mlwatcher_late_labels_unmatched_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} unmatched {{reason}}"),
+                           (f"sum by (model, reason) (rate(mlwatcher_late_labels_rejected_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} rejected {{reason}}")),
+                   unit="suffix: labels/s", minimum=0),
+        timeseries("Label delay (joined labels)",
+                   "Seconds from a prediction to its late label: median and 90th percentile "
+                   "from the histogram, and the mean (5m rates; empty without late labels).",
+                   targets(("histogram_quantile(0.5, sum by (model, le) (rate("
+                            f"mlwatcher_late_label_delay_seconds_bucket{{{M}}}"
+                            "[$__rate_interval])))", "{{model}} median"),
+                           ("histogram_quantile(0.9, sum by (model, le) (rate("
+                            f"mlwatcher_late_label_delay_seconds_bucket{{{M}}}"
+                            "[$__rate_interval])))", "{{model}} p90"),
+                           (f"sum by (model) (rate(mlwatcher_late_label_delay_seconds_sum{{{M}}}"
+                            "[$__rate_interval])) / sum by (model) (rate("
+                            f"mlwatcher_late_label_delay_seconds_count{{{M}}}"
+                            "[$__rate_interval]))", "{{model}} mean")),
+                   unit="s", minimum=0),
+        timeseries("Prediction ids awaiting labels",
+                   "Ids held for late labels (bounded by max_ids and id_ttl_seconds), and "
+                   "ids forgotten before their label came, per second by reason.",
+                   targets((f"mlwatcher_prediction_ids{{{M}}}", "{{model}} held"),
+                           (f"sum by (model, reason) (rate(mlwatcher_prediction_ids_expired_total"
+                            f"{{{M}}}[$__rate_interval]))", "{{model}} forgotten/s {{reason}}")),
+                   minimum=0),
+
         row("Sample sizes"),
         timeseries("Rows per window and the alert guard",
                    "Rows seen, rows sampled and labeled rows per window. Below the red "
@@ -573,15 +710,16 @@ def overview() -> Dict[str, Any]:
                    decimals=0, minimum=0),
         timeseries("Rows per second (all replicas)",
                    "Predicted rows per second from the counters (5m rate).",
-                   targets((f"model:mlwatcher_predictions:rate5m{{{M}}}", "{{model}}")),
+                   targets((f"model:mlwatcher_predictions:sum_rate5m{{{M}}}", FLEET_LEGEND)),
                    unit="suffix: rows/s", minimum=0),
 
         row("Rejected rows"),
         timeseries("Rejected rows per second by reason",
                    "Rows the monitor refused (the model's predict is never affected). "
                    "Every reason is exported at 0, so flat zero lines are the healthy state.",
-                   targets((f"model_reason:mlwatcher_rejected_rows:rate5m{{{M}}}",
-                            "{{model}} {{reason}}")), unit="suffix: rows/s", minimum=0),
+                   targets((f"sum without (instance) (model_reason:mlwatcher_rejected_rows:"
+                            f"rate5m{{{M}}})", FLEET_LEGEND + " {{reason}}")),
+                   unit="suffix: rows/s", minimum=0),
         timeseries("Share of rows rejected",
                    "rejected / (rejected + accepted), 5m rates. MLWatcherRejectedRowsRising "
                    "fires above 1% (dashed).",
@@ -627,12 +765,12 @@ def overview() -> Dict[str, Any]:
         query_variable("class", "Class",
                        'label_values(mlwatcher_predicted_class_ratio{model=~"$model"}, class)'),
         query_variable("feature", "Feature",
-                       'label_values({__name__=~"mlwatcher_feature|mlwatcher_feature_value_'
-                       'ratio",model=~"$model"}, feature)',
+                       'label_values(mlwatcher_feature{model=~"$model"}, feature)',
                        include_all=False,
-                       description="Features drawn by the feature panels (several allowed). "
-                                   "'Features furthest from their usual level' lists them "
-                                   "all."),
+                       description="Continuous features drawn by the feature panels (several "
+                                   "allowed). 'Features furthest from their usual level' "
+                                   "lists them all; 'Categorical feature values' draws every "
+                                   "categorical feature."),
     ]
     return dashboard(
         "mlwatcher-overview", "MLWatcher / Model overview",
@@ -737,7 +875,7 @@ def canary() -> Dict[str, Any]:
                    overrides=[by_name("alert guard (min sampled rows)", GUARD_STYLE)],
                    decimals=0, minimum=0),
         timeseries("Rows per second (all replicas)", "Traffic seen by each model's monitor.",
-                   targets((f"model:mlwatcher_predictions:rate5m{{{both}}}", "{{model}}")),
+                   targets((f"model:mlwatcher_predictions:sum_rate5m{{{both}}}", "{{model}}")),
                    unit="suffix: rows/s", minimum=0),
     ]
     variables = [

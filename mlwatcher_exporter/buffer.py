@@ -7,11 +7,11 @@ batch, and reused window after window, so memory stays bounded by ``capacity``.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .reservoir import Reservoir
+from .reservoir import Index, Reservoir
 from .window import WindowSample
 
 __all__ = ["WindowBuffer", "TextEncoder"]
@@ -43,6 +43,9 @@ class WindowBuffer:
         self.proba = np.empty((capacity, n_classes), dtype=np.float64)
         self.predicted = np.empty(capacity, dtype=np.intp)
         self.labels = np.empty(capacity, dtype=np.int64)
+        # Per slot, the position among the window's rows of the row it holds: a label
+        # joined later by id finds its row's slot still holding it (latelabels.py).
+        self.positions = np.empty(capacity, dtype=np.int64)
         self.features: Optional[np.ndarray] = None
         self.has_features: Optional[np.ndarray] = None
         self.class_rows = np.zeros(n_classes, dtype=np.int64)
@@ -56,7 +59,8 @@ class WindowBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes of its arrays."""
-        arrays = [self.proba, self.predicted, self.labels, self.features, self.has_features]
+        arrays = [self.proba, self.predicted, self.labels, self.positions, self.features,
+                  self.has_features]
         return sum(a.nbytes for a in arrays if a is not None)
 
     def reset(self, start: float) -> None:
@@ -75,19 +79,26 @@ class WindowBuffer:
         has_features: Optional[np.ndarray] = None,
         text: Optional[Dict[int, np.ndarray]] = None,
         encode: Optional[TextEncoder] = None,
-    ) -> None:
+    ) -> List[Tuple[Index, Index]]:
         """Offer accepted rows; the rows kept are copied, the counts added.
 
         `labels` may hold -1 for rows without a label; `has_features`, when given,
         marks which rows of `features` are real. `text` holds, per text column, the
-        rows' values, which `encode` turns into codes for the kept rows only.
+        rows' values, which `encode` turns into codes for the kept rows only. Returns
+        the reservoir's ``(slots, rows)`` plans: where the kept rows went.
         """
         if features is not None and self.features is None:
             capacity = self.reservoir.capacity
             self.features = np.empty((capacity, features.shape[1]), dtype=np.float64)
             self.has_features = np.zeros(capacity, dtype=bool)
         self.class_rows += class_rows
-        for slots, rows in self.reservoir.offer(proba.shape[0]):
+        first = self.reservoir.seen
+        plans = self.reservoir.offer(proba.shape[0])
+        for slots, rows in plans:
+            if isinstance(rows, slice):
+                self.positions[slots] = np.arange(first + rows.start, first + rows.stop)
+            else:
+                self.positions[slots] = rows + first
             self.proba[slots] = proba[rows]
             self.predicted[slots] = predicted[rows]
             self.labels[slots] = -1 if labels is None else labels[rows]
@@ -102,6 +113,7 @@ class WindowBuffer:
             if text and encode is not None:
                 for column, values in text.items():
                     self.features[slots, column] = encode(column, values[rows])
+        return plans
 
     def sample(self) -> WindowSample:
         """Views of the sampled rows; valid until the buffer is reset."""

@@ -48,6 +48,7 @@ from .exposition import PRERENDERED, render_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from .counts import LifetimeCounts
+    from .latelabels import LateLabelCounts
     from .window import WindowStats
 
 __all__ = [
@@ -67,6 +68,7 @@ class MonitorSnapshot(NamedTuple):
     rejected: Dict[str, int]
     dropped: Dict[Tuple[str, str], int]
     class_labels: List[str]
+    late: Optional["LateLabelCounts"] = None
 
 
 class Publisher(Protocol):
@@ -133,6 +135,22 @@ FAMILIES: Dict[str, tuple] = {
         "were recorded, by part and reason.", ("part", "reason")),
     n.PRED1_HISTOGRAM: ("histogram", "Top class probability of every row since start.", ()),
     n.LAST_PREDICTION: ("gauge", "Unix time of the last observed batch.", ()),
+    n.LATE_LABELS_MATCHED: (
+        "counter", "Labels joined by id to their prediction (observe_labels).", ()),
+    n.LATE_LABELS_UNMATCHED: (
+        "counter", "Labels whose id has no prediction held: unknown (never recorded or "
+        "forgotten) or expired (older than the id ttl).", ("reason",)),
+    n.LATE_LABELS_DUPLICATE: (
+        "counter", "Labels for a prediction that already had one (the first is kept).", ()),
+    n.LATE_LABELS_REJECTED: (
+        "counter", "Labels of observe_labels calls refused with an error, by reason.",
+        ("reason",)),
+    n.PREDICTION_IDS_EXPIRED: (
+        "counter", "Prediction ids forgotten before their label came, by reason.",
+        ("reason",)),
+    n.PREDICTION_IDS: ("gauge", "Prediction ids held, awaiting their labels.", ()),
+    n.LATE_LABEL_DELAY: (
+        "histogram", "Seconds from a prediction to its joined label.", ()),
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
 
@@ -270,6 +288,23 @@ def _add_monitor(families: Families, monitor: "Publisher",
         families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
         if counts.last_prediction is not None:
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
+    if snap.late is not None:
+        _add_late(families, model, snap.late)
+
+
+def _add_late(families: Families, model: str, late: "LateLabelCounts") -> None:
+    families[n.LATE_LABELS_MATCHED].add_metric([model], late.matched)
+    families[n.LATE_LABELS_DUPLICATE].add_metric([model], late.duplicate)
+    for name, values in ((n.LATE_LABELS_UNMATCHED, late.unmatched),
+                         (n.LATE_LABELS_REJECTED, late.rejected),
+                         (n.PREDICTION_IDS_EXPIRED, late.expired)):
+        for reason, value in values.items():
+            families[name].add_metric([model, reason], value)
+    families[n.PREDICTION_IDS].add_metric([model], late.ids)
+    cumulative = late.delay_buckets.cumsum().tolist()
+    buckets = [(f"{edge:g}", value) for edge, value in zip(n.LABEL_DELAY_BUCKETS, cumulative)]
+    buckets.append(("+Inf", cumulative[-1]))
+    families[n.LATE_LABEL_DELAY].add_metric([model], buckets, sum_value=late.delay_sum)
 
 
 def _add_window(families: Families, model: str, classes: List[str], w: "WindowStats") -> None:

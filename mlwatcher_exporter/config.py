@@ -32,6 +32,7 @@ __all__ = [
     "MAX_RESERVOIR_SIZE",
     "MAX_CATEGORIES",
     "MAX_RESERVOIR_CELLS",
+    "MAX_IDS",
     "check_monitor_arguments",
     "check_settings",
     "memory_estimate",
@@ -53,6 +54,9 @@ MAX_CATEGORIES = 1000
 #: Most numbers in one window buffer, ``reservoir_size * (n_classes + n_features + 3)``
 #: when both are known: 50 million float64 are 400 MB, and a monitor keeps up to three.
 MAX_RESERVOIR_CELLS = 50_000_000
+#: Most prediction ids kept for late labels: about 210 to 235 bytes each (see
+#: docs/benchmarks.md), so 10 million are about 2.2 GB.
+MAX_IDS = 10_000_000
 
 #: Every upper bound by option name.
 LIMITS: Mapping[str, int] = {
@@ -62,6 +66,7 @@ LIMITS: Mapping[str, int] = {
     "categorical_features": MAX_FEATURES,
     "reservoir_size": MAX_RESERVOIR_SIZE,
     "max_categories": MAX_CATEGORIES,
+    "max_ids": MAX_IDS,
 }
 
 
@@ -87,6 +92,8 @@ class MonitorSettings:
     categorical_features: Tuple[Union[str, int], ...] = ()
     max_categories: int = 10
     random_state: Optional[int] = None
+    max_ids: int = 100_000
+    id_ttl_seconds: float = 86_400.0
     http: HttpSettings = field(default_factory=HttpSettings)
 
 
@@ -232,6 +239,8 @@ _MONITOR_CHECKS: Dict[str, Check] = {
         _feature_ref, "feature names or column indices", MAX_FEATURES),
     "max_categories": _int_in(1, MAX_CATEGORIES),
     "random_state": _random_state,
+    "max_ids": _int_in(1, MAX_IDS),
+    "id_ttl_seconds": _positive_seconds,
 }
 
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
@@ -299,10 +308,10 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
             out[key] = tuple(items)
     if out.get("categorical_features", ()) is None:
         out["categorical_features"] = ()
-    for key in ("n_classes", "reservoir_size", "max_categories", "random_state"):
+    for key in ("n_classes", "reservoir_size", "max_categories", "random_state", "max_ids"):
         if out.get(key) is not None:
             out[key] = int(out[key])
-    for key in ("window_seconds", "threshold"):
+    for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
     return MonitorSettings(**out, http=HttpSettings(**http))
@@ -316,7 +325,8 @@ def check_monitor_arguments(**arguments: Any) -> MonitorSettings:
     **arguments
         Any of ``model``, ``n_classes``, ``class_names``, ``window_seconds``,
         ``reservoir_size``, ``threshold``, ``feature_names``, ``categorical_features``
-        (None means none), ``max_categories`` and ``random_state``. Lists may be any
+        (None means none), ``max_categories``, ``random_state``, ``max_ids`` and
+        ``id_ttl_seconds``. Lists may be any
         ordered collection (list, tuple, 1-D array), never a string.
 
     Returns

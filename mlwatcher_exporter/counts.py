@@ -56,12 +56,18 @@ class LifetimeCounts:
         )
         self.pred1_sum += float(pred1.sum())
         if labels is not None:
-            labeled = labels >= 0
-            if not labeled.all():
-                predicted, labels = predicted[labeled], labels[labeled]
-            self.labeled += np.bincount(labels, minlength=n_classes)
-            self.correct += np.bincount(labels[labels == predicted], minlength=n_classes)
+            self.add_labels(predicted, labels)
         return class_rows
+
+    def add_labels(self, predicted: np.ndarray, labels: np.ndarray) -> None:
+        """Count labels of predictions: those observed with their batch, and those
+        joined later by id (:mod:`.latelabels`). -1 is no label."""
+        labeled = labels >= 0
+        if not labeled.all():
+            predicted, labels = predicted[labeled], labels[labeled]
+        n_classes = self.predictions.size
+        self.labeled += np.bincount(labels, minlength=n_classes)
+        self.correct += np.bincount(labels[labels == predicted], minlength=n_classes)
 
     def copy(self) -> "LifetimeCounts":
         """A snapshot that later observations do not change."""

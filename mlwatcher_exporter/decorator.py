@@ -15,7 +15,9 @@ import copy
 import functools
 import inspect
 import weakref
-from typing import Any, Callable, Literal, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import (
+    Any, Callable, Literal, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple,
+)
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from .tables import is_table
 __all__ = [
     "Observer",
     "LabelsBlock",
+    "LabelsWithIds",
     "WatchCount",
     "new_labels_var",
     "watch",
@@ -73,11 +76,15 @@ class Observer(Protocol):
     def observe_common(self, proba: Any, features: Any, labels: Any) -> bool:
         """Stage a batch of the common form cheaply, or return False; never raise."""
 
-    def observe_quietly(self, proba: Any, features: Any = None, labels: Any = None) -> bool:
+    def observe_quietly(
+        self, proba: Any, features: Any = None, labels: Any = None, threshold: Any = None,
+        ids: Any = None,
+    ) -> bool:
         """Record a batch; never raise."""
 
-    def current_labels(self) -> Any:
-        """Labels of the enclosing labels block, or None."""
+    def current_block(self) -> Any:
+        """What the enclosing labels block holds: labels, a :class:`LabelsWithIds`, or
+        None."""
 
     def adopt_classes(self, classes: Sequence[Any]) -> None:
         """Take class values from an estimator's ``classes_``."""
@@ -88,19 +95,29 @@ def new_labels_var(model: str) -> "contextvars.ContextVar[Any]":
     return contextvars.ContextVar(f"mlwatcher_labels_{model}", default=None)
 
 
+class LabelsWithIds(NamedTuple):
+    """What a labels block holds when it also carries prediction ids."""
+
+    labels: Any
+    ids: Any
+
+
 class LabelsBlock(contextlib.ContextDecorator):
     """The context manager of :meth:`ModelMonitor.labels`: a class, because a generator
-    based one costs a microsecond more on every monitored call."""
+    based one costs a microsecond more on every monitored call. With `ids`, the block
+    holds a :class:`LabelsWithIds` (the prediction ids of the calls inside it)."""
 
     __slots__ = ("_var", "_labels", "_token")
 
-    def __init__(self, var: "contextvars.ContextVar[Any]", labels: Any) -> None:
+    def __init__(self, var: "contextvars.ContextVar[Any]", labels: Any, ids: Any = None) -> None:
         self._var = var
-        self._labels = labels
+        self._labels = labels if ids is None else LabelsWithIds(labels, ids)
         self._token: Any = None
 
     def _recreate_cm(self) -> "LabelsBlock":
-        return LabelsBlock(self._var, self._labels)
+        block = LabelsBlock(self._var, None)
+        block._labels = self._labels
+        return block
 
     def __enter__(self) -> None:
         self._token = self._var.set(self._labels)
@@ -130,9 +147,11 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
             features = args[0]
         else:
             features = find_features(args, kwargs)
-        labels = monitor.current_labels()
-        if not monitor.observe_common(result, features, labels):
-            monitor.observe_quietly(result, features, labels)
+        block = monitor.current_block()
+        if type(block) is LabelsWithIds:
+            monitor.observe_quietly(result, features, block.labels, ids=block.ids)
+        elif not monitor.observe_common(result, features, block):
+            monitor.observe_quietly(result, features, block)
     except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
         pass
 
@@ -142,7 +161,8 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
 
     Works on plain functions, ``async def`` functions (the awaited result is observed),
     methods in a class body and bound methods. Labels come from an enclosing
-    ``with monitor.labels(y):`` block.
+    ``with monitor.labels(y):`` block, prediction ids from ``with monitor.ids(ids):``
+    or ``with monitor.labels(y, ids=ids):``.
 
     Examples
     --------

@@ -4,6 +4,11 @@ It replays the ancestor's three stories on scikit-learn's bundled digits data (n
 download): healthy traffic; input drift (pixel values inverted, 16 - x); a weak model
 trained on a heavily unbalanced set. A challenger model (``digits-canary``) sees the same
 inputs throughout, as in the ancestor's canary use case.
+
+Each request also carries the channel it came through, a categorical feature the models
+ignore but the monitors describe (``mlwatcher_feature_value_ratio``): 0 = web, 1 = mobile
+app, 2 = partner API. During the input drift most traffic comes from the partner API,
+whose images arrive inverted, so the channel mix shifts with the pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from .signals import stop_on_signals
 
 __all__ = [
     "DemoModels",
+    "ServedModel",
+    "CHANNEL_FEATURE",
+    "CHANNELS",
+    "CHANNEL_MIX",
     "train_models",
     "check_arguments",
     "run_demo",
@@ -33,6 +42,29 @@ __all__ = [
 
 SCENARIO_CYCLE = ("healthy", "input-drift", "weak-model")
 PIXEL_MAX = 16.0  # digits pixels are 0..16
+
+# The request channel: a categorical feature, its code in the last feature column.
+CHANNEL_FEATURE = "channel"
+CHANNELS = ("web", "mobile", "partner-api")  # codes 0, 1, 2
+CHANNEL_MIX = {
+    "healthy": (0.6, 0.3, 0.1),
+    "input-drift": (0.2, 0.2, 0.6),
+    "weak-model": (0.6, 0.3, 0.1),
+}
+
+
+class ServedModel:
+    """What the demo's service calls: the model on the pixels; the channel is logged
+    with them, so the monitor sees it, and the model ignores it."""
+
+    def __init__(self, model: Any, n_pixels: int) -> None:
+        self.model = model
+        self.n_pixels = n_pixels
+        self.classes_ = model.classes_
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """The model's probabilities for the pixel columns of `X`."""
+        return self.model.predict_proba(X[:, :self.n_pixels])
 
 
 @dataclass
@@ -217,14 +249,16 @@ def _stream(
         n_classes=10,
         window_seconds=window_seconds,
         reservoir_size=reservoir_size,
-        feature_names=models.feature_names,
+        feature_names=models.feature_names + [CHANNEL_FEATURE],
+        categorical_features=[CHANNEL_FEATURE],
         registry=registry,
     )
     production_monitor = ModelMonitor(model="digits", random_state=seed, **common)
     canary_monitor = ModelMonitor(model="digits-canary", random_state=seed + 1, **common)
-    production = production_monitor.wrap(models.production)
-    weak = production_monitor.wrap(models.weak)
-    canary = canary_monitor.wrap(models.canary)
+    n_pixels = models.X.shape[1]
+    production = production_monitor.wrap(ServedModel(models.production, n_pixels))
+    weak = production_monitor.wrap(ServedModel(models.weak, n_pixels))
+    canary = canary_monitor.wrap(ServedModel(models.canary, n_pixels))
     rng = np.random.default_rng(seed)
     tick = 0.1
     last_end: Optional[float] = None
@@ -238,6 +272,8 @@ def _stream(
             X, y = models.X[rows], models.y[rows]
             if current == "input-drift":
                 X = PIXEL_MAX - X
+            channel = rng.choice(len(CHANNELS), size=len(rows), p=CHANNEL_MIX[current])
+            X = np.column_stack([X, channel.astype(X.dtype)])
             model = weak if current == "weak-model" else production
             with production_monitor.labels(y):
                 model.predict_proba(X)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .counts import RejectionCounts
 from .errors import BatchError, BatchValueError, describe_value
+from .idstore import copy_ids, to_keys
 from .schema import InputSchema
 from .staging import LABELS_CHECKED, LABELS_INDICES, LABELS_NONE, LABELS_RAW, Stage, Staging
 from .tables import NUMERIC_KINDS, to_array, to_features
@@ -60,9 +61,11 @@ class Intake:
         self._on_schema = on_schema
 
     def offer(
-        self, proba: Any, features: Any, labels: Any, threshold: float, strict: bool
+        self, proba: Any, features: Any, labels: Any, threshold: float, strict: bool,
+        ids: Any = None,
     ) -> bool:
-        """Stage one batch; return whether its predictions were kept.
+        """Stage one batch; return whether its predictions were kept. `ids` (prediction
+        ids, one per row) are staged as a copy; checked now when `strict`, else in bulk.
 
         Raises
         ------
@@ -70,7 +73,7 @@ class Intake:
             When the probabilities cannot be used (counted as rejected first); when
             `strict`, also for unusable features or labels.
         """
-        if not strict and self.offer_common(proba, features, labels, threshold):
+        if not strict and ids is None and self.offer_common(proba, features, labels, threshold):
             return True
         try:
             array = self._proba(proba, strict)
@@ -100,18 +103,29 @@ class Intake:
                 self.refusals.reject(error.reason, error.rows, str(error))
                 raise
             self.refusals.drop("labels", error.reason, n_rows, str(error))
+        if ids is not None:
+            if strict:
+                try:
+                    ids = to_keys(ids, n_rows)  # a new list: nothing of the caller's
+                except BatchError as error:
+                    self.refusals.reject(error.reason, error.rows, str(error))
+                    raise
+            else:
+                ids = copy_ids(ids)
         numeric, text = table
         if n_rows > self.staging.stage_rows:
             # Too large for a stage: processed now, from the caller's own arrays.
             self.staging.put_borrowed(
                 Stage.borrow(
                     array.astype(np.float64, copy=False), numeric, label_values,
-                    label_kind, threshold, text,
+                    label_kind, threshold, text, ids,
                 )
             )
             self._drain()
             return True
-        while not self.staging.put(array, numeric, label_values, label_kind, threshold, text):
+        while not self.staging.put(
+            array, numeric, label_values, label_kind, threshold, text, ids=ids
+        ):
             self._drain()  # every stage is full: the worker is behind, so work here
         return True
 

@@ -29,8 +29,11 @@ from .config import (
     parse_config,
 )
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
+from .decorator import (
+    LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount, new_labels_var, watch,
+)
 from .errors import BatchError, count_rows
+from .latelabels import check_label_call
 from .intake import Intake
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLogger
@@ -84,6 +87,11 @@ class ModelMonitor:
         Where the metrics are registered; None keeps them unregistered.
     random_state : int, optional
         Seed of the reservoir sampling.
+    max_ids : int, default=100000
+        Prediction ids (``observe(..., ids=...)``) kept at most for late labels
+        (:meth:`observe_labels`); the oldest are forgotten first.
+    id_ttl_seconds : float, default=86400
+        Seconds a prediction id is kept for its late label.
     background : bool, default=True
         Start a daemon thread at the first batch that counts staged batches, closes
         windows on time and computes their statistics. Without it, that work is done by
@@ -118,6 +126,8 @@ class ModelMonitor:
         max_categories: int = 10,
         registry: Optional[CollectorRegistry] = REGISTRY,
         random_state: Optional[int] = None,
+        max_ids: int = 100_000,
+        id_ttl_seconds: float = 86_400.0,
         background: bool = True,
         _clock: Callable[[], float] = time.monotonic,
         _wall_clock: Callable[[], float] = time.time,
@@ -135,6 +145,8 @@ class ModelMonitor:
             categorical_features=categorical_features,
             max_categories=max_categories,
             random_state=random_state,
+            max_ids=max_ids,
+            id_ttl_seconds=id_ttl_seconds,
         )
         self.model = settings.model
         self.window_seconds = settings.window_seconds
@@ -143,6 +155,8 @@ class ModelMonitor:
         self.categorical_features = settings.categorical_features
         self.max_categories = settings.max_categories
         self.random_state = settings.random_state
+        self.max_ids = settings.max_ids
+        self.id_ttl_seconds = settings.id_ttl_seconds
         self.background = background
         self.registry = registry
         self.http_addr = "127.0.0.1"
@@ -166,6 +180,7 @@ class ModelMonitor:
         self._pipeline = Pipeline(
             model, self._staging, self._schema, self._refusals, reservoir_size,
             np.random.default_rng(random_state), self._log, max_categories, _clock, _wall_clock,
+            self.max_ids, self.id_ttl_seconds,
         )
         self._intake = Intake(
             self._schema, self._staging, self._refusals, self._pipeline.drain,
@@ -251,7 +266,9 @@ class ModelMonitor:
             self._schema_learned()
 
     # ------------------------------------------------------------------ request path
-    def observe(self, proba: Any, features: Any = None, labels: Any = None) -> None:
+    def observe(
+        self, proba: Any, features: Any = None, labels: Any = None, ids: Any = None
+    ) -> None:
         """Record one batch of predictions, validated before it returns.
 
         Parameters
@@ -266,6 +283,9 @@ class ModelMonitor:
         labels : array-like, optional
             True classes: class values (as in ``class_names``), class indices, or
             one-hot rows of shape (n_rows, n_classes). NaN or None: no label.
+        ids : sequence of str or int, optional
+            One prediction id per row, kept (``max_ids``, ``id_ttl_seconds``) so that
+            :meth:`observe_labels` can join labels that arrive later.
 
         Raises
         ------
@@ -275,7 +295,7 @@ class ModelMonitor:
             it is kept.
         """
         self._start_worker()
-        self._intake.offer(proba, features, labels, self.threshold, strict=True)
+        self._intake.offer(proba, features, labels, self.threshold, strict=True, ids=ids)
 
     def observe_quietly(
         self,
@@ -283,6 +303,7 @@ class ModelMonitor:
         features: Any = None,
         labels: Any = None,
         threshold: Optional[float] = None,
+        ids: Any = None,
     ) -> bool:
         """Like :meth:`observe`, but never raises, and checks values later, in bulk.
 
@@ -295,7 +316,7 @@ class ModelMonitor:
             self._start_worker()
             return self._intake.offer(
                 proba, features, labels, self.threshold if threshold is None else threshold,
-                strict=False,
+                strict=False, ids=ids,
             )
         except BatchError:
             return False
@@ -315,17 +336,58 @@ class ModelMonitor:
             proba, features, labels, self.threshold
         )
 
-    def labels(self, labels: Any) -> LabelsBlock:
-        """Attach true labels to the predictions made inside the ``with`` block.
+    def labels(self, labels: Any = None, ids: Any = None) -> LabelsBlock:
+        """Attach true labels (and/or prediction ids) to the predictions made inside
+        the ``with`` block.
 
         The decorated ``predict_proba`` picks them up (per thread and per asyncio task).
         Like a :func:`contextlib.contextmanager`, the block also works as a decorator.
         """
-        return LabelsBlock(self._labels_var, labels)
+        return LabelsBlock(self._labels_var, labels, ids)
+
+    def ids(self, ids: Any) -> LabelsBlock:
+        """Attach prediction ids to the predictions made inside the ``with`` block, so
+        that :meth:`observe_labels` can join their labels later."""
+        return LabelsBlock(self._labels_var, None, ids)
 
     def current_labels(self) -> Any:
         """Labels set by the enclosing :meth:`labels` block, or None."""
+        block = self._labels_var.get()
+        return block.labels if type(block) is LabelsWithIds else block
+
+    def current_block(self) -> Any:
+        """What the enclosing block holds: labels, a ``LabelsWithIds``, or None."""
         return self._labels_var.get()
+
+    def observe_labels(self, ids: Any, labels: Any) -> None:
+        """Join labels that arrive after their predictions, by prediction id.
+
+        A label whose prediction is held (see ``max_ids``, ``id_ttl_seconds``) feeds
+        the lifetime label counters and, while the prediction's window is still open
+        and its row in that window's sample, the window's label metrics. Unknown and
+        expired ids, and second labels of one prediction, are counted
+        (``mlwatcher_late_labels_*``), never an error. Every staged batch is processed
+        first, so a label may follow its prediction at once.
+
+        Parameters
+        ----------
+        ids : sequence of str or int
+            Prediction ids, as given to :meth:`observe` (or the ids block).
+        labels : array-like
+            One label per id: class values, class indices or one-hot rows, as for
+            :meth:`observe`; NaN or None: no label for that id (not counted).
+
+        Raises
+        ------
+        ValueError, TypeError
+            When `ids` or `labels` cannot be used, naming the argument, the value and
+            what was expected; counted in ``mlwatcher_late_labels_rejected_total``.
+        """
+        keys, indices = check_label_call(
+            ids, labels, self._schema.classes, self._pipeline.late, self._pipeline.lock,
+            self._log_refusal,
+        )
+        self._pipeline.join_labels(keys, indices)
 
     def watch(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a predict_proba-like function or method (see :mod:`.decorator`)."""

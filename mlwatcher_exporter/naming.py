@@ -40,6 +40,17 @@ __all__ = [
     "PRED1_HISTOGRAM",
     "LAST_PREDICTION",
     "MODEL_INFO",
+    "UNMATCHED_REASONS",
+    "EXPIRED_REASONS",
+    "LABEL_DELAY_BUCKETS",
+    "LATE_LABELS_MATCHED",
+    "LATE_LABELS_UNMATCHED",
+    "LATE_LABELS_DUPLICATE",
+    "LATE_LABELS_REJECTED",
+    "LATE_LABEL_REJECT_REASONS",
+    "PREDICTION_IDS_EXPIRED",
+    "PREDICTION_IDS",
+    "LATE_LABEL_DELAY",
 ]
 
 PREFIX = "mlwatcher_"
@@ -76,6 +87,11 @@ DROP_REASONS = {
         "row_mismatch",  # another row count than proba
         "unknown_label",  # a value that is not a class
     ),
+    "ids": (
+        "type",  # not a sequence of str or int ids (floats, bools, None, a bare string)
+        "shape",  # not one id per row (a 2-D array)
+        "row_mismatch",  # another row count than proba
+    ),
 }
 
 # Categorical values beyond max_categories are folded into this one.
@@ -83,6 +99,32 @@ OTHER_VALUE = "__other__"
 
 # Fixed buckets of the pred1 histogram: dense near 1, where confident models live.
 PRED1_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+# Late labels (see latelabels.py): why a label found no prediction, and why an id was
+# forgotten before its label came; every reason is pre-initialised to 0.
+UNMATCHED_REASONS = (
+    "unknown",  # never recorded, or already forgotten
+    "expired",  # recorded, but its prediction is older than id_ttl_seconds
+)
+EXPIRED_REASONS = (
+    "ttl",  # older than id_ttl_seconds
+    "max_ids",  # evicted, oldest first, to keep at most max_ids
+    "replaced",  # the same id predicted again: the later prediction is the one kept
+)
+
+# Why a direct observe_labels call was refused (it raised); every reason is 0 at start.
+LATE_LABEL_REJECT_REASONS = (
+    "type",  # ids or labels of a type that cannot be used
+    "shape",  # not one id (label) per row
+    "row_mismatch",  # not as many labels as ids
+    "unknown_label",  # a label that is not a class
+)
+
+# Fixed buckets of the label delay histogram, in seconds: a second to a week.
+LABEL_DELAY_BUCKETS = (
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0,
+    86400.0, 259200.0, 604800.0,
+)
 
 # Gauges describing the last completed window.
 WINDOW_ROWS = PREFIX + "window_rows"
@@ -114,7 +156,14 @@ CORRECT_PREDICTIONS = PREFIX + "correct_predictions"
 REJECTED_ROWS = PREFIX + "rejected_rows"
 DROPPED_ROWS = PREFIX + "dropped_rows"
 PRED1_HISTOGRAM = PREFIX + "prediction_pred1"
+LATE_LABELS_MATCHED = PREFIX + "late_labels_matched"
+LATE_LABELS_UNMATCHED = PREFIX + "late_labels_unmatched"
+LATE_LABELS_DUPLICATE = PREFIX + "late_labels_duplicate"
+LATE_LABELS_REJECTED = PREFIX + "late_labels_rejected"
+PREDICTION_IDS_EXPIRED = PREFIX + "prediction_ids_expired"
+LATE_LABEL_DELAY = PREFIX + "late_label_delay_seconds"
 
 # Process-level gauges.
 LAST_PREDICTION = PREFIX + "last_prediction_timestamp_seconds"
+PREDICTION_IDS = PREFIX + "prediction_ids"  # ids held, awaiting their labels
 MODEL_INFO = PREFIX + "model"  # exposed as mlwatcher_model_info

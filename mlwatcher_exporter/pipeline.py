@@ -11,12 +11,14 @@ closes windows on request and computes their statistics, outside that lock.
 from __future__ import annotations
 
 import threading
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 
 from .collector import MonitorSnapshot
 from .counts import LifetimeCounts, RejectionCounts
+from .idstore import Key
+from .latelabels import LateLabels
 from .processing import process_stage
 from .ratelog import RateLimitedLogger
 from .rotation import WindowLedger
@@ -50,6 +52,8 @@ class Pipeline:
         Values published per categorical feature.
     clock, wall_clock : callable
         Monotonic and Unix seconds.
+    max_ids, id_ttl : int, float
+        Bounds of the prediction ids kept for late labels (:mod:`.latelabels`).
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class Pipeline:
         max_categories: int,
         clock: Callable[[], float],
         wall_clock: Callable[[], float],
+        max_ids: int = 100_000,
+        id_ttl: float = 86_400.0,
     ) -> None:
         self.lock = threading.Lock()
         self._model = model
@@ -81,6 +87,7 @@ class Pipeline:
         self._wall_offset = wall_clock() - clock()
         self.counts: Optional[LifetimeCounts] = None
         self.ledger: Optional[WindowLedger] = None
+        self.late = LateLabels(max_ids, id_ttl)
 
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
@@ -94,24 +101,45 @@ class Pipeline:
     def drain(self, seal: bool = False) -> None:
         """Process everything queued, in order (with `seal`, the current stage too)."""
         with self.lock:
-            ledger, counts = self.ledger, self.counts
-            for item in self._staging.take(seal):
-                if isinstance(item, WindowClose):
-                    self._wall_offset = self._wall_clock() - self._clock()
-                    if ledger is not None:
-                        ledger.close(item.end, item.next_start, self._staging.window_seconds)
-                    continue
-                try:
-                    assert ledger is not None and counts is not None
-                    process_stage(item, self._schema, counts, self._refusals, ledger.active)
-                except Exception:  # noqa: BLE001 - a bug of ours must not stop the pipeline
-                    self._refusals.reject("internal", item.n, "a stage failed")
-                    self._log.warning(
-                        "internal", f"mlwatcher: model {self._model!r} failed a stage",
-                        exc_info=True,
-                    )
-                finally:
-                    self._staging.release(item)
+            self._drain_locked(seal)
+
+    def _drain_locked(self, seal: bool) -> None:
+        ledger, counts = self.ledger, self.counts
+        now = self._clock()
+        for item in self._staging.take(seal):
+            if isinstance(item, WindowClose):
+                self._wall_offset = self._wall_clock() - self._clock()
+                if ledger is not None:
+                    ledger.close(item.end, item.next_start, self._staging.window_seconds)
+                self.late.next_window()
+                continue
+            try:
+                assert ledger is not None and counts is not None
+                process_stage(
+                    item, self._schema, counts, self._refusals, ledger.active, self.late, now
+                )
+            except Exception:  # noqa: BLE001 - a bug of ours must not stop the pipeline
+                self._refusals.reject("internal", item.n, "a stage failed")
+                self._log.warning(
+                    "internal", f"mlwatcher: model {self._model!r} failed a stage",
+                    exc_info=True,
+                )
+            finally:
+                self._staging.release(item)
+
+    def join_labels(self, keys: List[Key], labels: Optional[Any]) -> None:
+        """Join labels (class indices, -1 for none; None: no class is known yet, so
+        every id is unknown) to the predictions of `keys`, after processing every
+        staged batch and closing a due window."""
+        with self.lock:
+            self._staging.roll_if_due()
+            self._drain_locked(seal=True)
+            ledger = self.ledger
+            window = None if ledger is None else ledger.active
+            if labels is None:
+                self.late.counts.unmatched["unknown"] += len(keys)
+                return
+            self.late.join(keys, labels, self._clock(), window, self.counts)
 
     def wall_time(self, monotonic: float) -> float:
         """Unix time of a point on the monotonic clock."""
@@ -157,12 +185,14 @@ class Pipeline:
         self.drain(seal=True)
         with self.lock:
             counts = None if self.counts is None else self.counts.copy()
+            self.late.purge(self._clock())
+            late = self.late.snapshot()
         last = self._staging.last_offer
         if counts is not None and last is not None:
             counts.last_prediction = self.wall_time(last)
         return MonitorSnapshot(
             self.published, counts, self._refusals.rejected(), self._refusals.dropped(),
-            class_labels,
+            class_labels, late,
         )
 
     @property

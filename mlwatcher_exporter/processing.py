@@ -9,7 +9,7 @@ Called under the monitor's processing lock, in queue order.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from .errors import BatchError
 from .schema import InputSchema
 from .staging import LABELS_INDICES, Stage
 from .validation import PROBA_TOLERANCE, check_proba_values
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .latelabels import LateLabels
 
 __all__ = ["process_stage"]
 
@@ -32,8 +35,11 @@ def process_stage(
     counts: LifetimeCounts,
     refusals: RejectionCounts,
     window: WindowBuffer,
+    late: Optional["LateLabels"] = None,
+    now: float = 0.0,
 ) -> None:
-    """Count every accepted row of `stage` and offer it to `window`'s sample."""
+    """Count every accepted row of `stage` and offer it to `window`'s sample; with
+    `late`, remember the prediction ids of its batches (processed at monotonic `now`)."""
     n_rows = stage.n
     if not n_rows:
         return
@@ -65,7 +71,14 @@ def process_stage(
             text = {column: values[accepted] for column, values in text.items()}
     predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
     class_rows = counts.add(predicted, pred1, labels)
-    window.add(proba, predicted, class_rows, features, labels, has_features, text, schema.encode)
+    first = window.rows
+    plans = window.add(
+        proba, predicted, class_rows, features, labels, has_features, text, schema.encode
+    )
+    if stage.ids and late is not None:
+        late.record_stage(
+            stage, starts, ends, accepted, predicted, labels, plans, first, refusals, now
+        )
 
 
 def _accepted_rows(

@@ -85,6 +85,8 @@ class Stage:
         # Per batch index: text columns {position: objects} and raw labels.
         self.text: Dict[int, Dict[int, np.ndarray]] = {}
         self.raw_labels: Dict[int, Any] = {}
+        # Per batch index: its prediction ids and when it was put (latelabels.py).
+        self.ids: Dict[int, Tuple[Any, float]] = {}
 
     @classmethod
     def borrow(
@@ -95,6 +97,7 @@ class Stage:
         label_kind: int,
         threshold: float,
         text: Optional[Dict[int, np.ndarray]] = None,
+        ids: Any = None,
     ) -> "Stage":
         """A stage over one batch's own arrays (no copy): for a batch larger than a
         stage, processed before its caller returns."""
@@ -113,6 +116,7 @@ class Stage:
         stage.thresholds = array("d", [threshold])
         stage.text = {0: text} if text else {}
         stage.raw_labels = {0: labels} if label_kind == LABELS_RAW else {}
+        stage.ids = {} if ids is None else {0: (ids, 0.0)}  # put_borrowed sets the time
         return stage
 
     @property
@@ -139,6 +143,7 @@ class Stage:
         del self.records[:], self.thresholds[:]
         self.text.clear()
         self.raw_labels.clear()
+        self.ids.clear()
 
     def add(
         self,
@@ -232,9 +237,11 @@ class Staging:
         label_kind: int,
         threshold: float,
         text: Optional[Dict[int, np.ndarray]] = None,
+        ids: Any = None,
     ) -> bool:
         """Copy a batch into the current stage; False when no stage is free (the caller
-        must process the queue and try again)."""
+        must process the queue and try again). `ids` (the batch's prediction ids, a
+        copy) are kept by reference with the time of the call."""
         n_rows = proba.shape[0]
         notify = False
         with self.lock:
@@ -259,6 +266,8 @@ class Staging:
                         self._notify()
                     return False
             stage.add(proba, features, labels, label_kind, threshold, text)
+            if ids is not None:
+                stage.ids[len(stage.records) - 1] = (ids, now)
         if notify:
             self._notify()
         return True
@@ -273,6 +282,8 @@ class Staging:
             self.last_offer = now
             if now >= self.window_end:
                 self._roll(now)
+            if stage.ids:
+                stage.ids[0] = (stage.ids[0][0], now)
             self._seal()
             self._queue.append(stage)
 

@@ -62,6 +62,7 @@ class LineReader:
 
     def __init__(self, process: subprocess.Popen) -> None:
         self.lines: Deque[str] = deque(maxlen=10_000)
+        self.arrivals: Deque[float] = deque(maxlen=10_000)  # time.monotonic() per line
         self.first_line_at: Optional[float] = None  # time.monotonic() of its arrival
         self._process = process
         self._lock = threading.Lock()
@@ -75,6 +76,7 @@ class LineReader:
                 if self.first_line_at is None:
                     self.first_line_at = time.monotonic()
                 self.lines.append(line.rstrip("\n"))
+                self.arrivals.append(time.monotonic())
 
     def close(self, timeout: float = 5.0) -> None:
         """After the process exited: let the thread reach end of file, close the pipe."""
@@ -88,6 +90,12 @@ class LineReader:
 
     def first(self, predicate: Callable[[str], bool]) -> Optional[str]:
         return next((line for line in self.snapshot() if predicate(line)), None)
+
+    def first_at(self, predicate: Callable[[str], bool]) -> Optional[float]:
+        """time.monotonic() at which the first line matching `predicate` arrived."""
+        with self._lock:
+            pairs = list(zip(self.lines, self.arrivals))
+        return next((at for line, at in pairs if predicate(line)), None)
 
     def tail(self, n: int = 15) -> str:
         return "\n".join(self.snapshot()[-n:])

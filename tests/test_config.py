@@ -212,3 +212,19 @@ def test_problems_of_the_file_and_of_the_values_are_reported_together(tmp_path):
         "threshold == 2, must be a number in [0, 1]",
         "http.port == -1, must be a TCP port in [0, 65535] (0 picks a free one)",
     ]
+
+
+def test_late_label_bounds_are_checked_in_files_and_arguments():
+    settings = parse_config({"max_ids": 5000, "id_ttl_seconds": 3600})
+    assert settings.max_ids == 5000 and settings.id_ttl_seconds == 3600.0
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"max_ids": 0, "id_ttl_seconds": -1})
+    assert caught.value.problems == [
+        "max_ids == 0, must be an int >= 1",
+        "id_ttl_seconds == -1, must be a number of seconds > 0",
+    ]
+    with pytest.raises(ValueError, match=r"max_ids == 10000001, must be an int <= 10000000"):
+        check_monitor_arguments(max_ids=10_000_001)
+    with pytest.raises(TypeError, match=r"id_ttl_seconds == '1h', must be a number"):
+        check_monitor_arguments(id_ttl_seconds="1h")
+    assert LIMITS["max_ids"] == 10_000_000

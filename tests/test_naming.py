@@ -27,7 +27,7 @@ def test_conventions():
         assert documentation.endswith(".") and len(documentation) < 200
         assert not {"le", "quantile", "env", "cluster", "instance", "job"} & set(labels)
         if name.endswith(("_seconds", "_timestamp_seconds")):
-            assert kind == "gauge"
+            assert kind in ("gauge", "histogram")
         for unit in ("_ms", "_milliseconds", "_percent", "_minutes", "_bytes_total"):
             assert unit not in name
 

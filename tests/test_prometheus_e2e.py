@@ -3,7 +3,7 @@
 One stack per module, on 127.0.0.1 only:
 
 * the demo, `python -m mlwatcher_exporter demo --scenario cycle` with 1 s windows and
-  30 windows per scenario: healthy for 30 s, then input drift (pixels inverted);
+  40 windows per scenario: healthy for 40 s, then input drift (pixels inverted);
 * prometheus, from config/prometheus.yml with every interval at 1 s, the shipped rule
   files, its storage in a temporary folder.
 
@@ -20,21 +20,23 @@ Then:
   "digits" (its band is the last hour, so it needs no day of history; with `for: 10m`,
   pending is as far as a short test goes).
 
-Allowed to be empty, and only these: queries on `mlwatcher_feature_value_ratio`, which
-exists for categorical features only, and the demo has none. Rejected rows need no
-exception: their counters are exported at 0 for every reason.
+Nothing may be empty: the demo has a categorical feature (the request channel), so
+`mlwatcher_feature_value_ratio` has data too, and rejected rows need no exception:
+their counters are exported at 0 for every reason.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 import pytest
 import yaml
@@ -63,7 +65,7 @@ DEMO_JOB = "mlwatcher-demo"
 MODELS = {"digits", "digits-canary"}
 
 WINDOW_SECONDS = 1
-WINDOWS_PER_SCENARIO = 30  # healthy for 30 s, then input drift for 30 s
+WINDOWS_PER_SCENARIO = 40  # healthy for 40 s, then input drift for 40 s
 DEMO_SAFETY_DURATION = 300  # the demo stops by itself even if nothing else stops it
 
 # On healthy data at most this many features may be pending MLWatcherFeatureDrift at once
@@ -71,10 +73,6 @@ DEMO_SAFETY_DURATION = 300  # the demo stops by itself even if nothing else stop
 # DRIFT_MIN_FEATURES of the 64 must be (about 44 are).
 HEALTHY_FLICKER_MAX = 4
 DRIFT_MIN_FEATURES = 16
-HEALTHY_MARGIN = 3 * WINDOW_SECONDS
-
-# May be empty against the demo: categorical features only (see the module docstring).
-MAY_BE_EMPTY = ("mlwatcher_feature_value_ratio",)
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -85,6 +83,9 @@ class Stack:
     demo: subprocess.Popen
     demo_output: LineReader
     demo_log: Path
+    # /api/v1/alerts snapshots taken during the healthy phase (see HealthyWatch).
+    healthy: List[List[Dict[str, Any]]] = field(default_factory=list)
+    watch: Optional[threading.Thread] = None
 
     def diagnostics(self) -> str:
         return (f"demo output:\n{self.demo_output.tail()}\ndemo stderr:\n"
@@ -100,6 +101,9 @@ def _demo_command(port: int) -> List[str]:
             "--addr", "127.0.0.1", "--port", str(port),
             "--window-seconds", str(WINDOW_SECONDS), "--scenario", "cycle",
             "--windows-per-scenario", str(WINDOWS_PER_SCENARIO),
+            # 400 rows/s: 1 s windows stay well above the sample-size guard of 100 even
+            # when a loaded machine delays the demo's ticks.
+            "--rows-per-second", "400",
             "--duration", str(DEMO_SAFETY_DURATION), "--seed", "0"]
 
 
@@ -149,13 +153,19 @@ def warm(stack: Stack) -> Stack:
     sample-size guard.
     """
     records = [rule["record"] for rule in _rules() if "record" in rule]
+    # One query for all of them: on a loaded machine 46 queries take longer than the
+    # demo's healthy phase.
+    selector = '{__name__=~"' + "|".join(re.escape(r) for r in records) + '"}'
 
     def missing() -> List[str]:
+        found: Dict[str, Set[Any]] = {}
+        for series in stack.prometheus.query(f"count by (__name__, model) ({selector})"):
+            found.setdefault(series["metric"]["__name__"], set()).add(
+                series["metric"].get("model"))
         absent = []
         for record in records:
-            series = stack.prometheus.query(record)
-            models = {s["metric"].get("model") for s in series}
-            if not series or (None not in models and not MODELS <= models):
+            models = found.get(record, set())
+            if not models or (None not in models and not MODELS <= models):
                 absent.append(f"{record} (models: {sorted(m for m in models if m)})")
         return absent
 
@@ -167,11 +177,40 @@ def warm(stack: Stack) -> Stack:
     wait_for(lambda: not missing(), 90, lambda: (
         "no recorded data for both models in:\n  " + "\n  ".join(missing())
         + f"\nrule groups:\n{groups()}\n" + stack.diagnostics()), interval=0.5)
+    stack.watch = threading.Thread(target=_watch_healthy_phase, args=(stack,), daemon=True)
+    stack.watch.start()
     return stack
 
 
-def _may_be_empty(expr: str) -> bool:
-    return any(name in expr for name in MAY_BE_EMPTY)
+# Drifted rows have reached Prometheus: in a completed window (pixel_0_0 is 0 in every
+# digits image, 16 once inverted), or in the counters, which also count the rows of the
+# window under way (the drifted rows fool the model: about 10 % right instead of 96 %).
+DRIFT_SEEN = ('max_over_time(mlwatcher_feature{model="digits",feature="pixel_0_0",'
+              'stat="max"}[1m]) > 0 or sum(rate(mlwatcher_correct_predictions_total'
+              '{model="digits"}[3s])) / sum(rate(mlwatcher_labeled_predictions_total'
+              '{model="digits"}[3s])) < 0.7')
+
+
+def _watch_healthy_phase(stack: Stack) -> None:
+    """Snapshot the active alerts every second until the demo drifts, in the background:
+    the other tests of the module, which take long on a loaded machine, then never eat
+    the healthy phase.
+
+    A snapshot counts as healthy if, right after it, Prometheus still holds no drifted
+    window (DRIFT_SEEN is empty): the alerts of the snapshot were then computed from
+    healthy data only. Neither the demo's lines nor the clock can tell that on a busy
+    machine, where the demo may print late and skip lines and this process reads late."""
+    deadline = time.monotonic() + WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 60
+    while not stack.drift_started() and time.monotonic() < deadline:
+        try:
+            snapshot = _active(stack)
+            if stack.prometheus.query(DRIFT_SEEN):
+                return
+        except (PromQLError, OSError):
+            pass
+        else:
+            stack.healthy.append(snapshot)
+        time.sleep(1)
 
 
 def _query_all(prometheus: Prometheus, queries: List[tuple]) -> List[str]:
@@ -183,7 +222,7 @@ def _query_all(prometheus: Prometheus, queries: List[tuple]) -> List[str]:
         except PromQLError as error:
             problems.append(f"{label}: {expr}\n    error: {error}")
             continue
-        if not result and not _may_be_empty(expr):
+        if not result:
             problems.append(f"{label}: {expr}\n    empty result")
     return problems
 
@@ -193,7 +232,7 @@ def test_demo_exposes_every_contract_series(warm: Stack) -> None:
 
     result = warm.prometheus.query(f'count by (__name__) ({{job="{DEMO_JOB}"}})')
     scraped = {s["metric"]["__name__"] for s in result}
-    expected = contract_metrics() - {"mlwatcher_feature_value_ratio"}
+    expected = contract_metrics()
     assert not expected - scraped, f"the demo does not expose {sorted(expected - scraped)}"
     models = warm.prometheus.label_values("model", "mlwatcher_model_info")
     assert set(models) == MODELS
@@ -265,22 +304,11 @@ def _drifted_features(alerts: List[Dict[str, Any]], model: str) -> Set[str]:
 
 
 def test_input_drift_makes_the_feature_drift_alert_pending(warm: Stack) -> None:
-    # Healthy phase: watch /api/v1/alerts every second until the demo prints its first
-    # drifted window. The demo drifts WINDOW_SECONDS x WINDOWS_PER_SCENARIO after its
-    # first line, by its own clock; its window lines may name the scenario a window late.
-    # So a snapshot counts as healthy only if taken HEALTHY_MARGIN s before that moment.
-    assert warm.demo_output.first_line_at is not None
-    drift_due = warm.demo_output.first_line_at + WINDOW_SECONDS * WINDOWS_PER_SCENARIO
-    budget = WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 60
-    deadline = time.monotonic() + budget
-    healthy: List[List[Dict[str, Any]]] = []
-    while not warm.drift_started():
-        assert time.monotonic() < deadline, (
-            f"after {budget} s the demo never reached input-drift\n" + warm.diagnostics())
-        snapshot = _active(warm)
-        if time.monotonic() < drift_due - HEALTHY_MARGIN:
-            healthy.append(snapshot)
-        time.sleep(1)
+    # Healthy phase: the snapshots of _watch_healthy_phase, once the demo drifted.
+    assert warm.watch is not None
+    warm.watch.join(WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 90)
+    assert warm.drift_started(), "the demo never reached input-drift\n" + warm.diagnostics()
+    healthy = warm.healthy
     assert healthy, "the stack took the whole healthy phase to warm up\n" + warm.diagnostics()
     model_alerts = {rule["alert"] for rule in _rules(group="mlwatcher-model")}
     for snapshot in healthy:

@@ -7,19 +7,6 @@ from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOption
 from .scrape import ScrapeSource
 from .spool import Spool
 
-__all__ = [
-    "AnodotBridge",
-    "FlushResult",
-    "BridgeConfig",
-    "ConfigError",
-    "Target",
-    "load_config",
-    "read_token",
-    "PointMapper",
-    "MappingOptions",
-    "SendOptions",
-    "SpoolOptions",
-    "DeadLetterOptions",
-    "ScrapeSource",
-    "Spool",
-]
+__all__ = ["AnodotBridge", "FlushResult", "BridgeConfig", "ConfigError", "Target", "load_config",
+           "read_token", "PointMapper", "MappingOptions", "SendOptions", "SpoolOptions",
+           "DeadLetterOptions", "ScrapeSource", "Spool"]

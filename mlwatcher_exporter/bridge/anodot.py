@@ -1,12 +1,10 @@
 """AnodotBridge: forward a prometheus_client registry to Anodot, durably.
 
 Like prometheus_client's ``GraphiteBridge`` it only reads ``registry.collect()``, so
-Anodot gets exactly the numbers Prometheus scrapes. Unlike it, sending is decoupled
-from collecting: a snapshot is mapped to Anodot points and fsync'd to an on-disk spool
-(:class:`~mlwatcher_exporter.bridge.spool.Spool`), and a separate sender thread
-delivers the spool oldest first, acknowledging after Anodot answered 2xx. A slow or
-unreachable API therefore never blocks the code that updates the metrics, and points
-survive restarts of the process.
+Anodot gets exactly the numbers Prometheus scrapes. Unlike it, a snapshot is mapped to
+points and fsync'd to an on-disk :class:`~.spool.Spool`, which a separate sender thread
+delivers oldest first, acknowledging after a 2xx: a slow or unreachable API never blocks
+the code that updates the metrics, and points survive restarts of the process.
 """
 
 from __future__ import annotations
@@ -53,11 +51,9 @@ class AnodotBridge:
 
     Parameters
     ----------
-    base_url : str
-        Anodot API address, e.g. ``https://app.anodot.com``.
-    token : str
-        Data collection token (see :func:`~mlwatcher_exporter.bridge.config.read_token`);
-        never logged.
+    base_url, token : str
+        Anodot API address (``https://app.anodot.com``) and data collection token (see
+        :func:`~mlwatcher_exporter.bridge.config.read_token`; never logged).
     spool_dir : str or os.PathLike
         Directory of the spool (one bridge per directory).
     registry : object with ``collect()``, default=REGISTRY
@@ -70,10 +66,9 @@ class AnodotBridge:
         Where the bridge's own ``mlwatcher_anodot_*`` metrics are registered.
     random_state : None, int or random.Random, default=None
         Seed of the retry jitter.
-    _clock : callable, default=time.time
-        Current Unix time: point timestamps, spool age.
-    _post : callable, default=None
-        Replaces the HTTP transport: ``body -> Response`` (tests).
+    _clock, _post : callable, default=time.time, None
+        Current Unix time (point timestamps, spool age); the HTTP transport
+        ``body -> Response`` in place of the client (tests).
 
     Examples
     --------

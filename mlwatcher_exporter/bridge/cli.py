@@ -29,7 +29,6 @@ from ..signals import stop_on_signals
 from .anodot import AnodotBridge
 from .client import AnodotClient
 from .config import BridgeConfig, ConfigError, load_config, read_token
-from .metrics import BridgeMetrics
 from .scrape import ScrapeSource
 from .sender import Sender
 from .spool import DeadLetter, read_points
@@ -156,20 +155,19 @@ def _once(bridge: AnodotBridge, registry: CollectorRegistry, targets: int) -> in
     print(f"anodot-bridge: {result.accepted} points accepted, {result.rejected} refused, "
           f"{result.pending} still spooled")
     failed = _total(registry, "mlwatcher_anodot_scrape_failures_total")
-    unspooled = (_total(registry, "mlwatcher_anodot_spool_errors_total")
-                 + _total(registry, "mlwatcher_anodot_snapshot_errors_total"))
-    if failed:
-        _fail("anodot-bridge", f"{failed} of {targets} scrape targets could not be read")
-    if unspooled:
-        _fail("anodot-bridge", "the scraped points could not be written to the spool")
+    problems = [f"{failed} of {targets} scrape targets could not be read"] if failed else []
+    if _total(registry, "mlwatcher_anodot_spool_errors_total") + _total(
+            registry, "mlwatcher_anodot_snapshot_errors_total"):
+        problems.append("the scraped points could not be written to the spool")
     if result.rejected or result.pending:
-        _fail("anodot-bridge", f"{result.rejected + result.pending} points not delivered; "
-              f"refused ones are in {bridge.dead_letter.path}")
-    nothing = not (failed or unspooled or result.accepted or result.rejected or result.pending)
-    if nothing:
-        _fail("anodot-bridge", "the targets gave no point to send (mapping.include_prefixes "
-              "let none through, or counters only set their baseline)")
-    return 1 if failed or unspooled or result.rejected or result.pending or nothing else 0
+        problems.append(f"{result.rejected + result.pending} points not delivered; "
+                        f"refused ones are in {bridge.dead_letter.path}")
+    if not (problems or result.accepted):
+        problems.append("the targets gave no point to send (mapping.include_prefixes "
+                        "let none through, or counters only set their baseline)")
+    for problem in problems:
+        _fail("anodot-bridge", problem)
+    return 1 if problems else 0
 
 
 def run_send(args: argparse.Namespace) -> int:
@@ -201,7 +199,7 @@ def run_send(args: argparse.Namespace) -> int:
     points = sorted(loaded.points, key=lambda p: p["timestamp"])
     dead = DeadLetter(failed, max_bytes=2**62)
     client = AnodotClient(config.base_url, token, config.sending.timeout_seconds)
-    sender = Sender(client, config.sending, BridgeMetrics(registry=None), dead)
+    sender = Sender(client, config.sending, dead_letter=dead)
     accepted = refused = undelivered = 0
     size = config.sending.batch_size
     try:

@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import http.client
-import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Optional, Type
+from typing import Optional, Type
 
-from .options import check_positive
+from .options import _Spec, check_positive, is_http_url, redact
 
 __all__ = ["AnodotClient", "Response", "redact", "is_http_url", "METRICS_PATH", "PROTOCOL"]
 
 METRICS_PATH = "/api/v1/metrics"
 PROTOCOL = "anodot20"
-_TOKEN_QUERY = re.compile(r"(token=)[^&\s]*", re.IGNORECASE)
-REDACTED = "REDACTED"
-
-
-def redact(text: str, token: Optional[str] = None) -> str:
-    """Return ``text`` with every ``token=...`` query value, and ``token`` itself, hidden.
-
-    Examples
-    --------
-    >>> redact("POST https://host/api/v1/metrics?token=s3cr3t&protocol=anodot20")
-    'POST https://host/api/v1/metrics?token=REDACTED&protocol=anodot20'
-    """
-    text = _TOKEN_QUERY.sub(r"\1" + REDACTED, text)
-    if token:
-        text = text.replace(token, REDACTED)
-        quoted = urllib.parse.quote(token, safe="")
-        if quoted != token:
-            text = text.replace(quoted, REDACTED)
-    return text
-
-
-def is_http_url(url: Any) -> bool:
-    """Return True if ``url`` is an ``http://`` or ``https://`` address with a host and valid port.
-
-    Examples
-    --------
-    >>> is_http_url("https://app.anodot.com"), is_http_url("ftp://h"), is_http_url("http://h:x")
-    (True, False, False)
-    """
-    if not isinstance(url, str):
-        return False
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # raises ValueError when not a number in 0-65535
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+_BASE_URL = _Spec("url", bare=True)
 
 
 @dataclass(frozen=True)
@@ -84,16 +47,14 @@ class AnodotClient:
     """
 
     def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url == {base_url!r}, must be a string.")
-        parts = urllib.parse.urlsplit(base_url) if is_http_url(base_url) else None
-        if parts is None or parts.query or parts.fragment:
-            raise ValueError(f"base_url == {redact(base_url)!r}, must be an http:// or https:// "
-                             "address without a query or fragment.")
+        problem = _BASE_URL.check("base_url", base_url)
+        if problem is not None:
+            raise problem
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
             raise ValueError("token must be a non-empty string without whitespace (value hidden).")
+        parts = urllib.parse.urlsplit(base_url)
         self._scheme = parts.scheme
-        self._host = parts.hostname or ""  # never empty: is_http_url() checked it
+        self._host = parts.hostname or ""  # never empty: checked above
         self._port = parts.port
         self._token = token
         self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
@@ -103,7 +64,7 @@ class AnodotClient:
         netloc = parts.netloc.rsplit("@", 1)[-1]
         #: The request address with the token hidden, for logs.
         self.url = (f"{parts.scheme}://{netloc}{prefix}{METRICS_PATH}"
-                    f"?token={REDACTED}&protocol={PROTOCOL}")
+                    f"?token=REDACTED&protocol={PROTOCOL}")
         self._conn: Optional[http.client.HTTPConnection] = None
 
     def redact(self, text: str) -> str:

@@ -1,45 +1,47 @@
-"""Load and validate the bridge's YAML configuration (``config/anodot.yml``).
+"""Load and check the bridge's YAML configuration (``config/anodot.yml``).
 
-Every problem is reported at once, each with its key path::
+The file is read by the shared bounded loader (:mod:`mlwatcher_exporter.configfile`), and
+every section is an option group of :mod:`.options`, so every problem is reported at once,
+each with its key path::
 
     ConfigError: config/anodot.yml has 2 problems:
       sending.batch_size: batch_size == 2000, must be <= 1000.
-      spool.directory: required.
+      spool.directory: required
 """
 
 from __future__ import annotations
 
 import os
-import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
-from ..configfile import ConfigError, check_file
-from .client import is_http_url, redact
+from ..configfile import ConfigError, check_file, join_path
 from .options import (
-    DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems,
-    is_positive_number,
+    _POSITIVE, DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, _Checked, _Spec,
+    field_problems,
 )
 
 __all__ = ["BridgeConfig", "Target", "ConfigError", "load_config", "parse_config", "read_token"]
 
-_TOP_KEYS = ("anodot", "interval_seconds", "scrape", "mapping", "sending", "spool",
-             "dead_letter", "metrics")
+_GROUPS: Dict[str, Type[Any]] = {"mapping": MappingOptions, "sending": SendOptions,
+                                 "spool": SpoolOptions, "dead_letter": DeadLetterOptions}
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(_Checked):
     """A ``/metrics`` address to scrape and the properties added to its points."""
 
     url: str
     properties: Mapping[str, str] = field(default_factory=dict)
 
+    _SPEC = {"url": _Spec("url"), "properties": _Spec("str_map")}
+
 
 @dataclass(frozen=True)
-class BridgeConfig:
+class BridgeConfig(_Checked):
     """The whole configuration of the ``anodot-bridge`` and ``anodot-send`` commands.
 
-    See ``config/anodot.yml`` for every option and its default.
+    See ``config/anodot.yml`` for every option, its key path and its default.
     """
 
     base_url: str
@@ -56,147 +58,105 @@ class BridgeConfig:
     spool: SpoolOptions = field(default_factory=SpoolOptions)
     dead_letter: DeadLetterOptions = field(default_factory=DeadLetterOptions)
 
+    _SPEC = {
+        "base_url": _Spec("url", bare=True),
+        "spool_directory": _Spec("str"),
+        "token_env": _Spec("str", optional=True),
+        "token_file": _Spec("str", optional=True),
+        "interval_seconds": _POSITIVE,
+        "scrape_timeout_seconds": _POSITIVE,
+        "metrics_port": _Spec("int", 0, 65535, optional=True),
+        "metrics_address": _Spec("str"),
+    }
+    #: Key path in the file of each field above (and of ``targets``).
+    PATHS = {"base_url": "anodot.base_url", "spool_directory": "spool.directory",
+             "token_env": "anodot.token_env", "token_file": "anodot.token_file",
+             "interval_seconds": "interval_seconds", "scrape_timeout_seconds":
+             "scrape.timeout_seconds", "metrics_port": "metrics.port",
+             "metrics_address": "metrics.address", "targets": "scrape.targets"}
+
+    @staticmethod
+    def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
+        none = values["token_env"] is None and values["token_file"] is None
+        return [("token_env", ValueError("set token_env or token_file"))] if none else []
+
 
 def load_config(path: "str | os.PathLike[str]") -> BridgeConfig:
-    """Read and validate the YAML file at ``path``.
+    """Read and check the YAML file at ``path``.
 
     Raises
     ------
     ConfigError
-        Listing every problem with its key path (also for unreadable YAML).
+        Listing every problem with its key path (also for an unreadable file or YAML).
     """
     return check_file(path, lambda data, source: parse_config(data or {}, source))
 
 
+def _at(path: str, problem: Exception) -> str:
+    """``path: problem``, without the problem's own ``path ==`` (``a.b: 0, must be > 0``)."""
+    text = str(problem)
+    if text.startswith(path + " == "):
+        return f"{path}: {text[len(path) + 4:]}"
+    return text if text.startswith(path) else f"{path}: {text}"
+
+
 def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
-    """Validate already-parsed configuration ``data`` (a mapping) into a :class:`BridgeConfig`."""
-    problems: List[str] = []
+    """Check already-parsed configuration ``data`` (a mapping) into a :class:`BridgeConfig`."""
     if not isinstance(data, Mapping):
         raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source)
-    for key in data:
-        if key not in _TOP_KEYS:
-            problems.append(f"{key}: unknown key, expected one of {list(_TOP_KEYS)}")
-
-    def section(name: str) -> Dict[str, Any]:
-        value = data.get(name)
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            problems.append(f"{name}: must be a mapping, got {type(value).__name__}")
-            return {}
-        return dict(value)
-
-    kwargs: Dict[str, Any] = {}
-
-    anodot = section("anodot")
-    for key in anodot:
-        if key not in ("base_url", "token_env", "token_file"):
-            problems.append(
-                f"anodot.{key}: unknown key, expected base_url, token_env or token_file")
-    base_url = anodot.get("base_url")
-    if base_url is None:
-        problems.append("anodot.base_url: required")
-    elif not isinstance(base_url, str):
-        problems.append(f"anodot.base_url: must be a string, got {base_url!r}")
-    else:
-        # The same rules as AnodotClient, which would refuse the address later.
-        parts = urllib.parse.urlsplit(base_url) if is_http_url(base_url) else None
-        if parts is None:
-            problems.append(f"anodot.base_url: {redact(base_url)!r} is not an http(s) address")
-        elif parts.query or parts.fragment:
-            problems.append("anodot.base_url: must not contain a query or fragment (put the "
-                            "token in token_env or token_file)")
-        kwargs["base_url"] = base_url
-    token_env = anodot.get("token_env", "ANODOT_TOKEN")
-    token_file = anodot.get("token_file")
-    for key, value in (("token_env", token_env), ("token_file", token_file)):
-        if value is not None and (not isinstance(value, str) or not value):
-            problems.append(f"anodot.{key}: must be a non-empty string or null")
-    if token_env is None and token_file is None:
-        problems.append("anodot: set token_env or token_file")
-    kwargs["token_env"] = token_env
-    kwargs["token_file"] = token_file
-
-    interval = data.get("interval_seconds", 60.0)
-    if not is_positive_number(interval):
-        problems.append(f"interval_seconds: {interval!r}, must be a finite number > 0")
-    kwargs["interval_seconds"] = interval
-
-    scrape = section("scrape")
-    for key in scrape:
-        if key not in ("timeout_seconds", "targets"):
-            problems.append(f"scrape.{key}: unknown key, expected timeout_seconds or targets")
-    timeout = scrape.get("timeout_seconds", 10.0)
-    if not is_positive_number(timeout):
-        problems.append(f"scrape.timeout_seconds: {timeout!r}, must be a finite number > 0")
-    kwargs["scrape_timeout_seconds"] = timeout
-    kwargs["targets"] = tuple(_targets(scrape.get("targets") or [], problems))
-
-    metrics = section("metrics")
-    for key in metrics:
-        if key not in ("port", "address"):
-            problems.append(f"metrics.{key}: unknown key, expected port or address")
-    port = metrics.get("port")
-    if port is not None and (isinstance(port, bool) or not isinstance(port, int)
-                             or not 0 <= port <= 65535):
-        problems.append(f"metrics.port: {port!r}, must be an integer from 0 to 65535 or null")
-    address = metrics.get("address", "127.0.0.1")
-    if not isinstance(address, str):
-        problems.append(f"metrics.address: {address!r}, must be a string")
-    kwargs["metrics_port"] = port
-    kwargs["metrics_address"] = address
-
-    spool = section("spool")
-    directory = spool.pop("directory", None)
-    if directory is None:
-        problems.append("spool.directory: required")
-    elif not isinstance(directory, str) or not directory:
-        problems.append(f"spool.directory: {directory!r}, must be a path")
-    kwargs["spool_directory"] = directory
-
-    for name, cls, values in (
-        ("mapping", MappingOptions, section("mapping")),
-        ("sending", SendOptions, section("sending")),
-        ("spool", SpoolOptions, spool),
-        ("dead_letter", DeadLetterOptions, section("dead_letter")),
-    ):
+    paths = {name: path.rpartition(".") for name, path in BridgeConfig.PATHS.items()}
+    allowed: Dict[str, List[str]] = {"": ["anodot", "scrape", "metrics", *_GROUPS]}
+    allowed.update((name, [f.name for f in fields(cls)]) for name, cls in _GROUPS.items())
+    for section, _, key in paths.values():
+        allowed.setdefault(section, []).append(key)
+    problems: List[str] = []
+    sections: Dict[str, Mapping[Any, Any]] = {"": data}
+    for name, keys in allowed.items():
+        values = sections.get(name, data.get(name))
+        sections[name] = {} if values is None else values
+        if not isinstance(values, (Mapping, type(None))):
+            problems.append(f"{name}: must be a mapping, got {type(values).__name__}")
+            sections[name] = {}
+        problems += [f"{join_path(name, key)}: unknown key, expected one of {sorted(keys)}"
+                     for key in sections[name] if key not in keys]
+    kwargs = {name: sections[section][key] for name, (section, _, key) in paths.items()
+              if key in sections[section]}
+    kwargs["targets"] = tuple(_targets(kwargs.get("targets") or [], problems))
+    for required in ("base_url", "spool_directory"):
+        if kwargs.get(required) is None:
+            problems.append(f"{BridgeConfig.PATHS[required]}: required")
+            kwargs.pop(required, None)
+    scalars = {k: v for k, v in kwargs.items() if k in BridgeConfig._SPEC}
+    problems += [_at(BridgeConfig.PATHS[key], problem)
+                 for key, problem in field_problems(BridgeConfig, scalars, BridgeConfig.PATHS)]
+    for name, cls in _GROUPS.items():
+        values = {k: v for k, v in sections[name].items() if k in cls._SPEC}
         found = field_problems(cls, values)
-        problems.extend(f"{name}.{key}: {problem}" for key, problem in found)
+        problems += [f"{name}.{key}: {problem}" for key, problem in found]
         if not found:
             kwargs[name] = cls(**values)
-
     if problems:
         raise ConfigError(problems, source)
     return BridgeConfig(**kwargs)
 
 
 def _targets(raw: Any, problems: List[str]) -> List[Target]:
+    """The targets of ``scrape.targets``: URLs or mappings of ``url`` and ``properties``."""
     if not isinstance(raw, list):
         problems.append(f"scrape.targets: must be a list, got {type(raw).__name__}")
         return []
     targets = []
     for i, item in enumerate(raw):
         path = f"scrape.targets[{i}]"
-        if isinstance(item, str):
-            item = {"url": item}
-        if not isinstance(item, Mapping):
+        item = {"url": item} if isinstance(item, str) else item
+        if not isinstance(item, Mapping) or "url" not in item:
             problems.append(f"{path}: must be a URL or a mapping with url and properties")
             continue
-        for key in item:
-            if key not in ("url", "properties"):
-                problems.append(f"{path}.{key}: unknown key, expected url or properties")
-        url = item.get("url")
-        if not is_http_url(url):
-            problems.append(f"{path}.url: {url!r} is not an http(s) address")
-            continue
-        properties = item.get("properties") or {}
-        if not isinstance(properties, Mapping) or not all(
-            isinstance(k, str) and k and isinstance(v, (str, int, float))
-            and not isinstance(v, bool) and str(v) for k, v in properties.items()
-        ):
-            problems.append(f"{path}.properties: must map names to non-empty strings")
-            continue
-        targets.append(Target(str(url), {k: str(v) for k, v in properties.items()}))
+        item = {**item, "properties": item.get("properties") or {}}
+        found = field_problems(Target, item, {key: f"{path}.{key}" for key in item})
+        problems += [_at(f"{path}.{key}", problem) for key, problem in found]
+        if not found:
+            targets.append(Target(**item))
     return targets
 
 
@@ -218,8 +178,7 @@ def read_token(config: BridgeConfig, environ: Optional[Mapping[str, str]] = None
                                f"{exc.strerror or type(exc).__name__}"], "token") from None
         where = f"anodot.token_file: {config.token_file!r} is empty"
     else:
-        assert config.token_env is not None
-        token = environ.get(config.token_env, "").strip()
+        token = environ.get(str(config.token_env), "").strip()
         where = f"anodot.token_env: environment variable {config.token_env} is not set or empty"
     if not token:
         raise ConfigError([where], "token")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import REGISTRY
 
 from .mapping import SKIP_REASONS
-from .spool import DEAD_LETTER_REASONS
+from .spool import DEAD_LETTER_REASONS, Spool
 
 __all__ = ["BridgeMetrics", "PREFIX", "RETRY_REASONS", "DROP_REASONS", "MAX_CODE_LABELS"]
 
@@ -52,18 +52,6 @@ _TABLE: Tuple[Tuple[str, type, str, Optional[str], Sequence[str]], ...] = (
     ("last_success_timestamp_seconds", Gauge,
      "Unix time of the last request Anodot answered with 2xx (0 before the first).", None, ()),
 )
-
-
-class _SpoolSizes(Protocol):
-    """What :meth:`BridgeMetrics.track_spool` reads (a :class:`~.spool.Spool`)."""
-
-    @property
-    def bytes(self) -> int: ...
-
-    @property
-    def pending_points(self) -> int: ...
-
-    def oldest_timestamp(self) -> Optional[float]: ...
 
 
 class BridgeMetrics:
@@ -129,7 +117,7 @@ class BridgeMetrics:
         """``on_drop`` callback of the dead-letter file."""
         self.points_dropped.labels("dead_letter_full").inc(points)
 
-    def track_spool(self, spool: _SpoolSizes) -> None:
+    def track_spool(self, spool: Spool) -> None:
         """Read the spool gauges from ``spool`` at every scrape."""
         self.spool_bytes.set_function(lambda: float(spool.bytes))
         self.spool_points.set_function(lambda: float(spool.pending_points))

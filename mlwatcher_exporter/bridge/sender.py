@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .client import AnodotClient, Response
 from .metrics import BridgeMetrics
-from .options import SendOptions, resolve
+from .options import _POSITIVE, SendOptions, resolve
 from .spool import DeadLetter
 
 __all__ = ["Sender", "SendResult", "Backoff", "TokenBucket", "RateLimiter", "parse_retry_after",
@@ -43,15 +43,7 @@ class Backoff:
     Retry ``attempt`` (0-based) waits ``d = min(backoff_max_seconds,
     backoff_initial_seconds * backoff_multiplier ** attempt)``, of which a fraction
     ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
-
-    Parameters
-    ----------
-    options : SendOptions, default=SendOptions()
-        The timing (checked there, once).
-    random_state : None, int or random.Random, default=None
-        Seed or generator of the jitter.
-    **overrides
-        Fields of ``options`` to replace.
+    ``random_state`` seeds the jitter; ``overrides`` replace fields of ``options``.
 
     Examples
     --------
@@ -106,14 +98,7 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
 class TokenBucket:
     """A token bucket that lets callers reserve tokens ahead and tells them how long to wait.
 
-    Parameters
-    ----------
-    rate : float
-        Tokens added per second, > 0.
-    capacity : float
-        Most tokens the bucket holds (the largest burst), > 0.
-    _clock : callable, default=time.monotonic
-        Returns the current time in seconds.
+    ``rate`` tokens are added per second, up to ``capacity`` (the largest burst).
 
     Examples
     --------
@@ -126,10 +111,9 @@ class TokenBucket:
         self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
     ) -> None:
         for name, value in (("rate", rate), ("capacity", capacity)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} == {value!r}, must be a number.")
-            if not value > 0:
-                raise ValueError(f"{name} == {value!r}, must be > 0.")
+            problem = _POSITIVE.check(name, value)
+            if problem is not None:
+                raise problem
         self.rate, self.capacity = float(rate), float(capacity)
         self._clock = _clock
         self._tokens = self.capacity
@@ -167,14 +151,10 @@ class RateLimiter:
 
 @dataclass(frozen=True)
 class SendResult:
-    """Outcome of one request.
-
-    ``kind`` is ``ok`` (answered with 2xx; some points may have been refused one by one),
-    ``retry`` (nothing accepted, send again later) or ``dead_letter`` (refused for good).
-    ``rejected`` counts the points dead-lettered, one by one or the whole batch;
-    ``reason`` is the retry reason (``rate_limited``, ``server_error``,
-    ``connection_error``) or the dead-letter reason; ``retry_after`` the seconds the
-    server asked to wait; ``status`` the HTTP status (None without a response).
+    """Outcome of one request: ``kind`` ``ok`` (2xx; some points may have been refused one
+    by one), ``retry`` (nothing accepted) or ``dead_letter`` (refused for good); the points
+    ``accepted`` and ``rejected`` (dead-lettered); the retry or dead-letter ``reason``; the
+    ``retry_after`` seconds the server asked for; the HTTP ``status`` (None: no response).
     """
 
     kind: str
@@ -201,8 +181,7 @@ class Sender:
     random_state : None, int or random.Random, default=None
         Seed of the backoff jitter.
     redact : callable, default=None
-        Hides the token in texts that are logged or dead-lettered; defaults to the
-        client's own when ``client`` is an :class:`AnodotClient`.
+        Hides the token in logged or dead-lettered texts (default: the client's own).
     _clock, _monotonic : callable, default=time.time, time.monotonic
         Unix time (last-success gauge, HTTP-date ``Retry-After``); rate limiter clock.
     """

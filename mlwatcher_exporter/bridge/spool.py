@@ -1,23 +1,12 @@
-"""Files of Anodot points: the durable spool, the dead-letter file, and reading points back.
+"""Files of Anodot points, all JSON lines of one format: the durable spool, the dead letters.
 
-All of them are JSON lines in one format: a line is a point (``{"properties": {...},
-"timestamp": ..., "value": ...}``), a dead letter (``{"reason": ..., "status": ...,
-"error": ..., "description": ..., "point": {...}}``) or a spool state record
-(``{"__state__": {...}}``). :func:`read_points` reads any of them, JSON arrays and the
-ancestor MLWatcher's files too, so ``anodot-send`` replays dead letters and spool segments.
-
-The spool directory::
-
-    segment-00000000000000000001.jsonl   append-only
-    segment-00000000000000000002.jsonl   the active segment (written by this process)
-    ack.json                             {"segment": 1, "offset": 5120, "points": 40}
-
-``append()`` fsyncs the points of one snapshot in a single write; ``ack()`` records
-atomically that they were accepted (``docs/anodot.md``, "Delivery guarantee"). Past
-``max_bytes`` the oldest segments are deleted and points older than ``max_age_seconds``
-are dropped when read, both counted through ``on_drop``. A *state* (the bridge's counter
-baselines) goes in the same write as its points, starts every new segment, and is
-:attr:`Spool.recovered_state` after a restart.
+A line is a point (``{"properties": {...}, "timestamp": ..., "value": ...}``), a dead
+letter (``{"reason": ..., "status": ..., "error": ..., "description": ..., "point": {...}}``)
+or a spool state record (``{"__state__": {...}}``). :func:`read_points` reads any of them
+(JSON arrays and the ancestor MLWatcher's files too), so ``anodot-send`` replays dead
+letters and spool segments. The spool directory holds append-only
+``segment-<20 digits>.jsonl`` files and ``ack.json`` (``{"segment": 1, "offset": 5120,
+"points": 40}``); ``docs/anodot.md`` ("Delivery guarantee") says how they are used.
 """
 
 from __future__ import annotations
@@ -33,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .options import SpoolOptions, resolve
+from .options import DeadLetterOptions, SpoolOptions, resolve
 
 __all__ = ["Spool", "SpoolBatch", "DeadLetter", "DEAD_LETTER_REASONS", "PointsFile",
            "read_points", "encode_point"]
@@ -46,6 +35,7 @@ _STATE_PREFIX = b'{"__state__":'
 # Why points become dead letters: refused one by one (indexed errors), the whole request
 # refused with 400, 401/403 or another status retrying cannot fix, or given up on.
 DEAD_LETTER_REASONS = ("rejected", "bad_request", "unauthorized", "client_error", "undelivered")
+_Position = Tuple[Tuple[int, int], int]  # (segment, offset), points of the segment before it
 
 
 def encode_point(point: Dict[str, Any], allow_nan: bool = False) -> bytes:
@@ -63,21 +53,9 @@ class _Segment:
 
 @dataclass(frozen=True)
 class SpoolBatch:
-    """Oldest unacknowledged points, and where to acknowledge up to once they are sent.
-
-    Attributes
-    ----------
-    points : list of dict
-        The points, oldest first.
-    lines : list of bytes
-        The same points as stored (JSON, newline-terminated).
-    cursor : tuple of int
-        ``(segment, offset)`` just past the last line read.
-    cursor_points : int
-        Points stored in the cursor's segment before ``cursor``.
-    corrupt : int
-        Unreadable lines among them (counted as dropped when acknowledged).
-    """
+    """Oldest unacknowledged ``points`` (``lines``: as stored), the ``cursor`` ``(segment,
+    offset)`` just past them with the ``cursor_points`` of that segment before it, and the
+    ``corrupt`` lines among them (counted as dropped when acknowledged)."""
 
     points: List[Dict[str, Any]]
     lines: List[bytes]
@@ -89,6 +67,12 @@ class SpoolBatch:
 class Spool:
     """Durable FIFO of points with acknowledgement, size and age bounds.
 
+    :meth:`append` writes the points of one snapshot, and the bridge's state (counter
+    baselines) if given, in a single fsync'd write; a state also starts every new segment
+    and is :attr:`recovered_state` after a restart. :meth:`ack` records atomically that
+    points were accepted. Past ``max_bytes`` the oldest segments are deleted, and points
+    older than ``max_age_seconds`` are dropped when read, both counted through ``on_drop``.
+
     Parameters
     ----------
     directory : str or os.PathLike
@@ -96,8 +80,7 @@ class Spool:
     options : SpoolOptions, default=SpoolOptions()
         Bounds and fsync (checked there, once).
     on_drop : callable, default=None
-        Called as ``on_drop(reason, points)`` when points are dropped; reason is
-        ``"size"``, ``"age"`` or ``"corrupt"``.
+        Called as ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``.
     _clock : callable, default=time.time
         Returns the current Unix time.
     **overrides
@@ -132,8 +115,6 @@ class Spool:
         self._clock = _clock
         self._lock = threading.Lock()
         self._segments: List[_Segment] = []
-        self._ack: Tuple[int, int] = (0, 0)
-        self._ack_points = 0
         self._fd: Optional[int] = None
         self._state_line: Optional[bytes] = None
         self.recovered_state: Optional[Dict[str, Any]] = None
@@ -143,12 +124,19 @@ class Spool:
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
-    # ------------------------------------------------------------------ recovery
     def _recover(self) -> None:
-        ack = self._load_ack()
+        try:
+            with open(self._path(_ACK_FILE), "rb") as f:
+                data = json.loads(f.read())
+            ack = (int(data["segment"]), int(data["offset"]))
+        except FileNotFoundError:
+            ack = (0, 0)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
+            ack = (0, 0)
+        self._ack, self._ack_points = ack, 0
         found = sorted((int(m.group(1)), self._path(m.group(0)))
                        for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m)
-        last_state: Optional[bytes] = None
         for seq, path in found:
             if seq < ack[0]:
                 _unlink(path)  # fully acknowledged before a crash
@@ -163,44 +151,29 @@ class Spool:
                     f.truncate(cut)
                     os.fsync(f.fileno())
                 data = data[:cut]
-            points = before_ack = pos = 0
+            points = pos = 0
             for line in data.splitlines(keepends=True):
                 if line.startswith(_STATE_PREFIX):
-                    last_state = line
+                    self._state_line = line
                 else:
                     points += 1
-                    before_ack += seq == ack[0] and pos < ack[1]
+                    self._ack_points += seq == ack[0] and pos < ack[1]
                 pos += len(line)
             self._segments.append(_Segment(seq, path, len(data), points))
-            if seq == ack[0]:
-                self._ack_points = before_ack
         if self._segments and self._segments[0].seq != ack[0]:
             # The acknowledged segment was dropped (size bound) before the crash.
-            ack, self._ack_points = (self._segments[0].seq, 0), 0
-        self._ack = ack
-        if last_state is not None:
+            self._ack, self._ack_points = (self._segments[0].seq, 0), 0
+        if self._state_line is not None:
             try:
-                self.recovered_state = json.loads(last_state)["__state__"]
-                self._state_line = last_state
+                self.recovered_state = json.loads(self._state_line)["__state__"]
             except (ValueError, KeyError, TypeError):
                 logger.warning("spool: ignoring an unreadable state record")
+                self._state_line = None
         self._open_new_segment()
-
-    def _load_ack(self) -> Tuple[int, int]:
-        try:
-            with open(self._path(_ACK_FILE), "rb") as f:
-                data = json.loads(f.read())
-            return int(data["segment"]), int(data["offset"])
-        except FileNotFoundError:
-            return (0, 0)
-        except (ValueError, KeyError, TypeError):
-            logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
-            return (0, 0)
 
     # ------------------------------------------------------------------ writing
     def _open_new_segment(self) -> None:
-        if self._fd is not None:
-            self._close_fd()
+        self._close_fd()
         seq = (self._segments[-1].seq if self._segments else self._ack[0]) + 1
         path = self._path(f"segment-{seq:020d}.jsonl")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -241,9 +214,8 @@ class Spool:
         OSError
             If the disk write fails.
         """
-        blob = b"".join(encode_point(p) for p in points)
         state_line = None if state is None else encode_point({"__state__": state})
-        blob += state_line or b""
+        blob = b"".join(encode_point(p) for p in points) + (state_line or b"")
         if not blob:
             return
         with self._lock:
@@ -253,22 +225,20 @@ class Spool:
                 self._open_new_segment()
             self._write(blob, len(points))
             self._state_line = state_line or self._state_line
-            self._enforce_size()
-
-    def _enforce_size(self) -> None:
-        max_bytes = self.options.max_bytes
-        while self.bytes > max_bytes and len(self._segments) > 1:
-            victim = self._segments.pop(0)
-            lost = victim.points - (self._ack_points if victim.seq == self._ack[0] else 0)
-            _unlink(victim.path)
-            self._ack, self._ack_points = (self._segments[0].seq, 0), 0
-            self._write_ack()
-            if lost:
-                logger.warning("spool: over %d bytes, dropped %d oldest points", max_bytes, lost)
-                self._dropped("size", lost)
-        if self.bytes > max_bytes and self._segments[-1].size > 0:
-            # The active segment alone is too big: start a new one, drop it next time.
-            self._open_new_segment()
+            max_bytes = self.options.max_bytes
+            while self.bytes > max_bytes and len(self._segments) > 1:
+                victim = self._segments.pop(0)
+                lost = victim.points - (self._ack_points if victim.seq == self._ack[0] else 0)
+                _unlink(victim.path)
+                self._ack, self._ack_points = (self._segments[0].seq, 0), 0
+                self._write_ack()
+                if lost:
+                    logger.warning("spool: over %d bytes, dropped %d oldest points",
+                                   max_bytes, lost)
+                    self._dropped("size", lost)
+            if self.bytes > max_bytes and self._segments[-1].size > 0:
+                # The active segment alone is too big: start a new one, drop it next time.
+                self._open_new_segment()
 
     # ------------------------------------------------------------------ reading
     def read(self, max_points: int) -> SpoolBatch:
@@ -290,49 +260,37 @@ class Spool:
             return batch
 
     def _read_locked(self, max_points: int, oldest_allowed: float) -> Tuple[
-            SpoolBatch, Optional[Tuple[Tuple[int, int], int]], Dict[str, int]]:
-        """Read from the acknowledgement point.
-
-        Returns the batch; when expired or unreadable lines precede its first point, the
-        position (cursor, points) just before that point, else None; and how many lines
-        were dropped so, by reason.
-        """
+            SpoolBatch, Optional[_Position], Dict[str, int]]:
+        """The batch from the acknowledgement point; the position just past the expired or
+        unreadable lines before its first point (None if there are none) and their count."""
         points: List[Dict[str, Any]] = []
         lines: List[bytes] = []
         dropped = {"age": 0, "corrupt": 0}
-        corrupt_inside = 0
-        cursor, skip_to = (self._ack, self._ack_points), None
-        for after, line in self._scan():
-            if len(points) >= max_points:
-                break
-            before, cursor = cursor, after
+        corrupt = 0
+        position: _Position = (self._ack, self._ack_points)
+        skip_to: Optional[_Position] = None
+        for position, line in self._scan():
             if line.startswith(_STATE_PREFIX):
                 continue
             try:
                 point = json.loads(line)
-                timestamp = float(point["timestamp"])
+                reason = "age" if float(point["timestamp"]) < oldest_allowed else ""
             except (ValueError, KeyError, TypeError):
-                if points:
-                    corrupt_inside += 1
-                else:
-                    dropped["corrupt"] += 1
-                continue
-            if not points:
-                if timestamp < oldest_allowed:
-                    dropped["age"] += 1
-                    continue
-                skip_to = before
-            points.append(point)
-            lines.append(line)
-        if any(dropped.values()):
-            skip_to = skip_to or cursor
-        else:
-            skip_to = None
-        return SpoolBatch(points, lines, *cursor, corrupt_inside), skip_to, dropped
+                reason = "corrupt"
+            if reason and not points:  # at the head: dropped for good
+                dropped[reason] += 1
+                skip_to = position
+            elif reason == "corrupt":
+                corrupt += 1
+            else:
+                points.append(point)
+                lines.append(line)
+                if len(points) >= max_points:
+                    break
+        return SpoolBatch(points, lines, *position, corrupt), skip_to, dropped
 
-    def _scan(self) -> Iterator[Tuple[Tuple[Tuple[int, int], int], bytes]]:
-        """Yield ``((cursor, points), line)`` for each line after the acknowledgement point:
-        the position just past the line and the points of its segment up to there."""
+    def _scan(self) -> Iterator[Tuple[_Position, bytes]]:
+        """Yield each line after the acknowledgement point with the position just past it."""
         for segment in self._segments:
             if segment.seq < self._ack[0]:
                 continue
@@ -371,11 +329,7 @@ class Spool:
     def _write_ack(self) -> None:
         path = self._path(_ACK_FILE)
         data = {"segment": self._ack[0], "offset": self._ack[1], "points": self._ack_points}
-        with open(path + ".tmp", "wb") as f:
-            f.write(json.dumps(data).encode())
-            if self.options.fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        _write_file(path + ".tmp", json.dumps(data).encode(), "wb", self.options.fsync)
         os.replace(path + ".tmp", path)
         if self.options.fsync:
             _fsync_dir(self.directory)
@@ -406,17 +360,16 @@ class Spool:
         return float(batch.points[0]["timestamp"]) if batch.points else None
 
     def _close_fd(self) -> None:
-        assert self._fd is not None
-        if self.options.fsync:
-            os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None:
+            if self.options.fsync:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
         """Close the active segment (idempotent)."""
         with self._lock:
-            if self._fd is not None:
-                self._close_fd()
+            self._close_fd()
 
     def __enter__(self) -> "Spool":
         return self
@@ -440,31 +393,18 @@ class DeadLetter:
         Called as ``on_drop(points)`` for points not written because the file is full.
     """
 
-    def __init__(
-        self,
-        path: "str | os.PathLike[str]",
-        max_bytes: int = 64 * 1024 * 1024,
-        fsync: bool = True,
-        on_drop: Optional[Callable[[int], None]] = None,
-    ) -> None:
+    def __init__(self, path: "str | os.PathLike[str]", max_bytes: int = 64 * 1024 * 1024,
+                 fsync: bool = True, on_drop: Optional[Callable[[int], None]] = None) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path == {path!r}, must be a path.")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValueError(f"max_bytes == {max_bytes!r}, must be an integer >= 0.")
         self.path = os.fspath(path)
-        self.max_bytes = max_bytes
+        self.max_bytes = DeadLetterOptions(max_bytes=max_bytes).max_bytes
         self.fsync = fsync
         self._on_drop = on_drop
         self._lock = threading.Lock()
 
-    def write(
-        self,
-        points: Sequence[Dict[str, Any]],
-        reason: str,
-        status: Optional[int] = None,
-        error: Optional[Any] = None,
-        description: Optional[str] = None,
-    ) -> int:
+    def write(self, points: Sequence[Dict[str, Any]], reason: str, status: Optional[int] = None,
+              error: Optional[Any] = None, description: Optional[str] = None) -> int:
         """Append ``points`` with why they were refused; return how many were written."""
         if reason not in DEAD_LETTER_REASONS:
             raise ValueError(f"reason == {reason!r}, must be one of {list(DEAD_LETTER_REASONS)}.")
@@ -472,30 +412,24 @@ class DeadLetter:
         lines = [encode_point({"reason": reason, "status": status, "error": error,
                                "description": description, "point": point}, allow_nan=True)
                  for point in points]
-        keep: List[bytes] = []
+        kept = 0
         with self._lock:
             if lines and os.path.dirname(self.path):
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
             size = os.path.getsize(self.path) if lines and os.path.exists(self.path) else 0
-            for line in lines:
-                if size + len(line) > self.max_bytes:
-                    break
-                keep.append(line)
-                size += len(line)
-            if keep:
-                with open(self.path, "ab") as f:
-                    f.write(b"".join(keep))
-                    if self.fsync:
-                        f.flush()
-                        os.fsync(f.fileno())
-        if len(lines) > len(keep) and self._on_drop is not None:
-            self._on_drop(len(lines) - len(keep))
-        return len(keep)
+            while kept < len(lines) and size + len(lines[kept]) <= self.max_bytes:
+                size += len(lines[kept])
+                kept += 1
+            if kept:
+                _write_file(self.path, b"".join(lines[:kept]), "ab", self.fsync)
+        if len(lines) > kept and self._on_drop is not None:
+            self._on_drop(len(lines) - kept)
+        return kept
 
 
 @dataclass
 class PointsFile:
-    """Points read from a file, and the lines that could not be used."""
+    """Points read from a file, and the ``(line number, problem)`` of lines left out."""
 
     points: List[Dict[str, Any]] = field(default_factory=list)
     problems: List[Tuple[int, str]] = field(default_factory=list)
@@ -506,26 +440,24 @@ class PointsFile:
             item = item["point"]
         if isinstance(item, dict) and "__state__" in item:
             return  # a spool's state record
-        problem = _point_problem(item)
-        if problem:
-            self.problems.append((number, problem))
+        if not isinstance(item, dict):
+            problem = "not a JSON object"
+        elif not isinstance(item.get("properties"), dict) or not item["properties"].get("what"):
+            problem = "properties.what is missing"
+        elif not _is_finite(item.get("timestamp")):
+            problem = "timestamp is not a number"
+        elif not _is_finite(item.get("value")):
+            problem = "value is not a finite number"
         else:
             self.points.append(dict(item, timestamp=int(item["timestamp"])))
+            return
+        self.problems.append((number, problem))
 
 
-def _point_problem(point: Any) -> str:
-    if not isinstance(point, dict):
-        return "not a JSON object"
-    props = point.get("properties")
-    if not isinstance(props, dict) or not props.get("what"):
-        return "properties.what is missing"
-    ts = point.get("timestamp")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-        return "timestamp is not a number"
-    value = point.get("value")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "value is not a finite number"
-    return ""
+def _is_finite(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
 
 
 def read_points(path: "str | os.PathLike[str]") -> PointsFile:
@@ -538,15 +470,14 @@ def read_points(path: "str | os.PathLike[str]") -> PointsFile:
     with open(path, "r", encoding="utf-8") as f:
         text = f.read()
     out = PointsFile()
-    if text.strip().startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, list):
-            for number, item in enumerate(data, start=1):
-                out.add(number, item)
-            return out
+    try:
+        data = json.loads(text) if text.strip().startswith("[") else None
+    except ValueError:
+        data = None
+    if isinstance(data, list):
+        for number, item in enumerate(data, start=1):
+            out.add(number, item)
+        return out
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip().rstrip(",").strip()
         if line in ("", "[", "]"):
@@ -573,6 +504,14 @@ def _lines(path: str, start: int, end: int, chunk: int = 1 << 16) -> Iterator[by
             *parts, tail = (tail + data).split(b"\n")
             for part in parts:
                 yield part + b"\n"
+
+
+def _write_file(path: str, data: bytes, mode: str, fsync: bool) -> None:
+    with open(path, mode) as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _unlink(path: str) -> None:
