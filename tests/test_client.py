@@ -95,7 +95,9 @@ def test_the_model_is_never_blocked_nor_failed_when_the_server_is_down():
         sent = client_value(registry, "mlwatcher_client_sent_rows_total", model="digits")
         dropped = client_value(registry, "mlwatcher_client_dropped_rows_total",
                                model="digits", reason="buffer_full")
-        assert sent + dropped == 120 and 0 < sent <= 50 + 4
+        # At most the buffer plus the one request the sender had taken out of it (which
+        # merges up to a buffer's worth of batches) reach the server.
+        assert sent + dropped == 120 and 0 < sent <= 2 * 50
         assert counted(svc, "digits") == sent
     finally:
         remote.close()
