@@ -135,12 +135,17 @@ class RemoteMonitor:
 
     # ------------------------------------------------------------------ the model's side
     def observe_quietly(self, proba: Any, features: Any = None, labels: Any = None,
-                        threshold: Optional[float] = None) -> bool:
+                        threshold: Optional[float] = None, ids: Any = None) -> bool:
         """Copy a batch into the buffer; never raise, never wait for the network.
 
         `threshold` is accepted for :class:`~.agent.MonitoringAgent` and unused: the
-        server's configured threshold applies. Returns whether the batch was buffered.
+        server's configured threshold applies. `ids` are not sent yet (a warning says
+        so, at a bounded rate); the predictions are. Returns whether the batch was
+        buffered.
         """
+        if ids is not None:
+            self._log.warning("ids", f"mlwatcher: model {self.model!r}: RemoteMonitor does "
+                              "not send prediction ids yet; the batch is sent without them")
         try:
             item = copy_batch(proba, features, labels)
         except Exception as error:  # noqa: BLE001 - never hurt the model
@@ -184,6 +189,10 @@ class RemoteMonitor:
 
     def current_labels(self) -> Any:
         """Labels set by the enclosing :meth:`labels` block, or None."""
+        return self._labels_var.get()
+
+    def current_block(self) -> Any:
+        """What the enclosing labels block holds (labels only: no ids here)."""
         return self._labels_var.get()
 
     def adopt_classes(self, classes: Sequence[Any]) -> None:
