@@ -21,7 +21,7 @@ setup-runtime: $(RUNTIME_STAMP)
 # modules a program imports when it first imports them.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
-$(RUNTIME_STAMP): setup.cfg pyproject.toml
+$(RUNTIME_STAMP): setup.cfg setup.py pyproject.toml mlwatcher_exporter/_kernel.c
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) 'pip>=21.3'
 	$(PIP_INSTALL) -e .

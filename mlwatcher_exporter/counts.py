@@ -43,17 +43,23 @@ class LifetimeCounts:
         predicted: np.ndarray,
         pred1: np.ndarray,
         labels: Optional[np.ndarray],
+        class_rows: Optional[np.ndarray] = None,
+        pred1_buckets: Optional[np.ndarray] = None,
     ) -> np.ndarray:
         """Count a batch of accepted rows; return its rows per predicted class.
 
-        `labels` holds a class index per row, -1 where the row has none.
+        `labels` holds a class index per row, -1 where the row has none. `class_rows`
+        and `pred1_buckets`, when the caller has them already (:mod:`.kernel`), are the
+        rows per predicted class and per pred1 bucket.
         """
-        n_classes = self.predictions.size
-        class_rows = np.bincount(predicted, minlength=n_classes)
+        if class_rows is None:
+            class_rows = np.bincount(predicted, minlength=self.predictions.size)
+        if pred1_buckets is None:
+            pred1_buckets = np.bincount(
+                np.searchsorted(PRED1_EDGES, pred1, side="left"), minlength=PRED1_EDGES.size + 1
+            )
         self.predictions += class_rows
-        self.pred1_buckets += np.bincount(
-            np.searchsorted(PRED1_EDGES, pred1, side="left"), minlength=PRED1_EDGES.size + 1
-        )
+        self.pred1_buckets += pred1_buckets
         self.pred1_sum += float(pred1.sum())
         if labels is not None:
             self.add_labels(predicted, labels)

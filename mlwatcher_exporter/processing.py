@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Dict, Optional
 import numpy as np
 
 from .buffer import WindowBuffer
-from .counts import LifetimeCounts, RejectionCounts
+from .counts import PRED1_EDGES, LifetimeCounts, RejectionCounts
 from .errors import BatchError
+from .kernel import summarize
 from .schema import InputSchema
 from .staging import LABELS_INDICES, Stage
 from .validation import PROBA_TOLERANCE, check_proba_values
@@ -58,7 +59,13 @@ def process_stage(
         if not batch_features.all():
             has_features = np.repeat(batch_features, sizes)
     text = _text_columns(stage, starts, ends) if stage.text else None
-    accepted = _accepted_rows(proba, starts, ends, refusals)
+    # One pass (kernel.py) finds what every row needs; numpy's separate passes remain
+    # for the rare stages it cannot serve: rejected batches, thresholds that differ.
+    threshold = _uniform_threshold(proba, thresholds)
+    summary = summarize(proba, PRED1_EDGES, threshold)
+    accepted = None
+    if summary.nan_seen or not (summary.low >= _LOW and summary.high <= _HIGH):
+        accepted = _accepted_rows(proba, starts, ends, refusals)
     if accepted is not None:
         if not accepted.any():
             return
@@ -69,8 +76,12 @@ def process_stage(
             has_features = None if has_features is None else has_features[accepted]
         if text is not None:
             text = {column: values[accepted] for column, values in text.items()}
-    predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
-    class_rows = counts.add(predicted, pred1, labels)
+    if accepted is None and (threshold is not None or proba.shape[1] != 2):
+        predicted, pred1 = summary.predicted, summary.pred1
+        class_rows = counts.add(predicted, pred1, labels, summary.class_rows, summary.buckets)
+    else:  # some batches rejected, or thresholds that differ between batches
+        predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
+        class_rows = counts.add(predicted, pred1, labels)
     first = window.rows
     plans = window.add(
         proba, predicted, class_rows, features, labels, has_features, text, schema.encode
@@ -81,13 +92,18 @@ def process_stage(
         )
 
 
+def _uniform_threshold(proba: np.ndarray, thresholds: np.ndarray) -> Optional[float]:
+    """The threshold of every batch of a two-class stage, if they share one."""
+    if proba.shape[1] != 2 or (thresholds != thresholds[0]).any():
+        return None
+    return float(thresholds[0])
+
+
 def _accepted_rows(
     proba: np.ndarray, starts: np.ndarray, ends: np.ndarray, refusals: RejectionCounts
 ) -> Optional[np.ndarray]:
-    """None when every batch holds probabilities, else the mask of the rows of the
-    batches that do; the others are counted as rejected."""
-    if proba.min() >= _LOW and proba.max() <= _HIGH:  # also False for NaN
-        return None
+    """The mask of the rows of the batches that hold probabilities (None when all do);
+    the others are counted as rejected."""
     good_rows = (proba.min(axis=1) >= _LOW) & (proba.max(axis=1) <= _HIGH)
     good_batches = np.logical_and.reduceat(good_rows, starts)
     for batch in np.flatnonzero(~good_batches).tolist():

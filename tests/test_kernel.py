@@ -1,0 +1,149 @@
+"""The one-pass row summary: the compiled kernel against its numpy reference."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mlwatcher_exporter import kernel
+from mlwatcher_exporter.counts import PRED1_EDGES
+
+compiled = pytest.mark.skipif(
+    not kernel.COMPILED and os.environ.get("MLWATCHER_REQUIRE_KERNEL") != "1",
+    reason="the compiled kernel is not built (a C compiler was missing at install)",
+)
+
+
+def test_compiled_when_required() -> None:
+    """CI builds the extension: a silent fallback to numpy would hide a build failure."""
+    if os.environ.get("MLWATCHER_REQUIRE_KERNEL") == "1":
+        assert kernel.COMPILED, "mlwatcher_exporter._kernel did not build"
+
+
+def _check_same(proba: np.ndarray, edges: np.ndarray, threshold: object) -> None:
+    fast = kernel.summarize(proba, edges, threshold)  # type: ignore[arg-type]
+    pure = kernel.summarize_pure(proba, edges, threshold)  # type: ignore[arg-type]
+    assert fast.nan_seen == pure.nan_seen
+    if fast.nan_seen:
+        return  # only the flag is meaningful then
+    for name in ("predicted", "pred1", "pred2", "buckets", "class_rows"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(pure, name), err_msg=name)
+        assert getattr(fast, name).dtype == getattr(pure, name).dtype, name
+    if proba.shape[0]:
+        assert (fast.low, fast.high) == (pure.low, pure.high)
+
+
+# Values on a coarse grid make ties and values equal to an edge frequent.
+_GRID = st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0])
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(
+    proba=hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(0, 40), st.integers(1, 12)),
+        elements=st.one_of(_GRID, st.floats(-0.5, 1.5), st.just(float("nan"))),
+    ),
+    edges=st.lists(_GRID, max_size=30).map(sorted),
+    threshold=st.one_of(st.none(), _GRID),
+)
+def test_compiled_equals_numpy(proba: np.ndarray, edges: list, threshold: object) -> None:
+    _check_same(proba, np.asarray(edges, dtype=np.float64), threshold)
+
+
+@compiled
+@pytest.mark.parametrize("n_classes", [1, 2, 3, 10, 100])
+def test_compiled_equals_numpy_on_model_like_rows(n_classes: int) -> None:
+    rng = np.random.default_rng(n_classes)
+    proba = rng.dirichlet(np.full(n_classes, 0.3), size=5000)
+    _check_same(proba, PRED1_EDGES, None)
+    _check_same(proba, PRED1_EDGES, 0.3)
+    # A column slice is not contiguous: summarize copies it first.
+    _check_same(np.hstack([proba, proba])[:, :n_classes], PRED1_EDGES, None)
+
+
+def test_values_of_a_small_example() -> None:
+    proba = np.array([[0.2, 0.7, 0.1], [0.4, 0.2, 0.4], [0.0, 0.0, 1.0]])
+    for summarize in (kernel.summarize, kernel.summarize_pure):
+        summary = summarize(proba, PRED1_EDGES)
+        assert summary.predicted.tolist() == [1, 0, 2]  # ties: the first, as argmax
+        assert summary.pred1.tolist() == [0.7, 0.4, 1.0]
+        assert summary.pred2.tolist() == [0.2, 0.4, 0.0]
+        assert summary.class_rows.tolist() == [1, 1, 1]
+        expected = np.bincount(np.searchsorted(PRED1_EDGES, [0.7, 0.4, 1.0]),
+                               minlength=PRED1_EDGES.size + 1)
+        assert summary.buckets.tolist() == expected.tolist()
+        assert (summary.low, summary.high, summary.nan_seen) == (0.0, 1.0, False)
+
+
+def test_binary_threshold() -> None:
+    proba = np.array([[0.6, 0.4], [0.3, 0.7]])
+    for summarize in (kernel.summarize, kernel.summarize_pure):
+        assert summarize(proba, PRED1_EDGES, 0.35).predicted.tolist() == [1, 1]
+        assert summarize(proba, PRED1_EDGES, None).predicted.tolist() == [0, 1]
+        assert summarize(proba, PRED1_EDGES, 0.35).class_rows.tolist() == [0, 2]
+
+
+@compiled
+def test_bad_buffers_raise_type_error() -> None:
+    from mlwatcher_exporter import _kernel  # type: ignore[attr-defined]
+
+    proba = np.zeros((3, 2), dtype=np.float32)
+    outputs = (np.empty(3, np.int64), np.empty(3), np.empty(3), np.empty(2, np.int64),
+               np.empty(2, np.int64))
+    with pytest.raises(TypeError, match="proba has format f"):
+        _kernel.summarize(proba, np.array([0.5]), 0.5, *outputs)
+    with pytest.raises(ValueError, match="output lengths"):
+        _kernel.summarize(np.zeros((4, 2)), np.array([0.5]), 0.5, *outputs)
+
+
+_SCENARIO = textwrap.dedent(
+    """
+    import json, numpy as np
+    from prometheus_client import CollectorRegistry
+    from mlwatcher_exporter import ModelMonitor, kernel
+    rng = np.random.default_rng(7)
+    monitor = ModelMonitor(model="m", registry=CollectorRegistry(), background=False,
+                           window_seconds=3600)
+    for size in (1, 7, 300, 2000):
+        proba = rng.dirichlet(np.full(4, 0.4), size=size)
+        proba[0, 0] = np.nan if size == 7 else proba[0, 0]  # one rejected batch
+        monitor.observe(proba, labels=rng.integers(0, 4, size)) if size != 7 else \\
+            monitor.observe_quietly(proba, None, None)
+    snapshot = monitor.snapshot()
+    counts = snapshot.counts
+    print(json.dumps({"compiled": kernel.COMPILED,
+                      "predictions": counts.predictions.tolist(),
+                      "correct": counts.correct.tolist(),
+                      "pred1_buckets": counts.pred1_buckets.tolist(),
+                      "pred1_sum": counts.pred1_sum}))
+    """
+)
+
+
+def _run(pure: bool) -> dict:
+    import json
+
+    env = dict(os.environ, MLWATCHER_PURE="1" if pure else "0")
+    out = subprocess.run([sys.executable, "-c", _SCENARIO], env=env, check=True,
+                         capture_output=True, text=True, timeout=120)
+    return json.loads(out.stdout)
+
+
+@compiled
+def test_monitor_counts_the_same_with_and_without_the_kernel() -> None:
+    """MLWATCHER_PURE=1 takes the numpy path through the whole monitor, with the same
+    counters to the last bit."""
+    fast, pure = _run(pure=False), _run(pure=True)
+    assert fast.pop("compiled") is True and pure.pop("compiled") is False
+    assert fast == pure
+    assert sum(fast["predictions"]) == 1 + 300 + 2000
