@@ -36,7 +36,7 @@ class RowSummary(NamedTuple):
 
     predicted: np.ndarray  # int64 per row
     pred1: np.ndarray  # float64 per row: the top probability
-    pred2: np.ndarray  # float64 per row: the second (0.0 with one class)
+    pred2: Optional[np.ndarray]  # float64 per row: the second (0.0 with one class)
     buckets: np.ndarray  # int64 per pred1 bucket: searchsorted(edges, pred1, "left")
     class_rows: np.ndarray  # int64 per class: rows predicted as it
     low: float  # the smallest value (NaN when there is none)
@@ -45,7 +45,8 @@ class RowSummary(NamedTuple):
 
 
 def summarize(
-    proba: np.ndarray, edges: np.ndarray, threshold: Optional[float] = None
+    proba: np.ndarray, edges: np.ndarray, threshold: Optional[float] = None,
+    second: bool = True,
 ) -> RowSummary:
     """Summarize the rows of `proba` in one pass.
 
@@ -59,6 +60,9 @@ def summarize(
     threshold : float, optional
         With two classes, predict class 1 iff ``p[1] > threshold``; otherwise (and with
         more classes) the argmax, the first of tied maxima.
+    second : bool, default=True
+        Whether `pred2` is wanted; without it the numpy implementation leaves it None
+        (a partition of every row), the compiled one computes it at no cost.
 
     Returns
     -------
@@ -71,7 +75,7 @@ def summarize(
     ([1, 0], [0.7, 0.5], [0.2, 0.3], [1, 1, 0])
     """
     if _kernel is None:
-        return summarize_pure(proba, edges, threshold)
+        return summarize_pure(proba, edges, threshold, second)
     n_rows, n_classes = proba.shape
     out = _outputs(n_rows, n_classes, edges.size)
     low, high, nan_seen = _kernel.summarize(
@@ -97,15 +101,16 @@ def _outputs(
 
 
 def summarize_pure(
-    proba: np.ndarray, edges: np.ndarray, threshold: Optional[float] = None
+    proba: np.ndarray, edges: np.ndarray, threshold: Optional[float] = None,
+    second: bool = True,
 ) -> RowSummary:
     """:func:`summarize` in numpy: the reference the compiled kernel is tested against."""
     proba = np.ascontiguousarray(proba, dtype=np.float64)
     n_rows, n_classes = proba.shape
-    if n_rows == 0:
-        predicted, pred1, pred2, buckets, class_rows = _outputs(0, n_classes, edges.size)
-        buckets[:] = class_rows[:] = 0
-        return RowSummary(predicted, pred1, pred2, buckets, class_rows,
+    if n_rows == 0:  # numpy's reductions refuse an empty array
+        empty = _outputs(0, n_classes, edges.size)
+        empty[3][:] = empty[4][:] = 0  # no rows in any bucket or class
+        return RowSummary(empty[0], empty[1], empty[2], empty[3], empty[4],
                           float("nan"), float("nan"), False)
     low, high = float(proba.min()), float(proba.max())
     nan_seen = low != low or high != high
@@ -113,10 +118,7 @@ def summarize_pure(
     # A flat take beats proba.max(axis=1) by 8x.
     index = np.arange(0, n_rows * n_classes, n_classes)
     pred1 = proba.reshape(-1).take(index + predicted)
-    if n_classes == 1:
-        pred2 = np.zeros(n_rows)
-    else:
-        pred2 = np.partition(proba, n_classes - 2, axis=1)[:, n_classes - 2]
+    pred2 = _second(proba) if second else None
     if n_classes == 2 and threshold is not None:
         predicted = proba[:, 1] > threshold
     predicted = predicted.astype(np.int64)
@@ -125,3 +127,11 @@ def summarize_pure(
     ).astype(np.int64)
     class_rows = np.bincount(predicted, minlength=n_classes).astype(np.int64)
     return RowSummary(predicted, pred1, pred2, buckets, class_rows, low, high, nan_seen)
+
+
+def _second(proba: np.ndarray) -> np.ndarray:
+    """The second largest value of every row (0.0 with one column)."""
+    n_classes = proba.shape[1]
+    if n_classes == 1:
+        return np.zeros(proba.shape[0])
+    return np.partition(proba, n_classes - 2, axis=1)[:, n_classes - 2]

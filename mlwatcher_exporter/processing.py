@@ -62,7 +62,7 @@ def process_stage(
     # One pass (kernel.py) finds what every row needs; numpy's separate passes remain
     # for the rare stages it cannot serve: rejected batches, thresholds that differ.
     threshold = _uniform_threshold(proba, thresholds)
-    summary = summarize(proba, PRED1_EDGES, threshold)
+    summary = summarize(proba, PRED1_EDGES, threshold, second=False)
     accepted = None
     if summary.nan_seen or not (summary.low >= _LOW and summary.high <= _HIGH):
         accepted = _accepted_rows(proba, starts, ends, refusals)
