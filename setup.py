@@ -4,6 +4,7 @@
 ``mlwatcher_exporter.kernel`` uses its numpy implementation.
 """
 
+import numpy
 from setuptools import Extension, setup
 
 setup(
@@ -11,6 +12,7 @@ setup(
         Extension(
             "mlwatcher_exporter._kernel",
             sources=["mlwatcher_exporter/_kernel.c"],
+            include_dirs=[numpy.get_include()],
             extra_compile_args=["-O3"],
             optional=True,
         )

@@ -24,6 +24,8 @@ from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from .kernel import stage_rows
+
 __all__ = [
     "Stage",
     "Staging",
@@ -157,19 +159,24 @@ class Stage:
         """Copy one batch in (the caller checked that it fits)."""
         start = self.n
         end = self.n = start + proba.shape[0]
-        rows = slice(start, end)
-        self.proba[rows] = proba
-        if features is not None:
-            block = self.features
-            if block is None:
-                block = self.features = np.empty(
-                    (self.capacity, features.shape[1]), dtype=np.float64
-                )
-            block[rows] = features
+        block = self.features
+        if features is not None and block is None:
+            block = self.features = np.empty((self.capacity, features.shape[1]), np.float64)
         # Rows without labels keep -1 from reset(); a block of labels is copied.
-        if label_kind == LABELS_INDICES or label_kind == LABELS_CHECKED:
-            self.labels[rows] = labels
-        elif label_kind == LABELS_RAW:
+        index_labels = label_kind == LABELS_INDICES or label_kind == LABELS_CHECKED
+        # One compiled copy of the arrays of the usual dtypes (kernel.py); numpy's
+        # assignment (casting, strides) for the others.
+        copied = stage_rows(start, self.proba, proba, block, features, self.labels,
+                            labels if index_labels else None)
+        if copied != 7:
+            rows = slice(start, end)
+            if not copied & 1:
+                self.proba[rows] = proba
+            if features is not None and not copied & 2:
+                block[rows] = features  # type: ignore[index]
+            if index_labels and not copied & 4:
+                self.labels[rows] = labels
+        if label_kind == LABELS_RAW:
             self.raw_labels[len(self.records)] = labels
         if text:
             self.text[len(self.records)] = text

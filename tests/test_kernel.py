@@ -147,3 +147,55 @@ def test_monitor_counts_the_same_with_and_without_the_kernel() -> None:
     assert fast.pop("compiled") is True and pure.pop("compiled") is False
     assert fast == pure
     assert sum(fast["predictions"]) == 1 + 300 + 2000
+
+
+_DTYPES = st.sampled_from(["<f8", ">f8", "<f4", "<i8", "<i4", "<u8", "|b1"])
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    dtype=_DTYPES,
+    n_rows=st.integers(1, 6),
+    width=st.integers(1, 4),
+    start=st.integers(0, 4),
+    transposed=st.booleans(),
+)
+def test_stage_rows_copies_exactly_what_numpy_assigns(
+    dtype: str, n_rows: int, width: int, start: int, transposed: bool
+) -> None:
+    """A pair is copied only when a memcpy is what numpy's assignment would do; the
+    caller's fallback then makes the block the same either way."""
+    rng = np.random.default_rng(n_rows * 7 + width)
+    batch = (rng.random((width, n_rows)).T if transposed else rng.random((n_rows, width)))
+    batch = (batch * 10).astype(dtype)
+    labels = (rng.integers(0, 5, n_rows)).astype(dtype if dtype[1] in "iu" else "<i8")
+    capacity = 12
+    blocks = (np.zeros((capacity, width)), np.zeros((capacity, width)),
+              np.full(capacity, -1, dtype=np.int64))
+    expected = tuple(block.copy() for block in blocks)
+    rows = slice(start, start + n_rows)
+    expected[0][rows] = batch
+    expected[1][rows] = batch
+    expected[2][rows] = labels
+    copied = kernel.stage_rows(start, blocks[0], batch, blocks[1], batch, blocks[2], labels)
+    native = dtype == "<f8" and batch.flags.c_contiguous  # a 1-wide transpose is too
+    assert copied == (3 if native else 0) | (4 if labels.dtype == np.int64 else 0)
+    for bit, block, batch_part in ((1, blocks[0], batch), (2, blocks[1], batch),
+                                   (4, blocks[2], labels)):
+        if not copied & bit:
+            block[rows] = batch_part
+    for block, want in zip(blocks, expected):
+        np.testing.assert_array_equal(block, want)
+
+
+@compiled
+def test_stage_rows_skips_none_and_refuses_what_does_not_fit() -> None:
+    block = np.zeros((4, 2))
+    assert kernel.stage_rows(0, block, None, None, None, None, None) == 0
+    assert kernel.stage_rows(3, block, np.ones((2, 2)), None, None, None, None) == 0
+    assert kernel.stage_rows(0, block, np.ones((2, 3)), None, None, None, None) == 0
+    assert kernel.stage_rows(0, block, np.ones(2), None, None, None, None) == 0
+    assert not block.any()
+    assert kernel.stage_rows(2, block, np.ones((2, 2)), None, None, None, None) == 1
+    assert block.sum() == 4 and block[2:].all()
