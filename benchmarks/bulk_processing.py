@@ -1,9 +1,16 @@
-"""Bulk processing per row, the compiled kernel against the numpy path, in one run.
+"""The compiled kernel against the numpy path, side by side in one run.
 
 Each measurement runs in a fresh process (``MLWATCHER_PURE`` is read at import), the
-implementations alternated, and reports the thread CPU of ``monitor.flush()`` per row after
-staging whole stages of calls of 1, 100 and 10,000 rows (10 classes, 20 float features,
-integer labels), the window statistics excluded (one long window). Usage::
+implementations alternated, for calls of 1, 100 and 10,000 rows (10 classes, 20 float
+features, integer labels):
+
+* *request path*: a ``monitor.watch``-decorated stub model called inside
+  ``with monitor.labels(y):``, minus the same stub undecorated (minimum over blocks, per
+  call; background worker off, staged rows processed between blocks, untimed);
+* *bulk*: the thread CPU of ``monitor.flush()`` per row after staging whole stages of
+  such calls, the window statistics excluded (one long window).
+
+Usage::
 
     python benchmarks/bulk_processing.py [--repeats 5] [--against PATH]
 
@@ -35,8 +42,28 @@ calls = max(total // n_rows, 1)
 proba = rng.dirichlet(np.full(10, 0.3), size=n_rows)
 features = rng.normal(size=(n_rows, 20))
 labels = rng.integers(0, 10, n_rows)
-monitor.observe_quietly(proba, features, labels)
+
+def stub(X):
+    return proba
+
+watched = monitor.watch(stub)
+with monitor.labels(labels):
+    watched(features)
 monitor.flush()
+
+def block(function, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        with monitor.labels(labels):
+            function(features)
+    return (time.perf_counter() - start) / n
+
+inner = min(calls, 2000)
+bare, decorated = [], []
+for _ in range(7):
+    bare.append(block(stub, inner))
+    decorated.append(block(watched, inner))
+    monitor.flush()
 spent = []
 for _ in range(5):
     for _ in range(calls):
@@ -44,16 +71,16 @@ for _ in range(5):
     start = time.thread_time()
     monitor.flush()
     spent.append(time.thread_time() - start)
-print(json.dumps(min(spent) / (calls * n_rows)))
+print(json.dumps([min(decorated) - min(bare), min(spent) / (calls * n_rows)]))
 """
 
 
-def _measure(n_rows: int, env: Dict[str, str]) -> float:
+def _measure(n_rows: int, env: Dict[str, str]) -> List[float]:
     # From a neutral directory: with ``-c`` the current one comes first on sys.path.
     out = subprocess.run([sys.executable, "-c", _CHILD, str(n_rows), "30000"], env=env,
                          check=True, capture_output=True, text=True,
                          cwd=tempfile.gettempdir())
-    return float(json.loads(out.stdout))
+    return [float(value) for value in json.loads(out.stdout)]
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -66,15 +93,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.against:
         variants["other checkout"] = dict(os.environ, PYTHONPATH=args.against)
     print(f"load average: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print("| rows per call | " + " | ".join(variants) + " |")
-    print("|---" * (len(variants) + 1) + "|")
+    names = list(variants)
+    print("| rows per call | " + " | ".join(f"request path, {name}" for name in names)
+          + " | " + " | ".join(f"bulk per row, {name}" for name in names) + " |")
+    print("|---" * (2 * len(names) + 1) + "|")
     for n_rows in (1, 100, 10_000):
-        per_row: Dict[str, List[float]] = {name: [] for name in variants}
+        runs: Dict[str, List[List[float]]] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name, env in variants.items():
-                per_row[name].append(_measure(n_rows, env))
-        cells = [f"{statistics.median(values) * 1e9:.0f} ns" for values in per_row.values()]
-        print(f"| {n_rows:,} | " + " | ".join(cells) + " |")
+                runs[name].append(_measure(n_rows, env))
+        request = [statistics.median(r[0] for r in runs[name]) for name in names]
+        bulk = [statistics.median(r[1] for r in runs[name]) for name in names]
+        print(f"| {n_rows:,} | " + " | ".join(f"{v * 1e6:.2f} µs" for v in request) + " | "
+              + " | ".join(f"{v * 1e9:.0f} ns" for v in bulk) + " |")
 
 
 if __name__ == "__main__":
