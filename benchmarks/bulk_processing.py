@@ -75,9 +75,9 @@ print(json.dumps([min(decorated) - min(bare), min(spent) / (calls * n_rows)]))
 """
 
 
-def _measure(n_rows: int, env: Dict[str, str]) -> List[float]:
+def _measure(n_rows: int, env: Dict[str, str], total: int) -> List[float]:
     # From a neutral directory: with ``-c`` the current one comes first on sys.path.
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(n_rows), "30000"], env=env,
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(n_rows), str(total)], env=env,
                          check=True, capture_output=True, text=True,
                          cwd=tempfile.gettempdir())
     return [float(value) for value in json.loads(out.stdout)]
@@ -87,7 +87,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--against", default=None)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     args = parser.parse_args(argv)
+    total, sizes = (200, (1, 100)) if args.quick else (30_000, (1, 100, 10_000))
     variants = {"compiled": dict(os.environ, MLWATCHER_PURE="0"),
                 "numpy": dict(os.environ, MLWATCHER_PURE="1")}
     if args.against:
@@ -97,11 +99,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     print("| rows per call | " + " | ".join(f"request path, {name}" for name in names)
           + " | " + " | ".join(f"bulk per row, {name}" for name in names) + " |")
     print("|---" * (2 * len(names) + 1) + "|")
-    for n_rows in (1, 100, 10_000):
+    for n_rows in sizes:
         runs: Dict[str, List[List[float]]] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name, env in variants.items():
-                runs[name].append(_measure(n_rows, env))
+                runs[name].append(_measure(n_rows, env, total))
         request = [statistics.median(r[0] for r in runs[name]) for name in names]
         bulk = [statistics.median(r[1] for r in runs[name]) for name in names]
         print(f"| {n_rows:,} | " + " | ".join(f"{v * 1e6:.2f} µs" for v in request) + " | "

@@ -68,3 +68,15 @@ def test_serve_load_quick_run_loses_nothing(capsys):
     assert module.main(["--quick"]) == 0  # 0: the server counted every accepted row
     out = capsys.readouterr().out
     assert "| JSON |" in out and "| NPZ |" in out and " yes |" in out and " NO |" not in out
+
+
+def test_bulk_processing_quick_run(capsys):
+    """benchmarks/bulk_processing.py runs both implementations and prints its table."""
+    spec = importlib.util.spec_from_file_location(
+        "mlwatcher_bulk_processing", RUN.parent / "bulk_processing.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--quick", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "request path, compiled" in lines[1] and "bulk per row, numpy" in lines[1]
+    assert [line.split(" | ")[0] for line in lines[3:]] == ["| 1", "| 100"]
