@@ -66,6 +66,8 @@ def _add_demo(subparsers: "argparse._SubParsersAction") -> None:
                       default=10_000, help="rows sampled per window (default 10000)")
     demo.add_argument("--seed", type=_demo_option("seed", int), default=0,
                       help="random seed (default 0)")
+    demo.add_argument("--web-config", default=None, metavar="FILE",
+                      help="a web.yml (exporter-toolkit format) for TLS and basic auth")
     demo.set_defaults(func=_run_demo)
 
 
@@ -83,6 +85,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             rows_per_second=args.rows_per_second,
             reservoir_size=args.reservoir_size,
             seed=args.seed,
+            web_config=args.web_config,
         )
     except (ValueError, OSError) as error:
         print(f"mlwatcher-exporter demo: error: {error}", file=sys.stderr)

@@ -187,6 +187,7 @@ def run_demo(
     out: TextIO = sys.stdout,
     registry: Optional[CollectorRegistry] = None,
     stop: Optional[threading.Event] = None,
+    web_config: Optional[str] = None,
 ) -> int:
     """Serve the demo's metrics until `duration` seconds pass, SIGINT/SIGTERM or `stop`.
 
@@ -197,7 +198,8 @@ def run_demo(
     Raises
     ------
     ValueError
-        An argument out of bounds (see :func:`check_arguments`).
+        An argument out of bounds (see :func:`check_arguments`), or a `web_config`
+        (a ``web.yml`` for TLS and basic auth) with problems.
     OSError
         The address cannot be listened on (port in use, unknown address...), with the
         address in the message.
@@ -207,7 +209,7 @@ def run_demo(
                     rows_per_second=rows_per_second, reservoir_size=reservoir_size,
                     seed=seed)
     registry = registry if registry is not None else CollectorRegistry()
-    server = _listen(addr, port, registry)
+    server = _listen(addr, port, registry, web_config)
     stop = stop or threading.Event()
     try:
         with stop_on_signals(stop):
@@ -224,12 +226,14 @@ def run_demo(
     return 0
 
 
-def _listen(addr: str, port: int, registry: CollectorRegistry) -> Any:
+def _listen(
+    addr: str, port: int, registry: CollectorRegistry, web_config: Optional[str] = None
+) -> Any:
     """Start the metrics server, or raise OSError naming the address and the reason."""
     from .exposition import start_http_server
 
     try:
-        return start_http_server(port, addr, registry=registry)
+        return start_http_server(port, addr, registry=registry, web_config=web_config)
     except (OSError, OverflowError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise OSError(f"cannot listen on {addr}:{port}: {reason}") from error

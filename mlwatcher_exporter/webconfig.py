@@ -33,13 +33,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-import yaml
-
+from .configfile import ConfigError, check_file
 from .httpserver import peer_sans
 
 __all__ = ["WebConfig", "TLSServerConfig", "BasicAuth", "load_web_config", "parse_web_config"]
 
-MAX_FILE_BYTES = 65536
 _BCRYPT = re.compile(r"^\$2[abxy]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 _TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -54,27 +52,6 @@ _REFUSED_TLS_KEYS = ("cipher_suites", "curve_preferences")
 _HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
             "X-XSS-Protection", "Strict-Transport-Security")
 _INSTALL_HINT = "pip install 'mlwatcher-exporter[web]'"
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load without aliases (no "billion laughs") and without duplicate keys."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.constructor.ConstructorError(
-                None, None, "aliases (*name) are not allowed in web.yml", event.start_mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
 
 
 @dataclass(frozen=True)
@@ -222,29 +199,19 @@ class WebConfig:
 def load_web_config(path: Union[str, "os.PathLike[str]"]) -> WebConfig:
     """Read and check a ``web.yml``.
 
-    Relative file names in it are relative to the file's directory. The file may be at
-    most 64 KiB; YAML aliases and duplicate keys are refused.
+    Relative file names in it are relative to the file's directory. The file is read by
+    the loader every configuration file goes through (:mod:`.configfile`: bounded size,
+    anchors, aliases and duplicate keys refused), and every problem is reported at once.
 
     Raises
     ------
-    ValueError
-        Every problem of the file, one per line with its key.
+    ConfigError
+        (a ``ValueError``) Every problem of the file, one per line with its key.
     ImportError
         ``basic_auth_users`` is set and bcrypt is not installed.
     """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"web_config == {path!r}: cannot read it ({exc.strerror})") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"web_config == {path!r}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        data = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 - strict safe
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(f"web_config == {path!r}: not valid YAML: {exc}") from None
-    return parse_web_config(data, os.path.dirname(os.path.abspath(path)), source=path)
+    base_dir = os.path.dirname(os.path.abspath(os.fspath(path)))
+    return check_file(path, lambda data, source: parse_web_config(data, base_dir, source))
 
 
 def parse_web_config(data: Any, base_dir: str = ".", source: Optional[str] = None) -> WebConfig:
@@ -259,8 +226,7 @@ def parse_web_config(data: Any, base_dir: str = ".", source: Optional[str] = Non
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ValueError(_report(source, [f"the file must be a mapping, not "
-                                          f"{type(data).__name__}"]))
+        raise _report(source, [f"the file must be a mapping, not {type(data).__name__}"])
     known = ("tls_server_config", "basic_auth_users", "http_server_config")
     for key in data:
         if key == "rate_limit":
@@ -272,15 +238,14 @@ def parse_web_config(data: Any, base_dir: str = ".", source: Optional[str] = Non
     users = _parse_users(data.get("basic_auth_users"), problems)
     headers = _parse_http(data.get("http_server_config"), problems)
     if problems:
-        raise ValueError(_report(source, problems))
+        raise _report(source, problems)
     if users:
         _import_bcrypt()
     return WebConfig(tls, users, headers, source)
 
 
-def _report(source: Optional[str], problems: List[str]) -> str:
-    where = f"web_config {source!r}" if source else "web_config"
-    return f"{where} has {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+def _report(source: Optional[str], problems: List[str]) -> ConfigError:
+    return ConfigError(problems, source or "web_config")
 
 
 def _string(section: Mapping, key: str, prefix: str, problems: List[str]) -> Optional[str]:

@@ -464,3 +464,74 @@ def test_once_exits_1_when_the_targets_give_nothing_to_send(
     out = capsys.readouterr()
     assert "0 points accepted, 0 refused, 0 still spooled" in out.out
     assert "the targets gave no point to send" in out.err and fake.accepted == []
+
+
+def _basic_auth_web_config(tmp_path: Path, password: str) -> Path:
+    bcrypt = pytest.importorskip("bcrypt")
+    digest = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prometheus: '{digest}'\n")
+    return path
+
+
+def _status(url: str, auth: str = "") -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        import base64
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+@pytest.mark.parametrize("where", ["flag", "config"])
+def test_bridge_metrics_behind_basic_auth(tmp_path: Path, where: str) -> None:
+    """--web-config (or metrics.web_config) puts the bridge's own metrics behind the
+    web.yml's basic auth, as exporter-toolkit does for Prometheus' exporters."""
+    web = _basic_auth_web_config(tmp_path, "s3cret")
+    with FakeAnodot() as fake, SequenceExporter(models=("a",)) as exporter:
+        extra = {"web_config": str(web)} if where == "config" else {}
+        config = write_config(tmp_path, fake, [exporter.url], metrics={"port": 0, **extra})
+        log_path = tmp_path / "bridge.log"
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        argv = [sys.executable, "-m", "mlwatcher_exporter.bridge.cli", "anodot-bridge",
+                "--config", str(config), "--log-level", "INFO"]
+        if where == "flag":
+            argv += ["--web-config", str(web)]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=str(REPO))
+            try:
+                wait_until(lambda: "its own metrics are on" in log_path.read_text(), 30,
+                           "the metrics address in the log")
+                url = re.search(r"its own metrics are on (\S+)", log_path.read_text()).group(1)
+                assert _status(url) == 401
+                assert _status(url, "prometheus:wrong") == 401
+                assert _status(url, "prometheus:s3cret") == 200
+            finally:
+                proc.terminate()
+                proc.wait(10)
+
+
+def test_bad_web_config_exits_2_with_its_problems(tmp_path: Path) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  alice: plaintext\nlisten: 1\n")
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake, ["http://127.0.0.1:9/metrics"],
+                              metrics={"port": 0})
+        result = run_process("anodot-bridge", "--config", str(config), "--web-config", str(web))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{web} has 2 problems" in result.stderr
+    assert "basic_auth_users.alice: not a bcrypt hash" in result.stderr
+    assert "listen: unknown key" in result.stderr
+
+
+def test_metrics_web_config_must_be_a_path(tmp_path: Path) -> None:
+    with FakeAnodot() as fake:
+        config = write_config(tmp_path, fake, ["http://127.0.0.1:9/metrics"],
+                              metrics={"web_config": 5})
+        result = run_process("anodot-bridge", "--config", str(config))
+    assert result.returncode == 2
+    assert "metrics.web_config: 5, must be a string" in result.stderr

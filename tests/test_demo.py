@@ -112,3 +112,51 @@ def test_check_arguments_accepts_the_defaults_and_the_bounds():
 def test_check_arguments_names_argument_value_and_bound(arguments, message):
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         check_arguments(**arguments)
+
+
+def test_web_config_puts_the_demo_behind_basic_auth(tmp_path):
+    """--web-config: the demo serves /metrics as the web.yml says (basic auth here)."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    bcrypt = pytest.importorskip("bcrypt")
+    web = tmp_path / "web.yml"
+    digest = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    web.write_text(f"basic_auth_users:\n  prometheus: '{digest}'\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlwatcher_exporter", "demo", "--port", "0", "--duration",
+         "120", "--web-config", str(web)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+
+    def status(url, credentials=None):
+        request = urllib.request.Request(url)
+        if credentials:
+            token = base64.b64encode(credentials.encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    try:
+        first = process.stdout.readline()
+        match = re.match(r"Serving metrics at (\S+)", first)
+        assert match, first
+        assert status(match.group(1)) == 401
+        assert status(match.group(1), "prometheus:s3cret") == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=180)
+
+
+def test_bad_web_config_exits_2_before_serving(tmp_path):
+    web = tmp_path / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: missing.crt\n")
+    result = run_demo_command("--port", "0", "--duration", "5", "--web-config", str(web))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Serving metrics" not in result.stdout
+    assert result.stderr.startswith(ERROR) and "key_file: missing" in result.stderr

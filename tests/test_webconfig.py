@@ -20,6 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from mlwatcher_exporter.exposition import start_http_server
+from mlwatcher_exporter.configfile import MAX_FILE_BYTES, ConfigError
 from mlwatcher_exporter.webconfig import BasicAuth, load_web_config, parse_web_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,7 +249,7 @@ def test_tls_half_handshakes_do_not_stop_scrapes(web, certs):
 
 @pytest.mark.parametrize("text, message", [
     ("a: &x [1]\nb: *x\n", "aliases"),
-    ("basic_auth_users: {}\nbasic_auth_users: {}\n", "duplicate key 'basic_auth_users'"),
+    ("basic_auth_users: {}\nbasic_auth_users: {}\n", "basic_auth_users: duplicate key"),
     ("listen: 1\n", "listen: unknown key"),
     ("rate_limit: {interval: 1s, burst: 2}\n", "rate_limit: not supported"),
     (TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", "cipher_suites: not supported"),
@@ -265,7 +266,7 @@ def test_tls_half_handshakes_do_not_stop_scrapes(web, certs):
     ("http_server_config:\n  headers:\n    Server: x\n", "headers.Server: not allowed"),
     ("http_server_config:\n  http2: maybe\n", "http2 == 'maybe', must be a bool"),
     ("- a list\n", "must be a mapping, not list"),
-    ("{unclosed\n", "not valid YAML"),
+    ("{unclosed\n", "invalid YAML"),
 ])
 def test_bad_files_are_refused_with_their_key(tmp_path, text, message):
     path = tmp_path / "web.yml"
@@ -281,20 +282,21 @@ def test_every_problem_is_listed_at_once(tmp_path):
     with pytest.raises(ValueError) as caught:
         load_web_config(path)
     text = str(caught.value)
-    assert "has 5 problem(s)" in text
+    assert "has 5 problems" in text
     for part in ("min_version == 'TLS9'", "cert_file: missing", "key_file: missing",
                  "basic_auth_users.a", "extra: unknown key"):
         assert part in text
 
 
 def test_size_limit_and_unreadable_files(tmp_path):
+    """The shared loader's bounds and messages (configfile.py), as for every file."""
     path = tmp_path / "web.yml"
-    path.write_text("# " + "x" * 70000 + "\n")
-    with pytest.raises(ValueError, match="larger than 65536 bytes"):
+    path.write_text("# " + "x" * (MAX_FILE_BYTES + 1) + "\n")
+    with pytest.raises(ConfigError, match=f"larger than {MAX_FILE_BYTES} bytes"):
         load_web_config(path)
-    with pytest.raises(ValueError, match="cannot read it"):
+    with pytest.raises(ConfigError, match="cannot read: No such file"):
         load_web_config(tmp_path / "missing.yml")
-    with pytest.raises(ValueError, match="cannot read it"):
+    with pytest.raises(ConfigError, match="cannot read: is a directory"):
         load_web_config(tmp_path)
 
 

@@ -52,6 +52,9 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
     )
     bridge.add_argument("--config", required=True, metavar="FILE",
                         help="YAML configuration (see config/anodot.yml)")
+    bridge.add_argument("--web-config", default=None, metavar="FILE",
+                        help="a web.yml (exporter-toolkit format) for TLS and basic auth "
+                        "on the bridge's own metrics (default metrics.web_config)")
     bridge.add_argument("--once", action="store_true",
                         help="scrape once, send everything spooled, exit: 0 if every target "
                         "was read and every point accepted, else 1")
@@ -125,8 +128,11 @@ def run_bridge(args: argparse.Namespace) -> int:
             return _once(bridge, registry, len(config.targets))
         if config.metrics_port is not None:
             try:
-                server = start_http_server(config.metrics_port, config.metrics_address,
-                                           registry=registry)
+                server = start_http_server(
+                    config.metrics_port, config.metrics_address, registry=registry,
+                    web_config=args.web_config or config.metrics_web_config)
+            except ConfigError as exc:  # the web.yml: every problem, one per line
+                return _fail("anodot-bridge", exc)
             except (OSError, ValueError) as exc:
                 reason = getattr(exc, "strerror", None) or exc
                 return _fail("anodot-bridge", f"cannot serve its metrics on "

@@ -53,6 +53,7 @@ class BridgeConfig(_Checked):
     targets: Tuple[Target, ...] = ()
     metrics_port: Optional[int] = None
     metrics_address: str = "127.0.0.1"
+    metrics_web_config: Optional[str] = None
     mapping: MappingOptions = field(default_factory=MappingOptions)
     sending: SendOptions = field(default_factory=SendOptions)
     spool: SpoolOptions = field(default_factory=SpoolOptions)
@@ -67,13 +68,15 @@ class BridgeConfig(_Checked):
         "scrape_timeout_seconds": _POSITIVE,
         "metrics_port": _Spec("int", 0, 65535, optional=True),
         "metrics_address": _Spec("str"),
+        "metrics_web_config": _Spec("str", optional=True),
     }
     #: Key path in the file of each field above (and of ``targets``).
     PATHS = {"base_url": "anodot.base_url", "spool_directory": "spool.directory",
              "token_env": "anodot.token_env", "token_file": "anodot.token_file",
              "interval_seconds": "interval_seconds", "scrape_timeout_seconds":
              "scrape.timeout_seconds", "metrics_port": "metrics.port",
-             "metrics_address": "metrics.address", "targets": "scrape.targets"}
+             "metrics_address": "metrics.address", "metrics_web_config": "metrics.web_config",
+             "targets": "scrape.targets"}
 
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> List[Tuple[str, Exception]]:
