@@ -32,6 +32,7 @@ from .counts import LifetimeCounts, RejectionCounts
 from .decorator import (
     LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount, new_labels_var, watch,
 )
+from . import prefork
 from .errors import BatchError, count_rows
 from .latelabels import check_label_call
 from .intake import Intake
@@ -166,20 +167,28 @@ class ModelMonitor:
         self._labels_var = new_labels_var(model)
         self.watchers = WatchCount()
         self._waiter = _waiter or EventWaiter()
-        self._worker = Worker(self, _work, f"mlwatcher-{model}", self._waiter, _worker_failed)
         self._closed = False
-        self._worker_started = False
 
         classes = settings.class_names
         if classes is None and settings.n_classes:
             classes = tuple(range(settings.n_classes))
         self._schema = InputSchema(classes, settings.feature_names, self.categorical_features)
         self._names_declared = settings.class_names is not None
+        self._build(_wall_clock, np.random.default_rng(random_state))
+        if registry is not None:
+            register_monitor(registry, self)
+        prefork.attach(self)
+
+    def _build(self, wall_clock: Callable[[], float], rng: np.random.Generator) -> None:
+        """The worker, staging and pipeline, empty (also a child's after a fork)."""
+        self._worker = Worker(self, _work, f"mlwatcher-{self.model}", self._waiter,
+                              _worker_failed)
+        self._worker_started = False
         self._refusals = RejectionCounts(self._log_refusal)
-        self._staging = Staging(_clock, self.window_seconds, self._waiter.notify)
+        self._staging = Staging(self._clock, self.window_seconds, self._waiter.notify)
         self._pipeline = Pipeline(
-            model, self._staging, self._schema, self._refusals, reservoir_size,
-            np.random.default_rng(random_state), self._log, max_categories, _clock, _wall_clock,
+            self.model, self._staging, self._schema, self._refusals, self.reservoir_size,
+            rng, self._log, self.max_categories, self._clock, wall_clock,
             self.max_ids, self.id_ttl_seconds,
         )
         self._intake = Intake(
@@ -188,8 +197,6 @@ class ModelMonitor:
         )
         if self._schema.classes is not None:
             self._schema_learned()
-        if registry is not None:
-            register_monitor(registry, self)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -484,12 +491,9 @@ class ModelMonitor:
             raise ValueError(
                 f"monitor {self.model!r} has registry == None, must have a registry to serve"
             )
-        return start_http_server(
-            self.http_port if port is None else port,
-            self.http_addr if addr is None else addr,
-            registry=self.registry,
-            web_config=web_config,
-            limits=limits,
+        return prefork.serve_quietly(
+            start_http_server, self.http_port if port is None else port,
+            self.http_addr if addr is None else addr, self.registry, web_config, limits,
         )
 
     def close(self) -> None:

@@ -88,6 +88,8 @@ class Pipeline:
         self.counts: Optional[LifetimeCounts] = None
         self.ledger: Optional[WindowLedger] = None
         self.late = LateLabels(max_ids, id_ttl)
+        # Given to the ledger: sees each closed window's buffer (multiprocess.py).
+        self.on_close: Optional[Callable[..., None]] = None
 
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
@@ -97,6 +99,7 @@ class Pipeline:
                 self.ledger = WindowLedger(
                     self._reservoir_size, n_classes, self._rng, self._staging.window_start
                 )
+                self.ledger.on_close = self.on_close
 
     def drain(self, seal: bool = False) -> None:
         """Process everything queued, in order (with `seal`, the current stage too)."""

@@ -80,6 +80,8 @@ class WindowLedger:
         self._pending_end = 0.0
         self._spare: List[WindowBuffer] = []
         self.published: Optional[WindowStats] = None
+        # Called with each closed buffer and its end, processing lock held (multiprocess).
+        self.on_close: Optional[Callable[[WindowBuffer, float], None]] = None
 
     def _buffer(self, start: float) -> WindowBuffer:
         with self._lock:
@@ -107,6 +109,8 @@ class WindowLedger:
         self._start = next_start
 
     def _hand_over(self, buffer: WindowBuffer, end: float) -> None:
+        if self.on_close is not None:
+            self.on_close(buffer, end)
         with self._lock:
             if self._pending is not None:
                 self._spare.append(self._pending)

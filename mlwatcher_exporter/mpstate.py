@@ -1,0 +1,255 @@
+"""The state one worker process writes for the others: counters and closed windows.
+
+Two files per process and model in ``PROMETHEUS_MULTIPROC_DIR`` (names start with
+``mlwatcher_`` and do not end in ``.db``, so prometheus_client's own collector ignores
+them), each written to a temporary name and renamed, so a reader sees a whole file:
+
+- ``mlwatcher_<token>_<model hash>.json``: the lifetime counters, rejected and dropped
+  rows, late-label counters, the window index the worker has closed through, and a
+  heartbeat (``written``, ``final``).
+- ``mlwatcher_<token>_<model hash>.npz``: the samples of the last closed windows
+  (reservoir rows, features, labels, rows seen, rows per predicted class) with what
+  their statistics need (feature names, categorical mask, text values).
+
+Counter objects are written **generically**: every numpy array and number attribute of
+:class:`~.counts.LifetimeCounts` (and of the late-label counters) is written under its
+name and merged by :func:`merge_attributes`, so a counter added there flows through
+without a change here. Merge rule by attribute name: ``last_*`` take the maximum,
+``*_edges`` and strings the first value (configuration, not counts), every other array,
+number and mapping of numbers is summed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+
+import numpy as np
+
+from .window import WindowSample
+
+__all__ = [
+    "WindowRecord",
+    "WorkerState",
+    "encode_attributes",
+    "decode_attributes",
+    "merge_attributes",
+    "state_paths",
+    "write_state",
+    "read_states",
+    "window_index",
+    "PREFIX",
+]
+
+PREFIX = "mlwatcher_"
+VERSION = 1
+T = TypeVar("T")
+
+
+def window_index(wall_time: float, window_seconds: float) -> int:
+    """The wall-clock window grid index of a window boundary (rounded: clocks jitter)."""
+    return int(round(wall_time / window_seconds))
+
+
+@dataclass
+class WindowRecord:
+    """One closed window of one worker: its sample and what its statistics need."""
+
+    index: int  # its end on the grid: end time = index * window_seconds
+    start: float  # Unix time the worker's window started (later for a worker born in it)
+    sample: WindowSample
+    feature_names: List[str] = field(default_factory=list)
+    categorical: List[bool] = field(default_factory=list)
+    value_names: Dict[str, List[str]] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerState:
+    """What one worker process published of one model."""
+
+    model: str
+    token: str
+    written: float
+    final: bool
+    closed_through: int
+    window_seconds: float
+    reservoir_size: int
+    max_categories: int
+    class_labels: List[str]
+    counts: Optional[Dict[str, Any]]
+    late: Optional[Dict[str, Any]]
+    rejected: Dict[str, int]
+    dropped: Dict[Tuple[str, str], int]
+    windows: List[WindowRecord] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- generic attributes
+def encode_attributes(obj: Any) -> Dict[str, Any]:
+    """Every array, number, string, None and mapping attribute of `obj`, JSON-ready."""
+    out: Dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if isinstance(value, np.ndarray):
+            out[name] = {"array": value.tolist(), "dtype": str(value.dtype)}
+        elif isinstance(value, Mapping):
+            out[name] = {"map": [[key, _plain(item)] for key, item in value.items()]}
+        elif value is None or isinstance(value, (bool, int, float, str, np.generic)):
+            out[name] = {"value": _plain(value)}
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def decode_attributes(encoded: Mapping[str, Any]) -> Dict[str, Any]:
+    """The attributes :func:`encode_attributes` wrote, as Python and numpy values."""
+    out: Dict[str, Any] = {}
+    for name, item in encoded.items():
+        if "array" in item:
+            out[name] = np.asarray(item["array"], dtype=item["dtype"])
+        elif "map" in item:
+            out[name] = {_key(key): value for key, value in item["map"]}
+        else:
+            out[name] = item["value"]
+    return out
+
+
+def _key(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def merge_attributes(parts: Sequence[Mapping[str, Any]], cls: Type[T]) -> T:
+    """One `cls` object (made without calling its constructor) whose attributes merge
+    those of `parts` by name: see the module's rule. Raises ValueError when arrays of
+    one name differ in shape."""
+    result = cls.__new__(cls)
+    names: Dict[str, None] = {}
+    for part in parts:
+        names.update(dict.fromkeys(part))
+    for name in names:
+        values = [part[name] for part in parts if name in part]
+        setattr(result, name, _merge_values(name, values))
+    return result
+
+
+def _merge_values(name: str, values: List[Any]) -> Any:
+    present = [value for value in values if value is not None]
+    if not present:
+        return None
+    first = present[0]
+    if name.startswith("last_"):
+        return max(present)
+    if name.endswith("_edges") or isinstance(first, (str, bool)):
+        return first
+    if isinstance(first, np.ndarray):
+        if any(value.shape != first.shape for value in present):
+            raise ValueError(f"{name}: shapes {[v.shape for v in present]} differ")
+        return np.sum(present, axis=0).astype(first.dtype)
+    if isinstance(first, dict):
+        merged: Dict[Any, Any] = {}
+        for value in present:
+            for key, item in value.items():
+                merged[key] = merged.get(key, 0) + item
+        return merged
+    return sum(present)
+
+
+# ---------------------------------------------------------------- files
+def state_paths(directory: str, token: str, model: str) -> Tuple[str, str]:
+    """The counters (.json) and windows (.npz) files of one process and model."""
+    digest = hashlib.sha1(model.encode("utf-8")).hexdigest()[:12]
+    base = os.path.join(directory, f"{PREFIX}{token}_{digest}")
+    return base + ".json", base + ".npz"
+
+
+def _replace(path: str, write: Any) -> None:
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "wb") as file:
+        write(file)
+    os.replace(temporary, path)
+
+
+def write_state(directory: str, state: WorkerState, windows_changed: bool) -> None:
+    """Write `state` atomically: the windows first (when changed), then the counters,
+    so a reader that sees ``closed_through`` also finds those windows."""
+    counters_path, windows_path = state_paths(directory, state.token, state.model)
+    if windows_changed:
+        arrays: Dict[str, np.ndarray] = {}
+        meta = []
+        for position, record in enumerate(state.windows):
+            sample = record.sample
+            for name in ("proba", "predicted", "labels", "class_rows", "features",
+                         "has_features"):
+                value = getattr(sample, name)
+                if value is not None:
+                    arrays[f"w{position}_{name}"] = value
+            meta.append({"index": record.index, "start": record.start, "rows": sample.rows,
+                         "feature_names": record.feature_names,
+                         "categorical": record.categorical,
+                         "value_names": record.value_names})
+        arrays["meta"] = np.asarray(json.dumps(meta))
+        _replace(windows_path, lambda file: np.savez(file, **arrays))
+    document = {
+        "version": VERSION, "model": state.model, "token": state.token,
+        "written": state.written, "final": state.final,
+        "closed_through": state.closed_through, "window_seconds": state.window_seconds,
+        "reservoir_size": state.reservoir_size, "max_categories": state.max_categories,
+        "class_labels": state.class_labels, "counts": state.counts, "late": state.late,
+        "rejected": state.rejected,
+        "dropped": [[part, reason, rows] for (part, reason), rows in state.dropped.items()],
+    }
+    _replace(counters_path, lambda file: file.write(json.dumps(document).encode("utf-8")))
+
+
+def _read_windows(path: str) -> List[WindowRecord]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError):
+        return []
+    records = []
+    for position, item in enumerate(json.loads(str(arrays["meta"]))):
+        def get(name: str) -> Optional[np.ndarray]:
+            return arrays.get(f"w{position}_{name}")
+
+        proba = get("proba")
+        assert proba is not None
+        sample = WindowSample(
+            proba=proba, predicted=get("predicted"), features=get("features"),
+            has_features=get("has_features"), labels=get("labels"), rows=int(item["rows"]),
+            class_rows=get("class_rows"),
+        )
+        records.append(WindowRecord(int(item["index"]), float(item["start"]), sample,
+                                    list(item["feature_names"]), list(item["categorical"]),
+                                    dict(item["value_names"])))
+    return records
+
+
+def read_states(paths: Iterable[str]) -> List[WorkerState]:
+    """The states of the counters files among `paths` (with their windows files); files
+    being replaced or unreadable are skipped."""
+    states = []
+    for path in sorted(paths):
+        if not (os.path.basename(path).startswith(PREFIX) and path.endswith(".json")):
+            continue
+        try:
+            with open(path, "rb") as file:
+                doc = json.loads(file.read())
+        except (OSError, ValueError):
+            continue
+        if doc.get("version") != VERSION:
+            continue
+        states.append(WorkerState(
+            model=doc["model"], token=doc["token"], written=float(doc["written"]),
+            final=bool(doc["final"]), closed_through=int(doc["closed_through"]),
+            window_seconds=float(doc["window_seconds"]),
+            reservoir_size=int(doc["reservoir_size"]),
+            max_categories=int(doc["max_categories"]), class_labels=list(doc["class_labels"]),
+            counts=doc["counts"], late=doc["late"], rejected=dict(doc["rejected"]),
+            dropped={(part, reason): rows for part, reason, rows in doc["dropped"]},
+            windows=_read_windows(path[:-len(".json")] + ".npz"),
+        ))
+    return states
