@@ -190,11 +190,12 @@ def merge_model(states: Sequence[WorkerState], now: float,
     records = [(s.token, r) for s in states for r in s.windows if r.index == index]
     if not records:
         index = None
-    key = None if index is None else (index, *(f"{token}:{r.sample.rows}:{r.start!r}"
-                                               for token, r in records))
+    window_key: Optional[tuple] = None
+    if index is not None:
+        window_key = (index, *(f"{token}:{r.sample.rows}:{r.start!r}" for token, r in records))
     labels = max((s.class_labels for s in states), key=len)
     merged = MergedModel(
         first.model, first.window_seconds, first.reservoir_size, labels, counts, late,
-        rejected, dropped, key, [r for _, r in records], first.max_categories,
+        rejected, dropped, window_key, [r for _, r in records], first.max_categories,
     )
     return merged, index

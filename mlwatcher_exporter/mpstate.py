@@ -191,7 +191,7 @@ def write_state(directory: str, state: WorkerState, windows_changed: bool) -> No
                          "categorical": record.categorical,
                          "value_names": record.value_names})
         arrays["meta"] = np.asarray(json.dumps(meta))
-        _replace(windows_path, lambda file: np.savez(file, **arrays))
+        _replace(windows_path, lambda file: np.savez(file, **arrays))  # type: ignore
     document = {
         "version": VERSION, "model": state.model, "token": state.token,
         "written": state.written, "final": state.final,
@@ -215,12 +215,14 @@ def _read_windows(path: str) -> List[WindowRecord]:
         def get(name: str) -> Optional[np.ndarray]:
             return arrays.get(f"w{position}_{name}")
 
-        proba = get("proba")
-        assert proba is not None
+        proba, predicted = get("proba"), get("predicted")
+        labels, class_rows = get("labels"), get("class_rows")
+        assert proba is not None and predicted is not None
+        assert labels is not None and class_rows is not None
         sample = WindowSample(
-            proba=proba, predicted=get("predicted"), features=get("features"),
-            has_features=get("has_features"), labels=get("labels"), rows=int(item["rows"]),
-            class_rows=get("class_rows"),
+            proba=proba, predicted=predicted, features=get("features"),
+            has_features=get("has_features"), labels=labels, rows=int(item["rows"]),
+            class_rows=class_rows,
         )
         records.append(WindowRecord(int(item["index"]), float(item["start"]), sample,
                                     list(item["feature_names"]), list(item["categorical"]),
