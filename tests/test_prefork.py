@@ -1,0 +1,126 @@
+"""Fork safety with a real os.fork, and a taken port that never raises."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+
+import numpy as np
+import pytest
+
+from mlwatcher_exporter import ModelMonitor, prefork
+from mlwatcher_exporter.prefork import NotServing, server_parent
+
+
+@pytest.fixture(autouse=True)
+def no_multiprocess(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+
+
+def in_child(work):
+    """Run `work()` in a forked child; return what it returned (JSON), or fail."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        signal.alarm(20)  # a deadlock must fail the test, not hang it
+        try:
+            os.close(read)
+            os.write(write, json.dumps(work()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), f"child died: status {status}"
+    assert data, "the child reported nothing"
+    return json.loads(data)
+
+
+def test_child_does_not_count_rows_observed_before_the_fork(registry):
+    monitor = ModelMonitor(model="f", n_classes=2, registry=registry, random_state=0)
+    monitor.observe(np.tile([0.9, 0.1], (7, 1)), labels=[0] * 7)  # a warm-up at import
+    parent_worker = monitor._worker
+
+    def child():
+        before = monitor.snapshot().counts.predictions.tolist()
+        monitor.observe(np.tile([0.2, 0.8], (3, 1)), labels=[1] * 3)
+        after = monitor.snapshot().counts.predictions.tolist()
+        window = monitor.close_window()
+        return {"before": before, "after": after, "window": window.rows,
+                "new_worker": monitor._worker is not parent_worker,
+                "alive": monitor._worker.alive, "warned": prefork._warned["workers"]}
+
+    result = in_child(child)
+    assert result == {"before": [0, 0], "after": [0, 3], "window": 3, "new_worker": True,
+                      "alive": True, "warned": True}
+    # The parent is unaffected.
+    assert monitor.snapshot().counts.predictions.tolist() == [7, 0]
+    assert monitor._worker is parent_worker and monitor.close_window().rows == 7
+    monitor.close()
+
+
+def test_locks_held_at_the_fork_are_fresh_in_the_child(registry):
+    monitor = ModelMonitor(model="l", n_classes=2, registry=registry, background=False)
+    monitor.observe([[0.5, 0.5]])
+    # Another thread of the parent is processing (or staging) right at the fork.
+    with monitor._pipeline.lock, monitor._staging.lock, monitor._schema._lock:
+        result = in_child(lambda: [monitor.observe([[0.1, 0.9]]) is None,
+                                   monitor.snapshot().counts.predictions.tolist()])
+    assert result == [True, [0, 1]]
+    assert monitor.snapshot().counts.predictions.tolist() == [1, 0]
+
+
+def test_seeded_children_sample_differently(registry):
+    monitor = ModelMonitor(model="s", n_classes=2, registry=registry, background=False,
+                           random_state=3, reservoir_size=5)
+
+    def child():
+        monitor.observe(np.column_stack([np.linspace(0, 1, 100), np.linspace(1, 0, 100)]))
+        monitor.flush()
+        return monitor._pipeline.ledger.active.positions[:5].tolist()
+
+    assert in_child(child) != in_child(child)
+
+
+def test_taken_port_returns_a_handle_that_does_not_serve(registry, caplog):
+    monitor = ModelMonitor(model="p", n_classes=2, registry=registry, background=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.WARNING, "mlwatcher_exporter"):
+            prefork._warned["port"] = False
+            first = monitor.start_http_server(port)
+            second = monitor.start_http_server(port)
+    assert isinstance(first, NotServing) and not first.serving and not second.serving
+    assert first.port == port and "in use" in first.reason.lower()
+    first.shutdown()
+    warnings = [r for r in caplog.records if "is taken" in r.getMessage()]
+    assert len(warnings) == 1 and "PROMETHEUS_MULTIPROC_DIR" in warnings[0].getMessage()
+    monitor.observe([[0.3, 0.7]])  # the monitor keeps working
+    assert monitor.snapshot().counts.predictions.tolist() == [0, 1]
+
+
+def test_a_free_port_serves(registry):
+    monitor = ModelMonitor(model="q", n_classes=2, registry=registry, background=False)
+    server = monitor.start_http_server(0)
+    try:
+        assert server.serving and server.port > 0
+    finally:
+        server.shutdown()
+
+
+def test_bad_arguments_still_raise(registry):
+    monitor = ModelMonitor(model="r", n_classes=2, registry=registry, background=False)
+    with pytest.raises(ValueError, match="port"):
+        monitor.start_http_server(70000)
+
+
+def test_server_parent_reads_the_parents_command_line():
+    assert server_parent(os.getpid()) is None  # pytest is no pre-fork server
+    assert server_parent(2 ** 22 + 12345) is None  # no such process
