@@ -195,8 +195,14 @@ class ProcessWriter:
         """Write every monitor's state now (``final``: at exit, the open window too)."""
         with self._lock:
             for tracked in list(self._tracked):
+                monitor = tracked.ref()
+                if monitor is None or monitor._closed:
+                    # Its last state stays, final: it counts on, but is awaited no more.
+                    self._tracked.remove(tracked)
+                    if monitor is None:
+                        continue
                 try:
-                    self._write(tracked, final)
+                    self._write(tracked, final or monitor._closed)
                 except Exception:  # noqa: BLE001 - never fail the scrape or the exit
                     logger.warning("mlwatcher: model %r: writing the multiprocess state "
                                    "failed", tracked.model, exc_info=True)

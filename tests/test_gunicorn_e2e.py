@@ -105,8 +105,8 @@ def test_multiprocess_mode_publishes_every_worker(tmp_path, max_requests, preloa
     directory = tmp_path / "multiproc"
     directory.mkdir()
     env = gunicorn_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(directory),
-                   MLWATCHER_FLUSH_SECONDS="0.2", WINDOW=str(WINDOW),
-                   WARMUP="1" if preload else "")
+                       MLWATCHER_FLUSH_SECONDS="0.2", WINDOW=str(WINDOW),
+                       WARMUP="1" if preload else "")
     extra = ["--max-requests", str(max_requests), "--max-requests-jitter", "0"]
     if preload:
         extra.append("--preload")
@@ -187,7 +187,7 @@ def test_without_multiprocess_mode_a_taken_port_takes_nothing_down(tmp_path):
     metrics_port = free_port()
     log_path = tmp_path / "serving.jsonl"
     env = gunicorn_env(tmp_path, MLWATCHER_TEST_PORT=str(metrics_port),
-                   MLWATCHER_TEST_LOG=str(log_path))
+                       MLWATCHER_TEST_LOG=str(log_path))
     process, base = start_gunicorn(tmp_path, env)
     try:
         def three_workers():

@@ -1,0 +1,133 @@
+"""Multiprocess mode in one machine: real forked workers write their state, the
+collector publishes the merge through the usual families."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from mlwatcher_exporter import ModelMonitor, multiprocess
+from mlwatcher_exporter.exposition import render_text
+from mlwatcher_exporter.mpstate import read_states
+
+
+@pytest.fixture
+def multiproc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setenv("MLWATCHER_FLUSH_SECONDS", "30")  # writes come from the test
+    yield tmp_path
+    writer = multiprocess._WRITER
+    if writer is not None:
+        writer.stop()
+    multiprocess._WRITER = None
+    multiprocess._REGISTRY = None
+
+
+def values(registry):
+    out = {}
+    for line in render_text(registry).decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def run_child(work):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(20)
+        code = 1
+        try:
+            work()
+            code = 0
+        finally:
+            os._exit(code)  # no atexit: the test wrote what it wanted
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_windows_start_on_the_wall_clock_grid(multiproc, registry):
+    monitor = ModelMonitor(model="g", n_classes=2, registry=registry, window_seconds=7.0)
+    staging = monitor._staging
+    start_wall = monitor._pipeline.wall_time(staging.window_start)
+    assert start_wall / 7.0 == pytest.approx(math.floor(start_wall / 7.0), abs=1e-6)
+    assert start_wall <= monitor._pipeline._wall_clock() < start_wall + 7.0
+    monitor.close()
+
+
+def test_forked_workers_are_merged(multiproc, registry):
+    monitor = ModelMonitor(model="w", n_classes=2, registry=registry, window_seconds=3600,
+                           feature_names=["x"], background=False)
+    monitor.observe([[0.8, 0.2]], features=[[100.0]])  # before the fork: the parent's
+
+    def worker(seed, rows):
+        def work():
+            rng = np.random.default_rng(seed)
+            p = rng.random(rows)
+            monitor.observe(np.column_stack([p, 1 - p]), features=rng.normal(size=(rows, 1)),
+                            labels=(p < 0.5).astype(int))
+            monitor.close_window()  # a window closed: its sample goes to the file
+            multiprocess._WRITER.write_all()
+        return work
+
+    run_child(worker(1, 30))
+    run_child(worker(2, 50))
+    multiprocess._WRITER.write_all()  # the parent's state too
+    states = read_states(str(p) for p in multiproc.iterdir())
+    assert len(states) == 3 and len({s.token for s in states}) == 3
+    scrape = CollectorRegistry()
+    multiprocess.MultiProcessCollector(scrape, path=str(multiproc))
+    published = values(scrape)
+    predictions = sum(v for k, v in published.items()
+                      if k.startswith("mlwatcher_predictions_total{"))
+    assert predictions == 81  # 1 + 30 + 50: the parent's row once
+    assert published['mlwatcher_labeled_predictions_total{class="0",model="w"}'] + \
+        published['mlwatcher_labeled_predictions_total{class="1",model="w"}'] == 80
+    monitor.close()
+
+
+def test_a_dead_workers_counts_stay_and_its_window_is_merged(multiproc, registry):
+    clock = [1_000_000.0]
+    monitor = ModelMonitor(model="d", n_classes=2, registry=registry, window_seconds=60,
+                           background=False)
+
+    def work():
+        monitor.observe([[0.3, 0.7]] * 4)
+        multiprocess._at_exit()  # what a worker's exit does: final, with its open window
+
+    run_child(work)
+    multiprocess._WRITER.write_all()
+    scrape = CollectorRegistry()
+    multiprocess.MultiProcessCollector(scrape, path=str(multiproc), _clock=lambda: clock[0])
+    (dead,) = [s for s in read_states(str(p) for p in multiproc.iterdir()) if s.final]
+    assert [w.sample.rows for w in dead.windows] == [4]
+    published = values(scrape)
+    assert published['mlwatcher_predictions_total{class="1",model="d"}'] == 4
+    # The parent's heartbeat is stale at this clock: the dead worker's window is published.
+    clock[0] = 2e10
+    published = values(scrape)
+    assert published['mlwatcher_window_rows{model="d"}'] == 4
+    assert published['mlwatcher_predictions_total{class="1",model="d"}'] == 4
+    monitor.close()
+    multiprocess._WRITER.write_all()  # a closed monitor writes a final state, then stops
+    assert all(s.final for s in read_states(str(p) for p in multiproc.iterdir()))
+
+
+def test_collector_needs_a_directory(monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
+    with pytest.raises(ValueError, match="PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(None)
+
+
+def test_multiprocess_registry_serves_both_collectors(multiproc, registry):
+    monitor = ModelMonitor(model="r", n_classes=2, registry=registry, background=False)
+    monitor.observe([[0.1, 0.9]])
+    text = render_text(multiprocess.multiprocess_registry()).decode()
+    assert 'mlwatcher_predictions_total{class="1",model="r"} 1.0' in text
+    monitor.close()
