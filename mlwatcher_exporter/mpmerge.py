@@ -192,7 +192,7 @@ def merge_model(states: Sequence[WorkerState], now: float,
         index = None
     window_key: Optional[tuple] = None
     if index is not None:
-        window_key = (index, *(f"{token}:{r.sample.rows}:{r.start!r}" for token, r in records))
+        window_key = (index, *(f"{token}:{r.rows}:{r.start!r}" for token, r in records))
     labels = max((s.class_labels for s in states), key=len)
     merged = MergedModel(
         first.model, first.window_seconds, first.reservoir_size, labels, counts, late,

@@ -21,11 +21,14 @@ number and mapping of numbers is summed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from typing import (
+    Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar,
+)
 
 import numpy as np
 
@@ -54,16 +57,36 @@ def window_index(wall_time: float, window_seconds: float) -> int:
     return int(round(wall_time / window_seconds))
 
 
-@dataclass
 class WindowRecord:
-    """One closed window of one worker: its sample and what its statistics need."""
+    """One closed window of one worker: its sample and what its statistics need.
 
-    index: int  # its end on the grid: end time = index * window_seconds
-    start: float  # Unix time the worker's window started (later for a worker born in it)
-    sample: WindowSample
-    feature_names: List[str] = field(default_factory=list)
-    categorical: List[bool] = field(default_factory=list)
-    value_names: Dict[str, List[str]] = field(default_factory=dict)
+    ``index`` is its end on the grid (end time = index * window_seconds), ``start`` the
+    Unix time the worker's window started (later for a worker born in it). Read from a
+    file, the sample is loaded when first used: a scrape reads only the windows it
+    publishes.
+    """
+
+    def __init__(self, index: int, start: float, sample: Optional[WindowSample],
+                 feature_names: Sequence[str] = (), categorical: Sequence[bool] = (),
+                 value_names: Optional[Mapping[str, Sequence[str]]] = None, *,
+                 rows: Optional[int] = None,
+                 loader: Optional[Callable[[], WindowSample]] = None) -> None:
+        self.index = index
+        self.start = start
+        self._sample = sample
+        self._loader = loader
+        self.rows = int(sample.rows if sample is not None else (rows or 0))
+        self.feature_names = list(feature_names)
+        self.categorical = list(categorical)
+        self.value_names = {k: list(v) for k, v in (value_names or {}).items()}
+
+    @property
+    def sample(self) -> WindowSample:
+        """The sampled rows (loaded from the file on first use)."""
+        if self._sample is None:
+            assert self._loader is not None
+            self._sample = self._loader()
+        return self._sample
 
 
 @dataclass
@@ -204,30 +227,40 @@ def write_state(directory: str, state: WorkerState, windows_changed: bool) -> No
     _replace(counters_path, lambda file: file.write(json.dumps(document).encode("utf-8")))
 
 
-def _read_windows(path: str) -> List[WindowRecord]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError):
-        return []
-    records = []
-    for position, item in enumerate(json.loads(str(arrays["meta"]))):
+def _load_window(path: str, index: int) -> WindowSample:
+    """The sample of window `index` in a windows file (found by index: the file may
+    have been replaced since its list of windows was read)."""
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        position = next(i for i, item in enumerate(meta) if item["index"] == index)
+
         def get(name: str) -> Optional[np.ndarray]:
-            return arrays.get(f"w{position}_{name}")
+            key = f"w{position}_{name}"
+            return data[key] if key in data.files else None
 
         proba, predicted = get("proba"), get("predicted")
         labels, class_rows = get("labels"), get("class_rows")
         assert proba is not None and predicted is not None
         assert labels is not None and class_rows is not None
-        sample = WindowSample(
+        return WindowSample(
             proba=proba, predicted=predicted, features=get("features"),
-            has_features=get("has_features"), labels=labels, rows=int(item["rows"]),
-            class_rows=class_rows,
+            has_features=get("has_features"), labels=labels,
+            rows=int(meta[position]["rows"]), class_rows=class_rows,
         )
-        records.append(WindowRecord(int(item["index"]), float(item["start"]), sample,
-                                    list(item["feature_names"]), list(item["categorical"]),
-                                    dict(item["value_names"])))
-    return records
+
+
+def _read_windows(path: str) -> List[WindowRecord]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError):
+        return []
+    return [
+        WindowRecord(int(item["index"]), float(item["start"]), None, item["feature_names"],
+                     item["categorical"], item["value_names"], rows=int(item["rows"]),
+                     loader=functools.partial(_load_window, path, int(item["index"])))
+        for item in meta
+    ]
 
 
 def read_states(paths: Iterable[str]) -> List[WorkerState]:

@@ -65,7 +65,7 @@ __all__ = [
 logger = logging.getLogger("mlwatcher_exporter")
 
 # Closed windows each worker keeps in its file: the slowest live worker may be behind.
-WINDOWS_KEPT = 3
+WINDOWS_KEPT = 2
 
 
 def multiproc_dir() -> Optional[str]:
