@@ -15,6 +15,8 @@ environment variable ``MLWATCHER_TOKEN``), so the distant setup migrates too.
 
 from __future__ import annotations
 
+import errno
+
 import logging
 import os
 import threading
@@ -227,6 +229,12 @@ class MonitoringAgent:
                     f"server_port == {port}: cannot listen on {LOCAL_ADDR}:{port} "
                     f"({error.strerror or error}); give the agent a free server_port",
                 ) from error
+            if not getattr(server, "serving", True):  # the monitor's quiet taken port
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"server_port == {port}: cannot listen on {LOCAL_ADDR}:{port} "
+                    f"({server.reason}); give the agent a free server_port",
+                )
             served = _Served(server, registry)
             served.users.add(id(self))
             _servers[server.port] = served
