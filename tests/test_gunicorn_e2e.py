@@ -49,7 +49,8 @@ def start_gunicorn(tmp_path, env, *extra):
         except OSError:
             return False
 
-    wait_for(up, 60, lambda: (tmp_path / "gunicorn.log").read_text())
+    # Three workers import scikit-learn and fit at once: slow on a loaded machine.
+    wait_for(up, 240, lambda: (tmp_path / "gunicorn.log").read_text())
     return process, base
 
 
