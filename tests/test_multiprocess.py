@@ -3,7 +3,6 @@ collector publishes the merge through the usual families."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 
@@ -28,10 +27,10 @@ def multiproc(tmp_path, monkeypatch):
     multiprocess._REGISTRY = None
 
 
-def values(registry):
+def values(registry, model):
     out = {}
     for line in render_text(registry).decode().splitlines():
-        if line and not line.startswith("#"):
+        if line and not line.startswith("#") and f'model="{model}"' in line:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
@@ -55,7 +54,7 @@ def test_windows_start_on_the_wall_clock_grid(multiproc, registry):
     monitor = ModelMonitor(model="g", n_classes=2, registry=registry, window_seconds=7.0)
     staging = monitor._staging
     start_wall = monitor._pipeline.wall_time(staging.window_start)
-    assert start_wall / 7.0 == pytest.approx(math.floor(start_wall / 7.0), abs=1e-6)
+    assert start_wall / 7.0 == pytest.approx(round(start_wall / 7.0), abs=1e-6)
     assert start_wall <= monitor._pipeline._wall_clock() < start_wall + 7.0
     monitor.close()
 
@@ -78,11 +77,12 @@ def test_forked_workers_are_merged(multiproc, registry):
     run_child(worker(1, 30))
     run_child(worker(2, 50))
     multiprocess._WRITER.write_all()  # the parent's state too
-    states = read_states(str(p) for p in multiproc.iterdir())
+    # (Other live monitors of this test process are in the files too: filtered out.)
+    states = [s for s in read_states(str(p) for p in multiproc.iterdir()) if s.model == "w"]
     assert len(states) == 3 and len({s.token for s in states}) == 3
     scrape = CollectorRegistry()
     multiprocess.MultiProcessCollector(scrape, path=str(multiproc))
-    published = values(scrape)
+    published = values(scrape, "w")
     predictions = sum(v for k, v in published.items()
                       if k.startswith("mlwatcher_predictions_total{"))
     assert predictions == 81  # 1 + 30 + 50: the parent's row once
@@ -104,18 +104,20 @@ def test_a_dead_workers_counts_stay_and_its_window_is_merged(multiproc, registry
     multiprocess._WRITER.write_all()
     scrape = CollectorRegistry()
     multiprocess.MultiProcessCollector(scrape, path=str(multiproc), _clock=lambda: clock[0])
-    (dead,) = [s for s in read_states(str(p) for p in multiproc.iterdir()) if s.final]
+    (dead,) = [s for s in read_states(str(p) for p in multiproc.iterdir())
+               if s.final and s.model == "d"]
     assert [w.sample.rows for w in dead.windows] == [4]
-    published = values(scrape)
+    published = values(scrape, "d")
     assert published['mlwatcher_predictions_total{class="1",model="d"}'] == 4
     # The parent's heartbeat is stale at this clock: the dead worker's window is published.
     clock[0] = 2e10
-    published = values(scrape)
+    published = values(scrape, "d")
     assert published['mlwatcher_window_rows{model="d"}'] == 4
     assert published['mlwatcher_predictions_total{class="1",model="d"}'] == 4
     monitor.close()
     multiprocess._WRITER.write_all()  # a closed monitor writes a final state, then stops
-    assert all(s.final for s in read_states(str(p) for p in multiproc.iterdir()))
+    assert all(s.final for s in read_states(str(p) for p in multiproc.iterdir())
+               if s.model == "d")
 
 
 def test_collector_needs_a_directory(monkeypatch):

@@ -7,6 +7,10 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,5 +126,17 @@ def test_bad_arguments_still_raise(registry):
 
 
 def test_server_parent_reads_the_parents_command_line():
-    assert server_parent(os.getpid()) is None  # pytest is no pre-fork server
+    sleep = "import time; time.sleep(60)"
+    plain = subprocess.Popen([sys.executable, "-c", sleep])
+    server = subprocess.Popen([sys.executable, "-c", sleep, "gunicorn", "app:app"])
+    try:
+        for process in (plain, server):  # until each has exec'd (no timed assertion)
+            while b"time.sleep" not in Path(f"/proc/{process.pid}/cmdline").read_bytes():
+                time.sleep(0.01)
+        assert server_parent(plain.pid) is None
+        assert server_parent(server.pid) == "gunicorn"
+    finally:
+        for process in (plain, server):
+            process.kill()
+            process.wait()
     assert server_parent(2 ** 22 + 12345) is None  # no such process
