@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "MonitorSettings",
     "HttpSettings",
+    "HistorySettings",
     "DEFAULT_PORT",
     "LIMITS",
     "MAX_CLASSES",
@@ -78,6 +79,19 @@ class HttpSettings:
     port: int = DEFAULT_PORT
 
 
+# --- window history (history.py): the ``history:`` section ---
+@dataclass(frozen=True)
+class HistorySettings:
+    """Where closed windows are kept: the last `keep` in memory, and, with a
+    `directory`, every one in rotating JSON-lines files (docs/history.md)."""
+
+    directory: Optional[str] = None
+    max_bytes: int = 10 << 20
+    max_files: int = 5
+    keep: int = 60
+# --- end of window history ---
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     """Checked keyword arguments of ModelMonitor, with their defaults."""
@@ -95,6 +109,7 @@ class MonitorSettings:
     max_ids: int = 100_000
     id_ttl_seconds: float = 86_400.0
     http: HttpSettings = field(default_factory=HttpSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 # A check takes the option's name (or key path) and value and returns the problem, if any.
@@ -244,6 +259,12 @@ _MONITOR_CHECKS: Dict[str, Check] = {
 }
 
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
+_HISTORY_CHECKS: Dict[str, Check] = {
+    "directory": lambda name, value: None if value is None else _name(name, value),
+    "max_bytes": _int_in(1024, 1 << 40),
+    "max_files": _int_in(1, 1000),
+    "keep": _int_in(1, 10_000),
+}
 
 
 def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") -> List[Exception]:
@@ -299,7 +320,8 @@ def _problems(values: Mapping[Any, Any], checks: Mapping[str, Check],
     return problems
 
 
-def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSettings:
+def _settings(values: Mapping[str, Any], http: Mapping[str, Any],
+              history: Optional[Mapping[str, Any]] = None) -> MonitorSettings:
     """Build settings from checked values."""
     out = dict(values)
     for key in ("class_names", "feature_names", "categorical_features"):
@@ -314,7 +336,8 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
     for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
-    return MonitorSettings(**out, http=HttpSettings(**http))
+    return MonitorSettings(**out, http=HttpSettings(**http),
+                           history=HistorySettings(**(history or {})))
 
 
 def check_monitor_arguments(**arguments: Any) -> MonitorSettings:
@@ -394,7 +417,7 @@ def memory_estimate(settings: MonitorSettings, n_features: Optional[int] = None)
     return 3 * settings.reservoir_size * (n_classes + n_features + 3) * 8
 
 
-_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http",)
+_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http", "history")
 
 
 def parse_config(data: Any, source: str = "configuration") -> MonitorSettings:
@@ -422,9 +445,24 @@ def parse_config(data: Any, source: str = "configuration") -> MonitorSettings:
         problems += unknown_keys(http, tuple(_HTTP_CHECKS), "http")
         http = {k: v for k, v in http.items() if isinstance(k, str) and k in _HTTP_CHECKS}
         problems += [str(p) for p in _problems(http, _HTTP_CHECKS, "http")]
+    history = history_section(data, problems)
     if problems:
         raise ConfigError(problems, source)
-    return _settings(body, http)
+    return _settings(body, http, history)
+
+
+def history_section(data: Mapping[Any, Any], problems: List[str]) -> Dict[str, Any]:
+    """The checked ``history:`` section of `data` (problems appended)."""
+    section = data.get("history")
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        problems.append(f"history: must be a mapping, got {_show(section)}")
+        return {}
+    problems += unknown_keys(section, tuple(_HISTORY_CHECKS), "history")
+    values = {k: v for k, v in section.items() if isinstance(k, str) and k in _HISTORY_CHECKS}
+    problems += [str(p) for p in _problems(values, _HISTORY_CHECKS, "history")]
+    return values
 
 
 def load_config(path: Union[str, "os.PathLike[str]"]) -> MonitorSettings:

@@ -33,6 +33,7 @@ from .decorator import (
     LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount, new_labels_var, watch,
 )
 from .errors import BatchError, count_rows
+from .history import WindowHistory
 from .latelabels import check_label_call
 from .intake import Intake
 from .pipeline import Pipeline
@@ -188,6 +189,8 @@ class ModelMonitor:
         )
         if self._schema.classes is not None:
             self._schema_learned()
+        # The last closed windows (history.py): the landing page and the windows endpoint.
+        self.history = WindowHistory(self.model)
         if registry is not None:
             register_monitor(registry, self)
 
@@ -214,12 +217,13 @@ class ModelMonitor:
         kwargs = {
             name: getattr(settings, name)
             for name in MonitorSettings.__dataclass_fields__
-            if name != "http"
+            if name not in ("http", "history")
         }
         kwargs.update(overrides)
         monitor = cls(registry=registry, **kwargs)
         monitor.http_addr = settings.http.addr
         monitor.http_port = settings.http.port
+        monitor.history = WindowHistory.from_settings(monitor.model, settings.history, registry)
         return monitor
 
     def _schema_learned(self) -> None:
@@ -409,6 +413,7 @@ class ModelMonitor:
         """Close the window if it is due, process what is staged and publish the closed
         window's statistics (scrapes and the worker call this)."""
         self._pipeline.tick()
+        self.history.update(self)
 
     def close_window(self) -> Optional[WindowStats]:
         """Close the current window now, publish its statistics and return them.
@@ -416,7 +421,9 @@ class ModelMonitor:
         The next window starts now and lasts ``window_seconds``. Returns None when no
         class is known yet (no batch and no ``n_classes``).
         """
-        return self._pipeline.close_window()
+        window = self._pipeline.close_window()
+        self.history.update(self)
+        return window
 
     @property
     def last_window(self) -> Optional[WindowStats]:
@@ -502,6 +509,8 @@ class ModelMonitor:
         self._worker.stop()
         self.flush()
         self._staging.close()
+        self.history.update(self)
+        self.history.close()
         if self.registry is not None:
             unregister_monitor(self.registry, self)
 

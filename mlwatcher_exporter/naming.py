@@ -167,3 +167,7 @@ LATE_LABEL_DELAY = PREFIX + "late_label_delay_seconds"
 LAST_PREDICTION = PREFIX + "last_prediction_timestamp_seconds"
 PREDICTION_IDS = PREFIX + "prediction_ids"  # ids held, awaiting their labels
 MODEL_INFO = PREFIX + "model"  # exposed as mlwatcher_model_info
+
+# --- window history (history.py, historyfile.py) ---
+HISTORY_WRITE_FAILURES = PREFIX + "history_write_failures"  # counter, by model and reason
+__all__ += ["HISTORY_WRITE_FAILURES"]
