@@ -366,3 +366,16 @@ def unregister_monitor(registry: CollectorRegistry, monitor: "Publisher") -> Non
     collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
     if collector is not None:
         collector.remove(monitor)
+
+
+# --- the monitors of a registry, for readers such as the landing page (landing.py) ---
+def registered_monitors(registry: CollectorRegistry) -> List["Publisher"]:
+    """The monitors served from `registry` now, by model name."""
+    collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
+    if collector is None:
+        return []
+    with collector._lock:
+        return [collector._monitors[name] for name in sorted(collector._monitors)]
+
+
+__all__ += ["registered_monitors"]
