@@ -140,7 +140,9 @@ def _model_section(model: str, window_seconds: float, records: List[Dict[str, An
     ratios = latest.get("class_ratio") or {}
     classes = [name for name, _ in sorted(ratios.items(),
                                           key=lambda item: -(item[1] or 0.0))]
-    shown = classes[:MAX_CLASS_LINES]
+    # The largest in the latest window, drawn in class order: a class keeps its color.
+    order = {name: position for position, name in enumerate(ratios)}
+    shown = sorted(classes[:MAX_CLASS_LINES], key=order.__getitem__)
     class_series = [(name, [(r.get("class_ratio") or {}).get(name) for r in records])
                     for name in shown]
     more = len(classes) - len(shown)
