@@ -5,8 +5,9 @@ it to that model's :meth:`ModelMonitor.observe`, which validates the whole batch
 it keeps any of it: an answer of 200 means every row was counted, any other answer means
 none was. ``GET /api/v1/models`` lists the hosted models, ``GET /api/v1/openapi.json``
 describes the API (:mod:`.openapi`), ``GET /api/v1/models/{model}/windows?limit=N``
-returns the model's last closed windows (:mod:`.history`). Every other path goes to the exposition app
-(``/metrics``, the landing page and whatever :func:`~.exposition.make_wsgi_app` serves).
+returns the model's last closed windows (:mod:`.history`). Every other path goes to the
+exposition app (``/metrics``, the landing page and whatever
+:func:`~.exposition.make_wsgi_app` serves).
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def svg_chart(name: str, series: Sequence[Tuple[str, Sequence[Optional[float]]]]
             points_drawn += 1
         for run in runs:
             if len(run) == 1:
-                x, y = run[0].split(",")
-                lines.append(f'<circle cx="{x}" cy="{y}" r="2" fill="{color}"/>')
+                cx, cy = run[0].split(",")
+                lines.append(f'<circle cx="{cx}" cy="{cy}" r="2" fill="{color}"/>')
             elif run:
                 lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
                              f'points="{" ".join(run)}"><title>{_e(label)}</title></polyline>')

@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 
 from mlwatcher_exporter.auth import BearerToken
 from mlwatcher_exporter.history import MAX_KEEP
-from mlwatcher_exporter.openapi import openapi_document
 from mlwatcher_exporter.service import Service
 from mlwatcher_exporter.serveconfig import load_serve_config
 
