@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._version import __version__
 
@@ -24,12 +24,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .historyfile import HistoryFile
     from .window import WindowStats
 
-__all__ = ["WindowHistory", "window_record", "DEFAULT_KEEP", "MAX_KEEP"]
+__all__ = ["WindowHistory", "window_record", "DEFAULT_KEEP", "MAX_KEEP", "MAX_HELD_VALUES"]
 
 #: Windows kept in memory by default (an hour of one-minute windows).
 DEFAULT_KEEP = 60
 #: Most windows kept in memory.
 MAX_KEEP = 10_000
+#: Most numbers the records in memory hold together (about 100 bytes each as Python
+#: objects): with thousands of features, fewer than `keep` windows stay in memory. The
+#: newest record is always kept.
+MAX_HELD_VALUES = 200_000
 
 
 def _number(value: Any) -> Optional[float]:
@@ -46,6 +50,11 @@ def _by_class(classes: Sequence[str], values: Any) -> Optional[Dict[str, Optiona
     if values is None:
         return None
     return {label: _number(v) for label, v in zip(classes, values.tolist())}
+
+
+def _values(record: Mapping[str, Any]) -> int:
+    """How many numbers a record holds (its leaves)."""
+    return sum(_values(v) if isinstance(v, Mapping) else 1 for v in record.values())
 
 
 def window_record(model: str, classes: Sequence[str], window: "WindowStats") -> Dict[str, Any]:
@@ -97,10 +106,13 @@ class WindowHistory:
         Records kept in memory (the oldest go first).
     file : HistoryFile, optional
         Where every record is also appended (by the file's own thread).
+    max_values : int, default=MAX_HELD_VALUES
+        Most numbers held by the records in memory: the oldest go first beyond it.
     """
 
     def __init__(self, model: str, keep: int = DEFAULT_KEEP,
-                 file: "Optional[HistoryFile]" = None) -> None:
+                 file: "Optional[HistoryFile]" = None,
+                 max_values: int = MAX_HELD_VALUES) -> None:
         if isinstance(keep, bool) or not isinstance(keep, int):
             raise TypeError(f"keep == {keep!r}, must be an int in [1, {MAX_KEEP}]")
         if not 1 <= keep <= MAX_KEEP:
@@ -108,7 +120,9 @@ class WindowHistory:
         self.model = model
         self.keep = keep
         self.file = file
-        self._records: Deque[Dict[str, Any]] = deque(maxlen=keep)
+        self.max_values = max_values
+        self._records: Deque[Tuple[Dict[str, Any], int]] = deque()
+        self._held = 0
         self._last: "Optional[WindowStats]" = None
         self._lock = threading.Lock()
 
@@ -143,7 +157,12 @@ class WindowHistory:
                 if self.file is not None:
                     self.file.failed("encode", "could not describe a window", True)
                 return False
-            self._records.append(record)
+            size = _values(record)
+            self._records.append((record, size))
+            self._held += size
+            while len(self._records) > 1 and (len(self._records) > self.keep or
+                                              self._held > self.max_values):
+                self._held -= self._records.popleft()[1]
         if self.file is not None:
             self.file.put(record)
         return True
@@ -151,7 +170,7 @@ class WindowHistory:
     def records(self, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """The last `limit` records (all kept by default), oldest first."""
         with self._lock:
-            records = list(self._records)
+            records = [record for record, _ in self._records]
         return records if limit is None else records[max(0, len(records) - limit):]
 
     def __len__(self) -> int:

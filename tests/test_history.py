@@ -130,3 +130,22 @@ def test_the_history_section_of_a_service_file(tmp_path):
     assert [m.history.directory for m in settings.models] == [str(tmp_path)] * 2
     with pytest.raises(ConfigError, match="history.max_files == 1001"):
         parse_serve_config({"n_classes": 2, "history": {"max_files": 1001}})
+
+
+def test_many_features_hold_fewer_windows_in_memory():
+    names = [f"x{i}" for i in range(50)]
+    m = ModelMonitor(model="wide", n_classes=2, feature_names=names, registry=None,
+                     background=False)
+    m.history = WindowHistory("wide", keep=10, max_values=1500)
+    rng = np.random.default_rng(0)
+    for rows in range(1, 8):
+        m.observe(np.tile([0.4, 0.6], (rows, 1)), rng.normal(size=(rows, 50)))
+        m.close_window()
+    records = m.history.records()
+    per_record = 50 * 9 + 50  # feature statistics and missing ratios, and a few more
+    assert len(records) == 1500 // (per_record + 40) == 2  # the newest ones
+    assert [r["rows"] for r in records] == [6, 7]
+    m.history = WindowHistory("wide", keep=10, max_values=10)
+    m.observe(np.tile([0.4, 0.6], (3, 1)), rng.normal(size=(3, 50)))
+    m.close_window()
+    assert [r["rows"] for r in m.history.records()] == [3]  # the newest is always kept
