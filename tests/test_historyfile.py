@@ -92,3 +92,33 @@ def test_a_configured_monitor_writes_every_window_that_pandas_reads(tmp_path):
     assert registry.get_sample_value("mlwatcher_history_write_failures_total",
                                      {"model": "fraud/eu", "reason": "io"}) is None  # closed
     assert m.history.file.failures == {"io": 0, "queue_full": 0, "encode": 0}
+
+
+def test_a_blocked_writer_never_blocks_the_caller_and_counts_what_it_refuses(tmp_path):
+    from _prometheus import wait_for
+    from mlwatcher_exporter.historyfile import QUEUE_SIZE
+
+    path = tmp_path / "m.jsonl"
+    os.mkfifo(path)  # opening it for writing blocks until someone reads
+    file = HistoryFile(str(path), "m", 1 << 20, 2)
+    file.put(record(0))
+    wait_for(lambda: file._queue.qsize() == 0, 30, lambda: "the writer took nothing")
+    for i in range(QUEUE_SIZE + 5):
+        file.put(record(i + 1))  # returns at once: the writer is stuck in open()
+    assert file.failures["queue_full"] == 5
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    received = b""
+    try:
+        def drain():
+            nonlocal received
+            try:
+                received += os.read(reader, 1 << 20)
+            except BlockingIOError:
+                pass
+            return received.count(b"\n") == QUEUE_SIZE + 1
+        wait_for(drain, 60, lambda: f"{len(received.splitlines())} lines read")
+    finally:
+        file.close()
+        os.close(reader)
+    assert [json.loads(line)["index"] for line in received.splitlines()] == \
+        list(range(QUEUE_SIZE + 1))
