@@ -122,3 +122,23 @@ def test_a_blocked_writer_never_blocks_the_caller_and_counts_what_it_refuses(tmp
         os.close(reader)
     assert [json.loads(line)["index"] for line in received.splitlines()] == \
         list(range(QUEUE_SIZE + 1))
+
+
+def test_serve_writes_one_history_file_per_model(tmp_path):
+    from mlwatcher_exporter.service import Service
+    from mlwatcher_exporter.serveconfig import parse_serve_config
+
+    settings = parse_serve_config({
+        "n_classes": 2, "history": {"directory": str(tmp_path / "h"), "keep": 3},
+        "models": [{"model": "a"}, {"model": "b b"}]})
+    service = Service(settings, "127.0.0.1", 0, registry=CollectorRegistry())
+    for name, monitor in service.monitors.items():
+        for rows in range(1, 5):
+            monitor.observe([[0.3, 0.7]] * rows)
+            monitor.close_window()
+        assert len(monitor.history) == 3
+    service.shutdown()  # closes the monitors, which write what is queued
+    a = pd.read_json(tmp_path / "h" / "a.jsonl", lines=True)
+    b = pd.read_json(tmp_path / "h" / "b%20b.jsonl", lines=True)
+    assert a["rows"].tolist() == b["rows"].tolist() == [1, 2, 3, 4]
+    assert b["model"].unique().tolist() == ["b b"]
