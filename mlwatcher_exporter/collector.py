@@ -42,6 +42,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from . import driftmetrics
 from . import naming as n
 from ._version import __version__
 from .exposition import PRERENDERED, render_samples
@@ -69,6 +70,7 @@ class MonitorSnapshot(NamedTuple):
     dropped: Dict[Tuple[str, str], int]
     class_labels: List[str]
     late: Optional["LateLabelCounts"] = None
+    reference: Optional[Dict[str, str]] = None  # labels of mlwatcher_reference_info
 
 
 class Publisher(Protocol):
@@ -153,6 +155,7 @@ FAMILIES: Dict[str, tuple] = {
         "histogram", "Seconds from a prediction to its joined label.", ()),
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
+FAMILIES.update(driftmetrics.FAMILIES)  # reference, drift and estimates (driftmetrics.py)
 
 # Families being filled during one scrape; Any because their add_metric signatures differ.
 Families = Dict[str, Any]
@@ -164,7 +167,7 @@ _WINDOW_FAMILIES = (
     n.WINDOW_COMPUTE_DURATION, n.PRED1, n.SPREAD12, n.PREDICTED_CLASS_ROWS,
     n.PREDICTED_CLASS_RATIO, n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO,
     n.LABELED_ROWS, n.ACCURACY, n.CLASS_ACCURACY, n.PRECISION, n.RECALL, n.F1, n.F1_MACRO,
-)
+) + driftmetrics.WINDOW_FAMILIES
 
 
 def _new_family(name: str) -> Any:
@@ -290,6 +293,7 @@ def _add_monitor(families: Families, monitor: "Publisher",
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
     if snap.late is not None:
         _add_late(families, model, snap.late)
+    driftmetrics.add_reference(families, model, snap.reference)
 
 
 def _add_late(families: Families, model: str, late: "LateLabelCounts") -> None:
@@ -341,6 +345,7 @@ def _add_window(families: Families, model: str, classes: List[str], w: "WindowSt
                 families[name].add_metric([model, label], value)
     else:
         families[n.LABELED_ROWS].add_metric([model], 0)
+    driftmetrics.add_judgement(families, model, classes, w.judgement)
 
 
 # The shared collector is kept on its registry, not in a global table keyed by registry:

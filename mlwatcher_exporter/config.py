@@ -94,6 +94,9 @@ class MonitorSettings:
     random_state: Optional[int] = None
     max_ids: int = 100_000
     id_ttl_seconds: float = 86_400.0
+    # Drift and label-free estimation (docs/drift.md): a profile file, method thresholds.
+    reference: Optional[Any] = None
+    drift_thresholds: Optional[Dict[str, float]] = None
     http: HttpSettings = field(default_factory=HttpSettings)
 
 
@@ -227,6 +230,33 @@ def _port(name: str, value: Any) -> Optional[Exception]:
     return None
 
 
+def _reference(name: str, value: Any) -> Optional[Exception]:
+    if value is None or type(value).__name__ == "ReferenceProfile":
+        return None
+    if isinstance(value, os.PathLike):
+        return None
+    return _name(name, value)
+
+
+def _thresholds(name: str, value: Any) -> Optional[Exception]:
+    from .judge import DEFAULT_THRESHOLDS
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return TypeError(f"{name} == {_show(value)}, must be a mapping of drift method to "
+                         "threshold, or null")
+    for method, threshold in value.items():
+        if method not in DEFAULT_THRESHOLDS:
+            return ValueError(f"{join_path(name, str(method))}: unknown drift method, "
+                              f"expected one of {sorted(DEFAULT_THRESHOLDS)}")
+        if threshold is not None and (not _is_number(threshold)
+                                      or not math.isfinite(threshold) or threshold < 0):
+            return ValueError(f"{join_path(name, str(method))} == {_show(threshold)}, must "
+                              "be a number >= 0 or null (not counted)")
+    return None
+
+
 _MONITOR_CHECKS: Dict[str, Check] = {
     "model": _name,
     "n_classes": _int_in(2, MAX_CLASSES, optional=True),
@@ -241,6 +271,8 @@ _MONITOR_CHECKS: Dict[str, Check] = {
     "random_state": _random_state,
     "max_ids": _int_in(1, MAX_IDS),
     "id_ttl_seconds": _positive_seconds,
+    "reference": _reference,
+    "drift_thresholds": _thresholds,
 }
 
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
@@ -314,6 +346,8 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
     for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
+    if out.get("drift_thresholds") is not None:
+        out["drift_thresholds"] = dict(out["drift_thresholds"])
     return MonitorSettings(**out, http=HttpSettings(**http))
 
 

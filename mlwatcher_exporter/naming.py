@@ -51,6 +51,14 @@ __all__ = [
     "PREDICTION_IDS_EXPIRED",
     "PREDICTION_IDS",
     "LATE_LABEL_DELAY",
+    "FEATURE_DRIFT",
+    "PREDICTION_DRIFT",
+    "DRIFTED_FEATURES",
+    "ESTIMATED_ACCURACY",
+    "ESTIMATED_ACCURACY_STDERR",
+    "ESTIMATED_F1",
+    "ESTIMATED_F1_MACRO",
+    "REFERENCE",
 ]
 
 PREFIX = "mlwatcher_"
@@ -167,3 +175,14 @@ LATE_LABEL_DELAY = PREFIX + "late_label_delay_seconds"
 LAST_PREDICTION = PREFIX + "last_prediction_timestamp_seconds"
 PREDICTION_IDS = PREFIX + "prediction_ids"  # ids held, awaiting their labels
 MODEL_INFO = PREFIX + "model"  # exposed as mlwatcher_model_info
+
+# Drift against a reference profile and label-free estimates (docs/drift.md): gauges of
+# the last completed window, and the profile's metadata.
+FEATURE_DRIFT = PREFIX + "feature_drift"
+PREDICTION_DRIFT = PREFIX + "prediction_drift"
+DRIFTED_FEATURES = PREFIX + "drifted_features"
+ESTIMATED_ACCURACY = PREFIX + "estimated_accuracy"
+ESTIMATED_ACCURACY_STDERR = PREFIX + "estimated_accuracy_stderr"
+ESTIMATED_F1 = PREFIX + "estimated_f1"
+ESTIMATED_F1_MACRO = PREFIX + "estimated_f1_macro"
+REFERENCE = PREFIX + "reference"  # exposed as mlwatcher_reference_info
