@@ -47,7 +47,7 @@ PREDICTION_QUANTITIES = ("class", "pred1", "spread12")
 #: A feature drifted when one of its methods is beyond its threshold: above it, or
 #: below it for a p-value.
 DEFAULT_THRESHOLDS: Mapping[str, float] = {
-    "psi": 0.2, "js": 0.1, "ks": 0.1, "wasserstein": 0.1, "chi2_pvalue": 0.01,
+    "psi": 0.2, "js": 0.2, "ks": 0.2, "wasserstein": 0.3, "chi2_pvalue": 0.001,
 }
 PVALUE_METHODS = ("chi2_pvalue",)
 
