@@ -37,7 +37,7 @@ class Calibration:
         "isotonic" or "sigmoid".
     params : list of dict
         Per class (column order): ``{"x": [...], "y": [...]}`` thresholds of the
-        isotonic fit, or ``{"a": float, "b": float}`` of ``1 / (1 + exp(-(a p + b)))``.
+        isotonic fit, or ``{"a": float, "b": float}`` of ``1 / (1 + exp(-(a logit(p) + b)))``.
         With two classes only column 1 is calibrated (column 0 is its complement).
     """
 
@@ -59,7 +59,7 @@ class Calibration:
         params = self.params[column]
         if self.method == "isotonic":
             return np.interp(p, params["x"], params["y"])
-        z = params["a"] * p + params["b"]
+        z = params["a"] * _logit(p) + params["b"]
         return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -125,8 +125,14 @@ def _fit_one(p: np.ndarray, target: np.ndarray, method: str) -> Dict[str, Any]:
                 "y": np.asarray(model.y_thresholds_, float)}
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1e6).fit(p[:, None], target.astype(int))
+    model = LogisticRegression(C=1e6).fit(_logit(p)[:, None], target.astype(int))
     return {"a": float(model.coef_[0, 0]), "b": float(model.intercept_[0])}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds: Platt's sigmoid on them can leave a calibrated model as it is."""
+    clipped = np.clip(p, 1e-9, 1 - 1e-9)
+    return np.log(clipped / (1 - clipped))
 
 
 @dataclass(frozen=True)
