@@ -76,9 +76,11 @@ def test_published_drift_equals_scipy_on_the_window_rows() -> None:
     assert _sample(registry, "mlwatcher_feature_drift", feature="country", method="js") == \
         pytest.approx(jensenshannon(country.shares, current / current.sum(), base=2))
     assert _sample(registry, "mlwatcher_drifted_features") == 2
-    for quantity in ("class", "pred1", "spread12"):
+    assert _sample(registry, "mlwatcher_prediction_drift", quantity="class",
+                   method="psi") > 0.1
+    for quantity in ("pred1", "spread12"):
         assert _sample(registry, "mlwatcher_prediction_drift", quantity=quantity,
-                       method="psi") > 0.1
+                       method="ks") > 0.02
     info = registry.get_sample_value("mlwatcher_reference_info", {
         "model": "m", **profile.info()})
     assert info == 1.0
