@@ -734,6 +734,51 @@ def overview() -> Dict[str, Any]:
                             f"{{{M}}}[$__rate_interval]))", "{{model}} {{part}} {{reason}}")),
                    unit="suffix: rows/s", minimum=0),
 
+        # Drift against the reference profile and label-free estimates (docs/drift.md).
+        row("Drift against the reference and estimated performance"),
+        bargauge("Top drifted features (PSI)",
+                 "The 10 features whose last window is furthest from the reference profile "
+                 "by PSI (0.1 moderate, 0.2 large: the default threshold). "
+                 "mlwatcher_drifted_features counts features beyond any method's threshold.",
+                 targets((f'topk(10, mlwatcher_feature_drift{{{M},method="psi"}})',
+                          "{{model}} {{feature}}", True)),
+                 thresh=thresholds(("green", None), ("orange", 0.1), ("red", 0.2)),
+                 minimum=0),
+        timeseries("Drifted features and prediction drift over time",
+                   "Features beyond a drift threshold, and the PSI of the predicted class "
+                   "distribution, pred1 and spread12 against the reference. "
+                   "MLWatcherReferenceDrift fires on the prediction drift.",
+                   targets((f"mlwatcher_drifted_features{{{M}}}", "{{model}} drifted features"),
+                           (f'mlwatcher_prediction_drift{{{M},method="psi"}}',
+                            "{{model}} {{quantity}} psi")), minimum=0),
+        timeseries("Feature drift over time",
+                   "Every method for the selected features: psi, js, ks, wasserstein "
+                   "(continuous), psi, js, chi2_pvalue (categorical).",
+                   targets((f"mlwatcher_feature_drift{{{MF}}}",
+                            "{{model}} {{feature}} {{method}}")), minimum=0),
+        timeseries("Estimated vs realised accuracy",
+                   "Accuracy estimated without labels (CBPE, valid under covariate shift, "
+                   "not under concept drift) with its +/- 2 standard error band (dashed), "
+                   "beside the accuracy on the window's labeled rows, when labels come.",
+                   targets((f"mlwatcher_estimated_accuracy{{{M}}}", "{{model}} estimated"),
+                           (f"mlwatcher_estimated_accuracy{{{M}}} - 2 * "
+                            f"mlwatcher_estimated_accuracy_stderr{{{M}}}", "{{model}} band low"),
+                           (f"mlwatcher_estimated_accuracy{{{M}}} + 2 * "
+                            f"mlwatcher_estimated_accuracy_stderr{{{M}}}",
+                            "{{model}} band high"),
+                           (f"mlwatcher_accuracy{{{M}}}", "{{model}} realised")),
+                   overrides=[by_regex(".*band.*", BAND_STYLE)],
+                   unit="percentunit", minimum=0, maximum=1),
+        timeseries("Estimated F1 per class and macro F1",
+                   "One-vs-rest F1 estimated without labels (CBPE) per class, and their mean.",
+                   targets((f"mlwatcher_estimated_f1{{{MC}}}", "{{model}} {{class}}"),
+                           (f"mlwatcher_estimated_f1_macro{{{M}}}", "{{model}} macro")),
+                   unit="percentunit", minimum=0, maximum=1),
+        table("Reference profiles",
+              "The reference profile each model is judged against (mlwatcher_reference_info).",
+              [target(f"mlwatcher_reference_info{{{M}}}", instant=True, fmt="table")],
+              ["Time", "Value", "__name__"], {}),
+
         row("Exporter health"),
         timeseries("Window age and stall limit",
                    "Seconds since the last window ended (solid) against 3 window lengths "
