@@ -23,9 +23,8 @@ REFERENCE_LABELS = ("version", "rows", "labeled_rows", "features", "calibration"
 # name -> (type, HELP, extra labels besides `model`), as collector.FAMILIES
 FAMILIES: Dict[str, tuple] = {
     n.FEATURE_DRIFT: (
-        "gauge", f"Drift of each feature of {_SAMPLE} against the reference profile, by "
-        "method: psi, js (Jensen-Shannon distance, base 2), ks (two-sample KS statistic), "
-        "wasserstein (divided by the reference iqr), chi2_pvalue (categorical).",
+        "gauge", f"Drift of each feature of {_SAMPLE} against the reference profile: psi, "
+        "js, ks, wasserstein (/ reference iqr), chi2_pvalue (see docs/drift.md).",
         ("feature", "method")),
     n.PREDICTION_DRIFT: (
         "gauge", f"Drift of the predictions of {_SAMPLE} against the reference profile: "
