@@ -45,6 +45,7 @@ from prometheus_client.samples import Sample
 from . import naming as n
 from ._version import __version__
 from .exposition import PRERENDERED, render_samples
+from .fleetfamilies import FLEET_FAMILIES, add_fleet_families
 
 if TYPE_CHECKING:  # pragma: no cover
     from .counts import LifetimeCounts
@@ -153,6 +154,7 @@ FAMILIES: Dict[str, tuple] = {
         "histogram", "Seconds from a prediction to its joined label.", ()),
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
+FAMILIES.update(FLEET_FAMILIES)  # the fleet counters (fleetfamilies.py)
 
 # Families being filled during one scrape; Any because their add_metric signatures differ.
 Families = Dict[str, Any]
@@ -283,9 +285,11 @@ def _add_monitor(families: Families, monitor: "Publisher",
             for label, value in zip(classes, values.tolist()):
                 families[name].add_metric([model, label], value)
         cumulative = counts.pred1_buckets.cumsum().tolist()
-        buckets = [(f"{edge:g}", value) for edge, value in zip(n.PRED1_BUCKETS, cumulative)]
+        buckets = [(f"{edge:g}", value)
+                   for edge, value in zip(counts.layout.pred1_buckets, cumulative)]
         buckets.append(("+Inf", cumulative[-1]))
         families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
+        add_fleet_families(families, model, classes, counts)
         if counts.last_prediction is not None:
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
     if snap.late is not None:
