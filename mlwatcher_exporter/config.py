@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .configfile import ConfigError, check_file, join_path, unknown_keys
+from .fleetconfig import check_fleet, feature_bucket_names, to_layout
+from .fleetcounts import FleetLayout
 
 __all__ = [
     "ConfigError",
@@ -95,6 +97,7 @@ class MonitorSettings:
     max_ids: int = 100_000
     id_ttl_seconds: float = 86_400.0
     http: HttpSettings = field(default_factory=HttpSettings)
+    fleet: FleetLayout = field(default_factory=FleetLayout)  # fleetconfig.py
 
 
 # A check takes the option's name (or key path) and value and returns the problem, if any.
@@ -243,6 +246,8 @@ _MONITOR_CHECKS: Dict[str, Check] = {
     "id_ttl_seconds": _positive_seconds,
 }
 
+_MONITOR_CHECKS["fleet"] = check_fleet  # histogram edges, confusion matrix, budget
+
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
 
 
@@ -266,6 +271,12 @@ def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") ->
                 problems.append(ValueError(
                     f"{prefix}categorical_features[{position}] == {ref}, must be < "
                     f"{len(features)} (the number of feature_names)"))
+    if features is not None:  # the fleet's feature histograms name declared features
+        for feature in feature_bucket_names(values.get("fleet")):
+            if feature not in features:
+                problems.append(ValueError(
+                    f"{prefix}fleet.feature_buckets.{feature}: {feature!r} must be one of "
+                    "feature_names"))
     reservoir = values.get("reservoir_size", MonitorSettings.reservoir_size)
     columns = _columns(n_classes if names is None else len(names), features)
     if not partial and columns is not None and reservoir * columns > MAX_RESERVOIR_CELLS:
@@ -314,6 +325,8 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
     for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
+    if "fleet" in out:
+        out["fleet"] = to_layout(out["fleet"])
     return MonitorSettings(**out, http=HttpSettings(**http))
 
 

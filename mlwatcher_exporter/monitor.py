@@ -97,6 +97,11 @@ class ModelMonitor:
         windows on time and computes their statistics. Without it, that work is done by
         the next scrape, :meth:`flush`, :meth:`tick` or :meth:`close_window`, or by a
         caller that finds every stage full.
+    fleet : mapping or FleetLayout, optional
+        The fleet counters: ``pred1_buckets``, ``spread12_buckets`` (increasing edges in
+        [0, 1]), ``confusion_matrix`` (default False), ``confusion_max_classes``
+        (default 20), ``feature_buckets`` ({feature: edges}) and ``max_series`` (the
+        series budget, default 4000); see :mod:`~mlwatcher_exporter.fleetconfig`.
 
     Examples
     --------
@@ -129,6 +134,7 @@ class ModelMonitor:
         max_ids: int = 100_000,
         id_ttl_seconds: float = 86_400.0,
         background: bool = True,
+        fleet: Any = None,
         _clock: Callable[[], float] = time.monotonic,
         _wall_clock: Callable[[], float] = time.time,
         _waiter: Optional[Waiter] = None,
@@ -147,6 +153,7 @@ class ModelMonitor:
             random_state=random_state,
             max_ids=max_ids,
             id_ttl_seconds=id_ttl_seconds,
+            fleet=fleet,
         )
         self.model = settings.model
         self.window_seconds = settings.window_seconds
@@ -180,7 +187,7 @@ class ModelMonitor:
         self._pipeline = Pipeline(
             model, self._staging, self._schema, self._refusals, reservoir_size,
             np.random.default_rng(random_state), self._log, max_categories, _clock, _wall_clock,
-            self.max_ids, self.id_ttl_seconds,
+            self.max_ids, self.id_ttl_seconds, fleet=settings.fleet,
         )
         self._intake = Intake(
             self._schema, self._staging, self._refusals, self._pipeline.drain,

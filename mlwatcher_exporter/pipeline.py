@@ -17,6 +17,7 @@ import numpy as np
 
 from .collector import MonitorSnapshot
 from .counts import LifetimeCounts, RejectionCounts
+from .fleetcounts import FleetLayout
 from .idstore import Key
 from .latelabels import LateLabels
 from .processing import process_stage
@@ -70,6 +71,7 @@ class Pipeline:
         wall_clock: Callable[[], float],
         max_ids: int = 100_000,
         id_ttl: float = 86_400.0,
+        fleet: Optional[FleetLayout] = None,
     ) -> None:
         self.lock = threading.Lock()
         self._model = model
@@ -88,12 +90,13 @@ class Pipeline:
         self.counts: Optional[LifetimeCounts] = None
         self.ledger: Optional[WindowLedger] = None
         self.late = LateLabels(max_ids, id_ttl)
+        self.fleet = fleet
 
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
         with self.lock:
             if self.counts is None:
-                self.counts = LifetimeCounts(n_classes)
+                self.counts = LifetimeCounts(n_classes, self.fleet)
                 self.ledger = WindowLedger(
                     self._reservoir_size, n_classes, self._rng, self._staging.window_start
                 )
