@@ -4,19 +4,23 @@ A Prometheus target whose scrape exceeds its ``sample_limit`` is dropped whole, 
 model with many features must lose some series rather than every one. What is
 published first, and therefore dropped last:
 
-1. ``core``, never cut: the model's info, every per-class series (counters, window
-   gauges), the pred1 and spread12 statistics and histograms, rejections, late labels
-   and the budget's own series;
-2. ``feature_counters``: count, sums, sum of squares and missing values of each
+1. ``core``, never cut: the model's info, the per-class counters, the pred1 and
+   spread12 statistics and histograms, the window's scalar gauges, rejections, late
+   labels and the budget's own series;
+2. ``class_statistics``: the window's per-class gauges (rows, ratio, precision, recall,
+   F1, one-vs-rest accuracy), classes in column order: 6 per class, so bounded by the
+   classes (and the counters of (1) give each of them exactly over any range);
+3. ``feature_counters``: count, sums, sum of squares and missing values of each
    continuous feature (exact across replicas), features in column order;
-3. ``confusion_matrix``: the whole matrix (when enabled), or nothing;
-4. ``feature_statistics``: each feature's window statistics, missing ratio and value
+4. ``confusion_matrix``: the whole matrix (when enabled), or nothing;
+5. ``feature_statistics``: each feature's window statistics, missing ratio and value
    ratios, features in column order;
-5. ``feature_histograms``: the configured feature histograms, in configuration order.
+6. ``feature_histograms``: the configured feature histograms, in configuration order.
 
-A part is cut feature by feature from the end; once a part is cut, every later part is
-left out. What is cut is counted (``mlwatcher_series_dropped_total{family=part}``,
-added at each scrape) and logged once per model and part.
+A part is cut unit by unit (feature, class) from the end; once a part is cut, every
+later part is left out. Each series left out is counted once
+(``mlwatcher_series_dropped_total{family=part}``: the distinct series the budget has
+ever left out) and each part is logged once per model.
 """
 
 from __future__ import annotations
@@ -44,11 +48,14 @@ __all__ = [
 
 logger = logging.getLogger("mlwatcher_exporter")
 
-PARTS = ("feature_counters", "confusion_matrix", "feature_statistics", "feature_histograms")
+PARTS = ("class_statistics", "feature_counters", "confusion_matrix", "feature_statistics",
+         "feature_histograms")
 PART_FAMILIES: Mapping[str, Tuple[str, ...]] = {
     "feature_counters": (n.FEATURE_VALUES, n.FEATURE_MISSING_VALUES, n.FEATURE_VALUE_SUM,
                          n.FEATURE_VALUE_SQUARES),
     "confusion_matrix": (n.CONFUSION,),
+    "class_statistics": (n.PREDICTED_CLASS_ROWS, n.PREDICTED_CLASS_RATIO, n.CLASS_ACCURACY,
+                         n.PRECISION, n.RECALL, n.F1),
     "feature_statistics": (n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO),
     "feature_histograms": (n.FEATURE_HISTOGRAM,),
 }
@@ -60,7 +67,7 @@ BUDGET_FAMILIES: Dict[str, tuple] = {
                          ()),
     n.SERIES_LIMIT: ("gauge", "Series per model at most (fleet.max_series).", ()),
     n.SERIES_DROPPED: (
-        "counter", "Series the budget left out, added at each scrape, by part.", ("family",)),
+        "counter", "Distinct series the series budget has left out, by part.", ("family",)),
 }
 #: Series of the budget's own families per model.
 BUDGET_SERIES = 2 + len(PARTS)
@@ -123,21 +130,26 @@ def plan_cut(core: int, units: Mapping[str, Sequence[Tuple[str, int]]], limit: i
 
 
 def feature_units(samples: Mapping[str, List[Sample]], part: str) -> List[Tuple[str, int]]:
-    """``(feature, series)`` of `part` in order of first appearance (the whole part as
-    one unit when its series have no feature label)."""
+    """``(unit, series)`` of `part` in order of first appearance: units are features,
+    classes, or the whole part when its series have neither label."""
     sizes: Dict[str, int] = {}
     for name in PART_FAMILIES[part]:
         for sample in samples.get(name, ()):
-            unit = sample.labels.get("feature", _WHOLE)
+            unit = _unit(sample)
             sizes[unit] = sizes.get(unit, 0) + 1
     return list(sizes.items())
+
+
+def _unit(sample: Sample) -> str:
+    labels = sample.labels
+    return labels.get("feature") or labels.get("class") or _WHOLE
 
 
 def keep_features(samples: List[Sample], kept: Optional[Set[str]]) -> List[Sample]:
     """The samples whose unit is in `kept` (all of them when None)."""
     if kept is None:
         return samples
-    return [s for s in samples if s.labels.get("feature", _WHOLE) in kept]
+    return [s for s in samples if _unit(s) in kept]
 
 
 def split(samples: Mapping[str, List[Sample]]) -> Tuple[int, Dict[str, List[Tuple[str, int]]]]:
@@ -151,7 +163,8 @@ class SeriesBudget:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dropped: Dict[str, Dict[str, int]] = {}
+        # Per model and part, the series left out per unit (bounded by the units).
+        self._dropped: Dict[str, Dict[str, Dict[str, int]]] = {}
         self._logged: Set[Tuple[str, str]] = set()
 
     def forget(self, model: str) -> None:
@@ -166,17 +179,23 @@ class SeriesBudget:
         core, units = split(samples)
         cut = plan_cut(core, units, limit, unavailable)
         with self._lock:
-            totals = self._dropped.setdefault(model, {part: 0 for part in PARTS})
+            seen = self._dropped.setdefault(model, {part: {} for part in PARTS})
             fresh = []
             for part, series in cut.dropped.items():
-                totals[part] += series
+                kept = cut.kept.get(part)
+                left = {u: size for u, size in units.get(part, ())
+                        if kept is not None and u not in kept}
+                if not units.get(part) and series:  # never built (beyond its cap)
+                    left = {_WHOLE: series}
+                for unit, size in left.items():
+                    seen[part][unit] = max(seen[part].get(unit, 0), size)
                 if series and (model, part) not in self._logged:
                     self._logged.add((model, part))
                     fresh.append(part)
         for part in fresh:
             kept = cut.kept.get(part)
             left = [u for u, _ in units.get(part, ()) if kept is not None and u not in kept]
-            what = (f"{len(left)} features ({_names(left)})" if left and left[0] != _WHOLE
+            what = (f"{len(left)} units ({_names(left)})" if left and left[0] != _WHOLE
                     else "all of it")
             logger.warning(
                 "mlwatcher: model %r: the series budget (fleet.max_series == %d) leaves out "
@@ -190,7 +209,8 @@ class SeriesBudget:
         families[n.PUBLISHED_SERIES].add_metric([model], cut.published)
         families[n.SERIES_LIMIT].add_metric([model], limit)
         with self._lock:
-            totals = dict(self._dropped.get(model, {}))
+            totals = {part: sum(units.values())
+                      for part, units in self._dropped.get(model, {}).items()}
         for part in PARTS:
             families[n.SERIES_DROPPED].add_metric([model, part], totals.get(part, 0))
 
@@ -212,7 +232,7 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         8  # window rows, sampled rows, end, duration, compute time, labeled rows,
            # accuracy, macro F1
         + 2 * len(n.STATS)  # pred1 and spread12 statistics
-        + 10 * n_classes  # 6 window gauges and 4 counters per class
+        + 4 * n_classes  # 4 counters per class
         + len(n.REJECT_REASONS) + sum(len(r) for r in n.DROP_REASONS.values())
         + len(layout.pred1_buckets) + 3 + len(layout.spread12_buckets) + 3
         + 2  # last prediction, model info
@@ -225,6 +245,7 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         "core": core,
         "feature_counters": 5 * continuous,
         "confusion_matrix": confusion,
+        "class_statistics": 6 * n_classes,
         "feature_statistics": (len(n.STATS) + 1) * continuous
         + (max_categories + 2) * categorical,
         "feature_histograms": histograms,
