@@ -194,8 +194,8 @@ class SeriesBudget:
                     fresh.append(part)
         for part in fresh:
             kept = cut.kept.get(part)
-            left = [u for u, _ in units.get(part, ()) if kept is not None and u not in kept]
-            what = (f"{len(left)} units ({_names(left)})" if left and left[0] != _WHOLE
+            gone = [u for u, _ in units.get(part, ()) if kept is not None and u not in kept]
+            what = (f"{len(gone)} units ({_names(gone)})" if gone and gone[0] != _WHOLE
                     else "all of it")
             logger.warning(
                 "mlwatcher: model %r: the series budget (fleet.max_series == %d) leaves out "

@@ -85,7 +85,7 @@ def add_fleet_families(families: Dict[str, Any], model: str, classes: List[str],
         families[n.FEATURE_VALUE_SUM].add_metric([model, name, "negative"], negative[i])
         families[n.FEATURE_VALUE_SQUARES].add_metric([model, name], squares[i])
     for position, edges, offset in columns.histograms:
-        cells = counts.feature_buckets[offset:offset + edges.size + 1]
+        bucket_counts = counts.feature_buckets[offset:offset + edges.size + 1]
         families[n.FEATURE_HISTOGRAM].add_metric(
-            [model, columns.names[position]], histogram_buckets(edges.tolist(), cells),
+            [model, columns.names[position]], histogram_buckets(edges.tolist(), bucket_counts),
             sum_value=positive[position] - negative[position])
