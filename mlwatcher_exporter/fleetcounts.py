@@ -36,6 +36,7 @@ __all__ = [
     "FeatureColumns",
     "DEFAULT_CONFUSION_MAX_CLASSES",
     "learn_columns",
+    "prime_columns",
     "spread12_of",
     "add_inputs",
 ]
@@ -95,6 +96,9 @@ class FeatureColumns:
     all_columns: bool
     histograms: Tuple[Tuple[int, np.ndarray, int], ...]
     missing_histograms: Tuple[str, ...] = ()
+    #: From the declared names before any data (replaced, zeros and all, when the first
+    #: batch with features teaches the schema).
+    provisional: bool = False
 
     @property
     def n_buckets(self) -> int:
@@ -107,7 +111,27 @@ def learn_columns(schema: "InputSchema", layout: FleetLayout) -> Optional[Featur
     if schema.n_features is None or schema.categorical is None:
         return None
     names = schema.feature_names or [f"f{i}" for i in range(schema.n_features)]
-    columns = np.flatnonzero(~np.asarray(schema.categorical, dtype=bool))
+    return _columns(names, np.asarray(schema.categorical, dtype=bool), layout, False)
+
+
+def prime_columns(counts: "LifetimeCounts", schema: "InputSchema") -> None:
+    """Size the feature counters from the declared feature names, before any data, so
+    that they are published at 0 and a range's first increase is not lost."""
+    names = schema.feature_names
+    if counts.feature_columns is not None or names is None:
+        return
+    mask = np.zeros(len(names), dtype=bool)
+    for ref in schema.categorical_features:
+        if isinstance(ref, str) and ref in names:
+            mask[names.index(ref)] = True
+        elif isinstance(ref, int) and 0 <= ref < len(names):
+            mask[ref] = True
+    _size_features(counts, _columns(names, mask, counts.layout, True))
+
+
+def _columns(names: "list[str]", categorical: np.ndarray, layout: FleetLayout,
+             provisional: bool) -> FeatureColumns:
+    columns = np.flatnonzero(~categorical)
     kept = tuple(str(names[c]) for c in columns.tolist())
     position = {name: i for i, name in enumerate(kept)}
     histograms = []
@@ -118,8 +142,8 @@ def learn_columns(schema: "InputSchema", layout: FleetLayout) -> Optional[Featur
             histograms.append((position[name], array, offset))
             offset += array.size + 1
     missing = tuple(name for name in layout.feature_buckets if name not in position)
-    return FeatureColumns(kept, columns, columns.size == schema.n_features,
-                          tuple(histograms), missing)
+    return FeatureColumns(kept, columns, columns.size == len(names),
+                          tuple(histograms), missing, provisional)
 
 
 def spread12_of(proba: np.ndarray, pred1: np.ndarray) -> np.ndarray:
@@ -149,7 +173,7 @@ def add_inputs(
     counts.spread12_sum += float(spread.sum())
     if features is None:
         return
-    if counts.feature_columns is None:
+    if counts.feature_columns is None or counts.feature_columns.provisional:
         columns = learn_columns(schema, layout)
         if columns is None:
             return

@@ -17,7 +17,7 @@ import numpy as np
 
 from .collector import MonitorSnapshot
 from .counts import LifetimeCounts, RejectionCounts
-from .fleetcounts import FleetLayout
+from .fleetcounts import FleetLayout, prime_columns
 from .idstore import Key
 from .latelabels import LateLabels
 from .processing import process_stage
@@ -97,6 +97,7 @@ class Pipeline:
         with self.lock:
             if self.counts is None:
                 self.counts = LifetimeCounts(n_classes, self.fleet)
+                prime_columns(self.counts, self._schema)  # feature counters at 0
                 self.ledger = WindowLedger(
                     self._reservoir_size, n_classes, self._rng, self._staging.window_start
                 )

@@ -166,3 +166,14 @@ def test_copy_copies_every_array():
 def test_binary_spread12_is_the_difference():
     proba = np.array([[0.2, 0.8], [0.5, 0.5], [1.0, 0.0]])
     np.testing.assert_allclose(spread12_of(proba, proba.max(axis=1)), [0.6, 0.0, 1.0])
+
+
+def test_declared_features_are_published_at_zero_before_any_row():
+    m, registry = monitor(categorical_features=["c"])
+    m.observe(np.full((2, N_CLASSES), 1 / N_CLASSES))  # predictions, no features yet
+    assert value(registry, "mlwatcher_feature_values_total", feature="a") == 0
+    assert value(registry, "mlwatcher_feature_values_total", feature="c") is None
+    m.observe(np.full((2, N_CLASSES), 1 / N_CLASSES), features=[[1, 2, 3], [4, 5, 6]])
+    assert value(registry, "mlwatcher_feature_values_total", feature="b") == 2
+    assert value(registry, "mlwatcher_feature_value_squares_total", feature="b") == 29
+    m.close()
