@@ -126,6 +126,13 @@ def _run_check_config(args: argparse.Namespace) -> int:
             f", window buffers up to {memory / 1024 ** 2:.1f} MiB")
     names = ", ".join(repr(settings.model) for settings in service.models)
     print(f"{args.path}: OK (model{'s' if len(service.models) > 1 else ''} {names}{size})")
+    from .seriesreport import series_report  # the series each model will publish
+
+    for settings in service.models:
+        report = series_report(settings)
+        print(f"  {report}" if report else f"  model {settings.model!r}: series unknown "
+              "until its classes and features are learned (declare n_classes or "
+              "class_names, and feature_names, to see them)")
     return 0
 
 

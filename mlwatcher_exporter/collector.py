@@ -46,6 +46,9 @@ from . import driftmetrics
 from . import naming as n
 from ._version import __version__
 from .exposition import PRERENDERED, render_samples
+from .budget import BUDGET_FAMILIES, PART_OF, SeriesBudget, keep_features
+from .fleetcounts import FleetLayout
+from .fleetfamilies import FLEET_FAMILIES, add_fleet_families
 
 if TYPE_CHECKING:  # pragma: no cover
     from .counts import LifetimeCounts
@@ -156,6 +159,8 @@ FAMILIES: Dict[str, tuple] = {
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
 FAMILIES.update(driftmetrics.FAMILIES)  # reference, drift and estimates (driftmetrics.py)
+FAMILIES.update(FLEET_FAMILIES)  # the fleet counters (fleetfamilies.py)
+FAMILIES.update(BUDGET_FAMILIES)  # the series budget (budget.py)
 
 # Families being filled during one scrape; Any because their add_metric signatures differ.
 Families = Dict[str, Any]
@@ -189,6 +194,7 @@ class MonitorCollector(Collector):
         self._monitors: Dict[str, "Publisher"] = {}
         self._parts: Dict[str, _WindowPart] = {}
         self._lock = threading.Lock()
+        self._budget = SeriesBudget()
 
     def add(self, monitor: "Publisher") -> None:
         """Serve `monitor`; its model name must be unique on this registry."""
@@ -206,6 +212,7 @@ class MonitorCollector(Collector):
             if self._monitors.get(monitor.model) is monitor:
                 del self._monitors[monitor.model]
                 self._parts.pop(monitor.model, None)
+                self._budget.forget(monitor.model)
 
     def describe(self) -> Iterable[Metric]:
         """The families' names (without samples), for the registry's duplicate check."""
@@ -221,17 +228,52 @@ class MonitorCollector(Collector):
         for monitor in monitors:
             monitor.tick()  # a scrape closes a due window, as the worker would
             snap = monitor.snapshot()
-            _add_monitor(families, monitor, snap)
-            if snap.window is not None:
-                self._add_window_part(families, monitor.model, snap.class_labels, snap.window)
+            self._add_budgeted(families, monitor, snap)
         # Families without samples (no window yet, no categorical feature) are left out.
         yield from (family for family in families.values() if family.samples)
 
-    def _add_window_part(
-        self, families: Families, model: str, classes: List[str], window: "WindowStats"
-    ) -> None:
-        """Add a monitor's window families, built and rendered once per window: they
-        do not change between two scrapes of one window."""
+    # ---- the series budget (budget.py): one model's families, cut to fleet.max_series
+    def _add_budgeted(self, families: Families, monitor: "Publisher",
+                      snap: MonitorSnapshot) -> None:
+        """Add a monitor's families, cut by its series budget; the window part keeps its
+        rendered text unless the cut reaches it."""
+        model = monitor.model
+        own = {name: _new_family(name) for name in FAMILIES if name not in _WINDOW_FAMILIES}
+        _add_monitor(own, monitor, snap)
+        samples = {name: family.samples for name, family in own.items() if family.samples}
+        part = None
+        if snap.window is not None:
+            part = self._window_part(model, snap.class_labels, snap.window)
+            samples.update(part.samples)
+        layout = snap.counts.layout if snap.counts is not None else FleetLayout()
+        unavailable = {}
+        n_classes = len(snap.class_labels)
+        if layout.confusion_matrix and n_classes > layout.confusion_max_classes:
+            unavailable["confusion_matrix"] = n_classes * n_classes
+        cut = self._budget.plan(model, samples, layout.max_series, unavailable)
+        self._budget.add_families(own, model, cut, layout.max_series)
+        for name, family in own.items():
+            families[name].samples.extend(
+                keep_features(family.samples, cut.kept.get(PART_OF.get(name, ""))))
+        if part is None:
+            return
+        if not cut.cuts:
+            self._add_part(families, part)
+            return
+        for name, window_samples in part.samples.items():
+            kept = cut.kept.get(PART_OF.get(name, ""))
+            family = families[name]
+            family.samples.extend(keep_features(window_samples, kept))
+            if kept is not None:  # rendered afresh from the samples kept
+                setattr(family, PRERENDERED, None)
+            else:
+                chunks, text = getattr(family, PRERENDERED), part.text[name]
+                setattr(family, PRERENDERED, None if chunks is None or text is None
+                        else chunks + [text])
+
+    def _window_part(self, model: str, classes: List[str],
+                     window: "WindowStats") -> "_WindowPart":
+        """A monitor's window families, built and rendered once per window."""
         with self._lock:
             part = self._parts.get(model)
         if part is None or part.window is not window:
@@ -239,6 +281,10 @@ class MonitorCollector(Collector):
             with self._lock:
                 if model in self._monitors:
                     self._parts[model] = part
+        return part
+
+    @staticmethod
+    def _add_part(families: Families, part: "_WindowPart") -> None:
         for name, samples in part.samples.items():
             family = families[name]
             family.samples.extend(samples)
@@ -246,6 +292,13 @@ class MonitorCollector(Collector):
             text = part.text[name]
             setattr(family, PRERENDERED, None if chunks is None or text is None
                     else chunks + [text])
+
+    def _add_window_part(
+        self, families: Families, model: str, classes: List[str], window: "WindowStats"
+    ) -> None:
+        """Add a monitor's window families, built and rendered once per window: they
+        do not change between two scrapes of one window."""
+        self._add_part(families, self._window_part(model, classes, window))
 
 
 class _WindowPart(NamedTuple):
@@ -286,9 +339,11 @@ def _add_monitor(families: Families, monitor: "Publisher",
             for label, value in zip(classes, values.tolist()):
                 families[name].add_metric([model, label], value)
         cumulative = counts.pred1_buckets.cumsum().tolist()
-        buckets = [(f"{edge:g}", value) for edge, value in zip(n.PRED1_BUCKETS, cumulative)]
+        buckets = [(f"{edge:g}", value)
+                   for edge, value in zip(counts.layout.pred1_buckets, cumulative)]
         buckets.append(("+Inf", cumulative[-1]))
         families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
+        add_fleet_families(families, model, classes, counts)
         if counts.last_prediction is not None:
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
     if snap.late is not None:

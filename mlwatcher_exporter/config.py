@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .configfile import ConfigError, check_file, join_path, unknown_keys
+from .fleetconfig import check_fleet, feature_bucket_names, to_layout
+from .fleetcounts import FleetLayout
 
 __all__ = [
     "ConfigError",
@@ -98,6 +100,7 @@ class MonitorSettings:
     reference: Optional[Any] = None
     drift_thresholds: Optional[Dict[str, float]] = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    fleet: FleetLayout = field(default_factory=FleetLayout)  # fleetconfig.py
 
 
 # A check takes the option's name (or key path) and value and returns the problem, if any.
@@ -275,6 +278,8 @@ _MONITOR_CHECKS: Dict[str, Check] = {
     "drift_thresholds": _thresholds,
 }
 
+_MONITOR_CHECKS["fleet"] = check_fleet  # histogram edges, confusion matrix, budget
+
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
 
 
@@ -298,6 +303,12 @@ def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") ->
                 problems.append(ValueError(
                     f"{prefix}categorical_features[{position}] == {ref}, must be < "
                     f"{len(features)} (the number of feature_names)"))
+    if features is not None:  # the fleet's feature histograms name declared features
+        for feature in feature_bucket_names(values.get("fleet")):
+            if feature not in features:
+                problems.append(ValueError(
+                    f"{prefix}fleet.feature_buckets.{feature}: {feature!r} must be one of "
+                    "feature_names"))
     reservoir = values.get("reservoir_size", MonitorSettings.reservoir_size)
     columns = _columns(n_classes if names is None else len(names), features)
     if not partial and columns is not None and reservoir * columns > MAX_RESERVOIR_CELLS:
@@ -348,6 +359,8 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
             out[key] = float(out[key])
     if out.get("drift_thresholds") is not None:
         out["drift_thresholds"] = dict(out["drift_thresholds"])
+    if "fleet" in out:
+        out["fleet"] = to_layout(out["fleet"])
     return MonitorSettings(**out, http=HttpSettings(**http))
 
 

@@ -266,6 +266,10 @@ def _stream(
         feature_names=models.feature_names + [CHANNEL_FEATURE],
         categorical_features=[CHANNEL_FEATURE],
         registry=registry,
+        # Every optional fleet family has data: the confusion matrix, and a histogram
+        # of the first pixel, the feature the dashboards draw by default (values 0 to 16).
+        fleet={"confusion_matrix": True,
+               "feature_buckets": {models.feature_names[0]: [0.0, 4.0, 8.0, 12.0, 16.0]}},
     )
     production_monitor = ModelMonitor(model="digits", random_state=seed, **common)
     canary_monitor = ModelMonitor(model="digits-canary", random_state=seed + 1, **common)

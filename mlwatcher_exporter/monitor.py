@@ -100,6 +100,11 @@ class ModelMonitor:
         windows on time and computes their statistics. Without it, that work is done by
         the next scrape, :meth:`flush`, :meth:`tick` or :meth:`close_window`, or by a
         caller that finds every stage full.
+    fleet : mapping or FleetLayout, optional
+        The fleet counters: ``pred1_buckets``, ``spread12_buckets`` (increasing edges in
+        [0, 1]), ``confusion_matrix`` (default False), ``confusion_max_classes``
+        (default 20), ``feature_buckets`` ({feature: edges}) and ``max_series`` (the
+        series budget, default 4000); see :mod:`~mlwatcher_exporter.fleetconfig`.
 
     Examples
     --------
@@ -134,6 +139,7 @@ class ModelMonitor:
         reference: Any = None,
         drift_thresholds: Optional[Mapping[str, Optional[float]]] = None,
         background: bool = True,
+        fleet: Any = None,
         _clock: Callable[[], float] = time.monotonic,
         _wall_clock: Callable[[], float] = time.time,
         _waiter: Optional[Waiter] = None,
@@ -154,6 +160,7 @@ class ModelMonitor:
             id_ttl_seconds=id_ttl_seconds,
             reference=reference,
             drift_thresholds=drift_thresholds,
+            fleet=fleet,
         )
         self.model = settings.model
         self.window_seconds = settings.window_seconds
@@ -187,7 +194,7 @@ class ModelMonitor:
         self._pipeline = Pipeline(
             model, self._staging, self._schema, self._refusals, reservoir_size,
             np.random.default_rng(random_state), self._log, max_categories, _clock, _wall_clock,
-            self.max_ids, self.id_ttl_seconds,
+            self.max_ids, self.id_ttl_seconds, fleet=settings.fleet,
         )
         self._intake = Intake(
             self._schema, self._staging, self._refusals, self._pipeline.drain,

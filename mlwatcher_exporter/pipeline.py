@@ -17,6 +17,7 @@ import numpy as np
 
 from .collector import MonitorSnapshot
 from .counts import LifetimeCounts, RejectionCounts
+from .fleetcounts import FleetLayout, prime_columns
 from .idstore import Key
 from .judge import WindowJudge
 from .latelabels import LateLabels
@@ -71,6 +72,7 @@ class Pipeline:
         wall_clock: Callable[[], float],
         max_ids: int = 100_000,
         id_ttl: float = 86_400.0,
+        fleet: Optional[FleetLayout] = None,
     ) -> None:
         self.lock = threading.Lock()
         self._model = model
@@ -91,12 +93,14 @@ class Pipeline:
         self.late = LateLabels(max_ids, id_ttl)
         # Judges each window against the reference profile (judge.WindowJudge), if any.
         self.judge: Optional[WindowJudge] = None
+        self.fleet = fleet
 
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
         with self.lock:
             if self.counts is None:
-                self.counts = LifetimeCounts(n_classes)
+                self.counts = LifetimeCounts(n_classes, self.fleet)
+                prime_columns(self.counts, self._schema)  # feature counters at 0
                 self.ledger = WindowLedger(
                     self._reservoir_size, n_classes, self._rng, self._staging.window_start
                 )

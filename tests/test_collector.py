@@ -35,7 +35,9 @@ def value(registry, name, **labels):
 
 
 def test_every_family_is_published_with_its_labels(registry, clock):
-    monitor = make_monitor(registry, clock)
+    # The optional families too: the confusion matrix and a feature histogram.
+    monitor = make_monitor(registry, clock, fleet={"confusion_matrix": True,
+                                                   "feature_buckets": {"size": [-1, 0, 1]}})
     proba, labels = feed(monitor, np.random.default_rng(0))
     clock.advance(10)
     names = {f.name: f for f in registry.collect()}
