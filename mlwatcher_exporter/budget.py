@@ -13,8 +13,8 @@ published first, and therefore dropped last:
 3. ``feature_counters``: count, sums, sum of squares and missing values of each
    continuous feature (exact across replicas), features in column order;
 4. ``confusion_matrix``: the whole matrix (when enabled), or nothing;
-5. ``feature_statistics``: each feature's window statistics, missing ratio and value
-   ratios, features in column order;
+5. ``feature_statistics``: each feature's window statistics, missing ratio, value
+   ratios and drift scores, features in column order;
 6. ``feature_histograms``: the configured feature histograms, in configuration order.
 
 A part is cut unit by unit (feature, class) from the end; once a part is cut, every
@@ -56,7 +56,8 @@ PART_FAMILIES: Mapping[str, Tuple[str, ...]] = {
     "confusion_matrix": (n.CONFUSION,),
     "class_statistics": (n.PREDICTED_CLASS_ROWS, n.PREDICTED_CLASS_RATIO, n.CLASS_ACCURACY,
                          n.PRECISION, n.RECALL, n.F1),
-    "feature_statistics": (n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO),
+    "feature_statistics": (n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO,
+                           n.FEATURE_DRIFT),
     "feature_histograms": (n.FEATURE_HISTOGRAM,),
 }
 PART_OF = {name: part for part, names in PART_FAMILIES.items() for name in names}

@@ -38,6 +38,7 @@ __all__ = [
     "learn_columns",
     "prime_columns",
     "spread12_of",
+    "LARGEST_SUMMED",
     "add_inputs",
 ]
 
@@ -187,7 +188,9 @@ def add_inputs(
         return
     if not columns.all_columns:
         table = table[:, columns.columns]
-    finite = np.isfinite(table)
+    # NaN, +/-inf and values whose square would overflow a float are missing: one such
+    # value would turn the sum of squares into +Inf for the life of the counter.
+    finite = np.abs(table) <= LARGEST_SUMMED
     clean = np.where(finite, table, 0.0)
     found = finite.sum(axis=0)
     counts.feature_values += found
@@ -199,6 +202,11 @@ def add_inputs(
         column = table[:, position]
         counts.feature_buckets[offset:offset + edges.size + 1] += _buckets(
             edges, column[finite[:, position]])
+
+
+#: Largest magnitude a value may have to enter the sums: 1e100 squared leaves room for
+#: 1e108 rows before the sum of squares overflows.
+LARGEST_SUMMED = 1e100
 
 
 def _size_features(counts: "LifetimeCounts", columns: FeatureColumns) -> None:

@@ -123,6 +123,20 @@ def test_feature_mean_and_std_from_counters_equal_numpy():
     m.close()
 
 
+def test_values_whose_square_overflows_are_missing_not_an_infinite_sum():
+    proba, labels, features = stream(n=10)
+    features[:] = 1.0
+    features[0, 0], features[1, 0], features[2, 0] = 1e200, -1e200, np.inf
+    m, registry = monitor()
+    m.observe(proba, features=features)
+    assert value(registry, "mlwatcher_feature_missing_values_total", feature="a") == 3
+    assert value(registry, "mlwatcher_feature_values_total", feature="a") == 7
+    assert value(registry, "mlwatcher_feature_value_squares_total", feature="a") == 7.0
+    assert value(registry, "mlwatcher_feature_value_sum_total", feature="a",
+                 sign="negative") == 0.0
+    m.close()
+
+
 def test_spread12_histogram_and_configured_pred1_edges():
     proba, _, _ = stream(n=500)
     m, registry = monitor(fleet={"pred1_buckets": [0.5, 0.9, 0.99],
