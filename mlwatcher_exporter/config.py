@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .configfile import ConfigError, check_file, join_path, unknown_keys
+from .fleetconfig import check_fleet, feature_bucket_names, to_layout
+from .fleetcounts import FleetLayout
 
 __all__ = [
     "ConfigError",
@@ -108,8 +110,12 @@ class MonitorSettings:
     random_state: Optional[int] = None
     max_ids: int = 100_000
     id_ttl_seconds: float = 86_400.0
+    # Drift and label-free estimation (docs/drift.md): a profile file, method thresholds.
+    reference: Optional[Any] = None
+    drift_thresholds: Optional[Dict[str, float]] = None
     http: HttpSettings = field(default_factory=HttpSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    fleet: FleetLayout = field(default_factory=FleetLayout)  # fleetconfig.py
 
 
 # A check takes the option's name (or key path) and value and returns the problem, if any.
@@ -242,6 +248,33 @@ def _port(name: str, value: Any) -> Optional[Exception]:
     return None
 
 
+def _reference(name: str, value: Any) -> Optional[Exception]:
+    if value is None or type(value).__name__ == "ReferenceProfile":
+        return None
+    if isinstance(value, os.PathLike):
+        return None
+    return _name(name, value)
+
+
+def _thresholds(name: str, value: Any) -> Optional[Exception]:
+    from .judge import DEFAULT_THRESHOLDS
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return TypeError(f"{name} == {_show(value)}, must be a mapping of drift method to "
+                         "threshold, or null")
+    for method, threshold in value.items():
+        if method not in DEFAULT_THRESHOLDS:
+            return ValueError(f"{join_path(name, str(method))}: unknown drift method, "
+                              f"expected one of {sorted(DEFAULT_THRESHOLDS)}")
+        if threshold is not None and (not _is_number(threshold)
+                                      or not math.isfinite(threshold) or threshold < 0):
+            return ValueError(f"{join_path(name, str(method))} == {_show(threshold)}, must "
+                              "be a number >= 0 or null (not counted)")
+    return None
+
+
 _MONITOR_CHECKS: Dict[str, Check] = {
     "model": _name,
     "n_classes": _int_in(2, MAX_CLASSES, optional=True),
@@ -256,7 +289,11 @@ _MONITOR_CHECKS: Dict[str, Check] = {
     "random_state": _random_state,
     "max_ids": _int_in(1, MAX_IDS),
     "id_ttl_seconds": _positive_seconds,
+    "reference": _reference,
+    "drift_thresholds": _thresholds,
 }
+
+_MONITOR_CHECKS["fleet"] = check_fleet  # histogram edges, confusion matrix, budget
 
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
 _HISTORY_CHECKS: Dict[str, Check] = {
@@ -287,6 +324,12 @@ def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") ->
                 problems.append(ValueError(
                     f"{prefix}categorical_features[{position}] == {ref}, must be < "
                     f"{len(features)} (the number of feature_names)"))
+    if features is not None:  # the fleet's feature histograms name declared features
+        for feature in feature_bucket_names(values.get("fleet")):
+            if feature not in features:
+                problems.append(ValueError(
+                    f"{prefix}fleet.feature_buckets.{feature}: {feature!r} must be one of "
+                    "feature_names"))
     reservoir = values.get("reservoir_size", MonitorSettings.reservoir_size)
     columns = _columns(n_classes if names is None else len(names), features)
     if not partial and columns is not None and reservoir * columns > MAX_RESERVOIR_CELLS:
@@ -336,6 +379,10 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any],
     for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
+    if out.get("drift_thresholds") is not None:
+        out["drift_thresholds"] = dict(out["drift_thresholds"])
+    if "fleet" in out:
+        out["fleet"] = to_layout(out["fleet"])
     return MonitorSettings(**out, http=HttpSettings(**http),
                            history=HistorySettings(**(history or {})))
 

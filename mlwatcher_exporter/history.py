@@ -88,11 +88,16 @@ def window_record(model: str, classes: Sequence[str], window: "WindowStats") -> 
         "f1": _by_class(classes, scores.f1) if scores else None,
         "compute_seconds": _number(window.compute_seconds),
     }
-    # The hook of drift scores (branch `drift`): a mapping of feature to score, kept
-    # when the window has one, absent otherwise.
-    drift = getattr(window, "drift", None)
-    if isinstance(drift, Mapping) and drift:
-        record["drift"] = {str(name): _number(score) for name, score in drift.items()}
+    judgement = window.judgement  # judge.WindowJudgement, with a reference profile
+    if judgement is not None:
+        # PSI is computed for continuous and categorical features alike, so it ranks both.
+        record["drift"] = {str(name): _number(methods.get("psi"))
+                           for name, methods in judgement.feature_drift.items()}
+        record["drifted_features"] = int(judgement.drifted_features)
+        estimate = judgement.estimate
+        if estimate is not None:
+            record["estimated_accuracy"] = _number(estimate.accuracy)
+            record["estimated_accuracy_stderr"] = _number(estimate.accuracy_stderr)
     return record
 
 

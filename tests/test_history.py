@@ -1,6 +1,5 @@
 """Window history: the record of each closed window, the bounded memory, the settings."""
 
-import dataclasses
 import json
 import math
 
@@ -11,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from mlwatcher_exporter import ModelMonitor
 from mlwatcher_exporter.config import ConfigError, HistorySettings, parse_config
 from mlwatcher_exporter.history import MAX_KEEP, WindowHistory, window_record
+from mlwatcher_exporter.judge import WindowJudgement
 from mlwatcher_exporter.serveconfig import parse_serve_config
 from mlwatcher_exporter.window import WindowStats
 
@@ -51,19 +51,40 @@ def test_the_record_holds_the_published_window():
 
 
 def test_non_finite_numbers_become_null_and_a_drift_score_is_kept():
-    @dataclasses.dataclass(frozen=True)
-    class DriftedStats(WindowStats):
-        drift: dict = dataclasses.field(default_factory=dict)
-
-    window = DriftedStats(end_time=10.5, duration=1.0, rows=0, sampled_rows=0,
-                          class_rows=np.zeros(2, int), class_ratio=None, pred1=None,
-                          spread12=None, features={"x": {"mean": math.nan}},
-                          drift={"x": 0.4, "y": math.inf})
+    judgement = WindowJudgement(rows=3, drifted_features=1, feature_drift={
+        "x": {"psi": 0.4, "ks": 0.2}, "y": {"psi": math.inf}})
+    window = WindowStats(end_time=10.5, duration=1.0, rows=0, sampled_rows=0,
+                         class_rows=np.zeros(2, int), class_ratio=None, pred1=None,
+                         spread12=None, features={"x": {"mean": math.nan}},
+                         judgement=judgement)
     record = window_record("m", ["a", "b"], window)
     assert record["features"] == {"x": {"mean": None}}
     assert record["drift"] == {"x": 0.4, "y": None}
+    assert record["drifted_features"] == 1 and "estimated_accuracy" not in record
     assert record["accuracy"] is None and record["labeled_rows"] == 0
     assert record["timestamp"] == "1970-01-01T00:00:10.500Z"
+
+
+def test_a_monitor_with_a_reference_records_each_windows_drift_and_estimate():
+    rng = np.random.default_rng(3)
+    reference = rng.normal(0.0, 1.0, size=(500, 2))
+    labels = (reference[:, 0] > 0).astype(int)
+    proba_of = lambda x: np.column_stack([1 / (1 + np.exp(3 * x[:, 0])),  # noqa: E731
+                                          1 / (1 + np.exp(-3 * x[:, 0]))])
+    m = ModelMonitor(model="d", n_classes=2, feature_names=["x", "y"],
+                     registry=CollectorRegistry(), background=False)
+    m.history = WindowHistory("d")
+    m.fit_reference(reference, proba_of(reference), labels)
+    current = rng.normal(0.0, 1.0, size=(400, 2))
+    current[:, 1] += 3.0  # y drifts, x does not
+    m.observe(proba_of(current), features=current)
+    m.close_window()
+    record = m.history.records()[-1]
+    assert set(record["drift"]) == {"x", "y"} and record["drift"]["y"] > 1 > record["drift"]["x"]
+    assert record["drifted_features"] >= 1
+    assert 0.5 < record["estimated_accuracy"] <= 1 and record["estimated_accuracy_stderr"] > 0
+    json.dumps(record, allow_nan=False)
+    m.close()
 
 
 def test_each_window_is_recorded_once_and_memory_is_bounded():
