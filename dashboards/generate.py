@@ -512,6 +512,58 @@ def overview() -> Dict[str, Any]:
                 f'sum by (le) (increase(mlwatcher_prediction_pred1_bucket{{{M}}}'
                 f'[$__rate_interval]))', w=24, repeat="model"),
 
+        row("Fleet counters (all replicas, exact)"),
+        timeseries("Precision and F1 per class over all labeled rows (all replicas)",
+                   "From the counters: correct / labeled rows by predicted class, and "
+                   "2 correct / (labeled by true + by predicted class); exact when only some "
+                   "rows are labeled.",
+                   targets((f"model_class:mlwatcher_precision:ratio_rate5m{{{MC}}}",
+                            FLEET_LEGEND + " class {{class}} precision"),
+                           (f"model_class:mlwatcher_f1:ratio_rate5m{{{MC}}}",
+                            FLEET_LEGEND + " class {{class}} F1")), **prob),
+        timeseries("spread12 quantiles over all rows (all replicas)",
+                   "From the mlwatcher_prediction_spread12 histogram summed over replicas.",
+                   targets((f"model:mlwatcher_prediction_spread12:p50_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p50"),
+                           (f"model:mlwatcher_prediction_spread12:p10_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p10"),
+                           (f"model:mlwatcher_prediction_spread12:p90_rate5m{{{M}}}",
+                            FLEET_LEGEND + " p90"),
+                           (f"model:mlwatcher_prediction_spread12:mean_rate5m{{{M}}}",
+                            FLEET_LEGEND + " mean")),
+                   overrides=[by_regex(".*(p10|p90).*", BAND_STYLE)], **prob),
+        timeseries("Feature mean and std over all rows (all replicas)",
+                   "From count, sums and sum of squares of each continuous feature; the "
+                   "median from the optional feature histograms.",
+                   targets((f"model_feature:mlwatcher_feature:mean_rate5m{{{MF}}}",
+                            FLEET_LEGEND + " {{feature}} mean"),
+                           (f"model_feature:mlwatcher_feature:std_rate5m{{{MF}}}",
+                            FLEET_LEGEND + " {{feature}} std"),
+                           (f"model_feature:mlwatcher_feature_value:p50_rate5m{{{MF}}}",
+                            FLEET_LEGEND + " {{feature}} median"),
+                           (f"sum without (instance) (rate(mlwatcher_feature_value_sum{{{MF}}}"
+                            f"[5m])) / sum without (instance) (rate("
+                            f"mlwatcher_feature_value_count{{{MF}}}[5m]))",
+                            FLEET_LEGEND + " {{feature}} histogram mean"))),
+        timeseries("Feature missing share over all rows (all replicas)",
+                   "NaN or infinite values / all values, from the counters.",
+                   targets((f"model_feature:mlwatcher_feature_missing:ratio_rate5m{{{MF}}}",
+                            FLEET_LEGEND + " {{feature}}")), **prob),
+        timeseries("Confusion matrix rows per second (all replicas)",
+                   "Labeled rows by true and predicted class (fleet.confusion_matrix).",
+                   targets(("model_true_class_predicted_class:"
+                            f"mlwatcher_confusion_matrix_rows:rate5m{{{M}}}",
+                            FLEET_LEGEND + " {{true_class}} as {{predicted_class}}")),
+                   minimum=0),
+        timeseries("Series budget",
+                   "Series published per model, its limit (fleet.max_series) and the "
+                   "distinct series the budget left out, by part.",
+                   targets((f"mlwatcher_published_series{{{M}}}", "{{model}} published"),
+                           (f"mlwatcher_series_limit{{{M}}}", "{{model}} limit"),
+                           (f"mlwatcher_series_dropped_total{{{M}}}",
+                            "{{model}} dropped {{family}}")),
+                   overrides=[by_regex(".*limit.*", BAND_STYLE)], minimum=0),
+
         row("Classes"),
         timeseries("Predicted classes of $model per window",
                    "Share of the window's rows predicted as each class, stacked. A class "
@@ -733,6 +785,51 @@ def overview() -> Dict[str, Any]:
                    targets((f"sum by (model, part, reason) (rate(mlwatcher_dropped_rows_total"
                             f"{{{M}}}[$__rate_interval]))", "{{model}} {{part}} {{reason}}")),
                    unit="suffix: rows/s", minimum=0),
+
+        # Drift against the reference profile and label-free estimates (docs/drift.md).
+        row("Drift against the reference and estimated performance"),
+        bargauge("Top drifted features (PSI)",
+                 "The 10 features whose last window is furthest from the reference profile "
+                 "by PSI (0.1 moderate, 0.2 large: the default threshold). "
+                 "mlwatcher_drifted_features counts features beyond any method's threshold.",
+                 targets((f'topk(10, mlwatcher_feature_drift{{{M},method="psi"}})',
+                          "{{model}} {{feature}}", True)),
+                 thresh=thresholds(("green", None), ("orange", 0.1), ("red", 0.2)),
+                 minimum=0),
+        timeseries("Drifted features and prediction drift over time",
+                   "Features beyond a drift threshold, and the PSI of the predicted class "
+                   "distribution, pred1 and spread12 against the reference. "
+                   "MLWatcherReferenceDrift fires on the prediction drift.",
+                   targets((f"mlwatcher_drifted_features{{{M}}}", "{{model}} drifted features"),
+                           (f'mlwatcher_prediction_drift{{{M},method="psi"}}',
+                            "{{model}} {{quantity}} psi")), minimum=0),
+        timeseries("Feature drift over time",
+                   "Every method for the selected features: psi, js, ks, wasserstein "
+                   "(continuous), psi, js, chi2_pvalue (categorical).",
+                   targets((f"mlwatcher_feature_drift{{{MF}}}",
+                            "{{model}} {{feature}} {{method}}")), minimum=0),
+        timeseries("Estimated vs realised accuracy",
+                   "Accuracy estimated without labels (CBPE, valid under covariate shift, "
+                   "not under concept drift) with its +/- 2 standard error band (dashed), "
+                   "beside the accuracy on the window's labeled rows, when labels come.",
+                   targets((f"mlwatcher_estimated_accuracy{{{M}}}", "{{model}} estimated"),
+                           (f"mlwatcher_estimated_accuracy{{{M}}} - 2 * "
+                            f"mlwatcher_estimated_accuracy_stderr{{{M}}}", "{{model}} band low"),
+                           (f"mlwatcher_estimated_accuracy{{{M}}} + 2 * "
+                            f"mlwatcher_estimated_accuracy_stderr{{{M}}}",
+                            "{{model}} band high"),
+                           (f"mlwatcher_accuracy{{{M}}}", "{{model}} realised")),
+                   overrides=[by_regex(".*band.*", BAND_STYLE)],
+                   unit="percentunit", minimum=0, maximum=1),
+        timeseries("Estimated F1 per class and macro F1",
+                   "One-vs-rest F1 estimated without labels (CBPE) per class, and their mean.",
+                   targets((f"mlwatcher_estimated_f1{{{MC}}}", "{{model}} {{class}}"),
+                           (f"mlwatcher_estimated_f1_macro{{{M}}}", "{{model}} macro")),
+                   unit="percentunit", minimum=0, maximum=1),
+        table("Reference profiles",
+              "The reference profile each model is judged against (mlwatcher_reference_info).",
+              [target(f"mlwatcher_reference_info{{{M}}}", instant=True, fmt="table")],
+              ["Time", "Value", "__name__"], {}),
 
         row("Exporter health"),
         timeseries("Window age and stall limit",

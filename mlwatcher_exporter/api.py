@@ -4,8 +4,10 @@
 it to that model's :meth:`ModelMonitor.observe`, which validates the whole batch before
 it keeps any of it: an answer of 200 means every row was counted, any other answer means
 none was. ``GET /api/v1/models`` lists the hosted models, ``GET /api/v1/openapi.json``
-describes the API (:mod:`.openapi`). Every other path goes to the exposition app
-(``/metrics``, the landing page and whatever :func:`~.exposition.make_wsgi_app` serves).
+describes the API (:mod:`.openapi`), ``GET /api/v1/models/{model}/windows?limit=N``
+returns the model's last closed windows (:mod:`.history`). Every other path goes to the
+exposition app (``/metrics``, the landing page and whatever
+:func:`~.exposition.make_wsgi_app` serves).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from .httptypes import Handler, Request, Response
 from .ingest import Batch, IngestError, decode_body
 from .monitor import ModelMonitor
 from .openapi import openapi_document
+from .windowsapi import windows_response
 
-__all__ = ["IngestAPI", "OBSERVATIONS_PATH", "OPENAPI_PATH", "MODELS_PATH"]
+__all__ = ["IngestAPI", "OBSERVATIONS_PATH", "OPENAPI_PATH", "MODELS_PATH", "WINDOWS_PATH"]
 
 OBSERVATIONS_PATH = "/api/v1/models/{model}/observations"
 OPENAPI_PATH = "/api/v1/openapi.json"
 MODELS_PATH = "/api/v1/models"
+WINDOWS_PATH = "/api/v1/models/{model}/windows"
 _FIELD = re.compile(r"^(proba|features|labels|ids)\b")
 _JSON = "application/json"
 
@@ -98,6 +102,9 @@ class IngestAPI:
         if len(parts) == 6 and parts[:4] == ["", "api", "v1", "models"] and \
                 parts[5] == "observations":
             handler = "observations"
+        elif len(parts) == 6 and parts[:4] == ["", "api", "v1", "models"] and \
+                parts[5] == "windows":
+            handler = "windows"
         elif path == OPENAPI_PATH:
             handler = "openapi"
         elif path in (MODELS_PATH, MODELS_PATH + "/"):
@@ -114,6 +121,9 @@ class IngestAPI:
         if request.method not in ("GET", "HEAD"):
             return handler, _error(405, "method", f"{request.method} is not allowed, use "
                                    "GET or HEAD", "method", ("Allow", "GET, HEAD"))
+        if handler == "windows":
+            return handler, windows_response(self.monitors, unquote(parts[4]),
+                                             request.target)
         if handler == "openapi":
             return handler, Response(200, [("Content-Type", _JSON)], self._openapi)
         return handler, _json(200, {"models": [self._describe(name, monitor) for name, monitor

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 __all__ = ["ApiMetrics", "HANDLERS", "FORMATS", "LATENCY_BUCKETS"]
 
 #: Values of the ``handler`` label.
-HANDLERS = ("observations", "openapi", "models", "other")
+HANDLERS = ("observations", "openapi", "models", "other", "windows")
 #: Values of the ``format`` label.
 FORMATS = ("json", "npy", "npz")
 #: Upper bounds of the request latency histogram, in seconds.

@@ -126,6 +126,13 @@ def _run_check_config(args: argparse.Namespace) -> int:
             f", window buffers up to {memory / 1024 ** 2:.1f} MiB")
     names = ", ".join(repr(settings.model) for settings in service.models)
     print(f"{args.path}: OK (model{'s' if len(service.models) > 1 else ''} {names}{size})")
+    from .seriesreport import series_report  # the series each model will publish
+
+    for settings in service.models:
+        report = series_report(settings)
+        print(f"  {report}" if report else f"  model {settings.model!r}: series unknown "
+              "until its classes and features are learned (declare n_classes or "
+              "class_names, and feature_names, to see them)")
     return 0
 
 
@@ -166,6 +173,34 @@ def _run_serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _add_profile(subparsers: "argparse._SubParsersAction") -> None:
+    profile = subparsers.add_parser(
+        "profile",
+        help="build a reference profile (drift, label-free estimates) from reference data",
+        description="Read reference data (CSV, NPZ, or Parquet with pyarrow; layout in "
+        "docs/drift.md) for the model of a configuration file and write its reference "
+        "profile, to be loaded with `reference: FILE`. Exit 2 with one error line on a "
+        "bad file.",
+    )
+    profile.add_argument("--config", required=True, help="the model's YAML file")
+    profile.add_argument("data", metavar="DATA", help="reference data (.csv, .npz, .parquet)")
+    profile.add_argument("-o", "--output", required=True, help="the profile file to write")
+    profile.add_argument("--calibration", choices=("isotonic", "sigmoid"), default="isotonic",
+                         help="calibration of the probabilities on the labels "
+                         "(default isotonic; sigmoid for a few hundred labels)")
+    profile.add_argument("--bins", type=int, default=10, help="quantile bins (default 10)")
+    profile.add_argument("--points", type=int, default=1000,
+                         help="points per distribution for KS and Wasserstein (default 1000)")
+    profile.set_defaults(func=_run_profile)
+
+
+def _run_profile(args: argparse.Namespace) -> int:
+    from .profiledata import run_profile
+
+    return run_profile(args.config, args.data, args.output, args.calibration, args.bins,
+                       args.points)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -181,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(subparsers)
     _add_check_config(subparsers)
     _add_serve(subparsers)
+    _add_profile(subparsers)
     add_bridge_commands(subparsers)
     return parser
 

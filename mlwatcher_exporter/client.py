@@ -28,7 +28,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from ._version import __version__
 from .clientcodec import Item, coalescable, copy_batch, encode
 from .clientmetrics import DROP_REASONS, ClientCounts, register_client, unregister_client
-from .decorator import LabelsBlock, MonitoredEstimator, WatchCount, new_labels_var, watch
+from .decorator import (LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount,
+                        new_labels_var, watch)
 from .ratelog import RateLimitedLogger
 
 __all__ = ["RemoteMonitor", "DROP_REASONS"]
@@ -139,15 +140,12 @@ class RemoteMonitor:
         """Copy a batch into the buffer; never raise, never wait for the network.
 
         `threshold` is accepted for :class:`~.agent.MonitoringAgent` and unused: the
-        server's configured threshold applies. `ids` are not sent yet (a warning says
-        so, at a bounded rate); the predictions are. Returns whether the batch was
-        buffered.
+        server's configured threshold applies. `ids` (one string or integer per row)
+        travel with the batch, for labels the server joins later. Returns whether the
+        batch was buffered.
         """
-        if ids is not None:
-            self._log.warning("ids", f"mlwatcher: model {self.model!r}: RemoteMonitor does "
-                              "not send prediction ids yet; the batch is sent without them")
         try:
-            item = copy_batch(proba, features, labels)
+            item = copy_batch(proba, features, labels, ids)
         except Exception as error:  # noqa: BLE001 - never hurt the model
             self.counts.drop("invalid", _rows(proba))
             self._log.warning("invalid", f"mlwatcher: model {self.model!r}: batch not sent "
@@ -179,20 +177,27 @@ class RemoteMonitor:
         """Never taken: every batch goes through :meth:`observe_quietly` (a copy)."""
         return False
 
-    def observe(self, proba: Any, features: Any = None, labels: Any = None) -> None:
+    def observe(self, proba: Any, features: Any = None, labels: Any = None,
+                ids: Any = None) -> None:
         """Buffer one batch to send (the server validates it; see :meth:`flush`)."""
-        self.observe_quietly(proba, features, labels)
+        self.observe_quietly(proba, features, labels, ids=ids)
 
-    def labels(self, labels: Any) -> LabelsBlock:
-        """Attach true labels to the predictions made inside the ``with`` block."""
-        return LabelsBlock(self._labels_var, labels)
+    def labels(self, labels: Any = None, ids: Any = None) -> LabelsBlock:
+        """Attach true labels (and/or prediction ids) to the predictions made inside
+        the ``with`` block, as :meth:`ModelMonitor.labels`."""
+        return LabelsBlock(self._labels_var, labels, ids)
+
+    def ids(self, ids: Any) -> LabelsBlock:
+        """Attach prediction ids to the predictions made inside the ``with`` block."""
+        return LabelsBlock(self._labels_var, None, ids)
 
     def current_labels(self) -> Any:
         """Labels set by the enclosing :meth:`labels` block, or None."""
-        return self._labels_var.get()
+        block = self._labels_var.get()
+        return block.labels if type(block) is LabelsWithIds else block
 
     def current_block(self) -> Any:
-        """What the enclosing labels block holds (labels only: no ids here)."""
+        """What the enclosing block holds: labels, a ``LabelsWithIds``, or None."""
         return self._labels_var.get()
 
     def adopt_classes(self, classes: Sequence[Any]) -> None:

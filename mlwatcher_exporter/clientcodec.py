@@ -30,6 +30,7 @@ class Item(NamedTuple):
     features: Any
     labels: Any
     rows: int
+    ids: Optional[np.ndarray] = None  # 1-D, integers or text, one per row
 
 
 def _plain(value: Any) -> Any:
@@ -43,18 +44,37 @@ def _plain(value: Any) -> Any:
     return np.array(value)
 
 
-def copy_batch(proba: Any, features: Any, labels: Any) -> Item:
+def _ids(ids: Any, rows: int) -> Optional[np.ndarray]:
+    """A copy of the prediction ids: one integer or string per row."""
+    if ids is None:
+        return None
+    items = list(ids.tolist() if isinstance(ids, np.ndarray) else ids)
+    if not all(isinstance(i, (str, int, np.integer)) and not isinstance(i, (bool, np.bool_))
+               for i in items):
+        raise TypeError("ids must be strings or integers, one per row")
+    if len(items) != rows:
+        raise ValueError(f"ids has {len(items)} values, must have one per row ({rows})")
+    kinds = {isinstance(i, str) for i in items}
+    if len(kinds) > 1:
+        raise TypeError("ids must be all strings or all integers")
+    array = np.array(items, dtype=str if kinds == {True} else np.int64) if items else \
+        np.zeros(0, np.int64)
+    return array
+
+
+def copy_batch(proba: Any, features: Any, labels: Any, ids: Any = None) -> Item:
     """The batch copied (what the model's thread does, and nothing more).
 
     Raises
     ------
     ValueError, TypeError
-        When `proba` is not a 2-D table.
+        When `proba` is not a 2-D table, or `ids` are not one string or integer per row.
     """
     array = np.array(proba.to_numpy() if is_dataframe(proba) else proba)
     if array.ndim != 2:
         raise ValueError(f"proba has shape {array.shape}, must be 2-D (n_rows, n_classes)")
-    return Item(array, _plain(features), _plain(labels), int(array.shape[0]))
+    rows = int(array.shape[0])
+    return Item(array, _plain(features), _plain(labels), rows, _ids(ids, rows))
 
 
 def _signature(item: Item) -> Optional[Tuple[Any, ...]]:
@@ -71,6 +91,7 @@ def _signature(item: Item) -> Optional[Tuple[Any, ...]]:
             parts.append((value.shape[1:], value.dtype.kind))
         else:
             return None
+    parts.append(None if item.ids is None else item.ids.dtype.kind)
     return tuple(parts)
 
 
@@ -115,6 +136,8 @@ def encode(items: List[Item]) -> Tuple[bytes, str]:
             arrays["features"] = np.concatenate([i.features for i in items])
         if first.labels is not None:
             arrays["labels"] = np.concatenate([i.labels for i in items])
+        if first.ids is not None:
+            arrays["ids"] = np.concatenate([i.ids for i in items])
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue(), "application/x-npz"
@@ -124,5 +147,7 @@ def encode(items: List[Item]) -> Tuple[bytes, str]:
         document["features"] = _listed(first.features)
     if first.labels is not None:
         document["labels"] = _listed(first.labels)
+    if first.ids is not None:
+        document["ids"] = first.ids.tolist()
     return json.dumps(document, separators=(",", ":"), allow_nan=False).encode(), \
         "application/json"

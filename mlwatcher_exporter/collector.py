@@ -42,9 +42,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from . import driftmetrics
 from . import naming as n
 from ._version import __version__
 from .exposition import PRERENDERED, render_samples
+from .budget import BUDGET_FAMILIES, PART_OF, SeriesBudget, keep_features
+from .fleetcounts import FleetLayout
+from .fleetfamilies import FLEET_FAMILIES, add_fleet_families
 
 if TYPE_CHECKING:  # pragma: no cover
     from .counts import LifetimeCounts
@@ -69,6 +73,7 @@ class MonitorSnapshot(NamedTuple):
     dropped: Dict[Tuple[str, str], int]
     class_labels: List[str]
     late: Optional["LateLabelCounts"] = None
+    reference: Optional[Dict[str, str]] = None  # labels of mlwatcher_reference_info
 
 
 class Publisher(Protocol):
@@ -153,6 +158,9 @@ FAMILIES: Dict[str, tuple] = {
         "histogram", "Seconds from a prediction to its joined label.", ()),
     n.MODEL_INFO: ("info", "Configuration of a monitored model; always 1.", ()),
 }
+FAMILIES.update(driftmetrics.FAMILIES)  # reference, drift and estimates (driftmetrics.py)
+FAMILIES.update(FLEET_FAMILIES)  # the fleet counters (fleetfamilies.py)
+FAMILIES.update(BUDGET_FAMILIES)  # the series budget (budget.py)
 
 # Families being filled during one scrape; Any because their add_metric signatures differ.
 Families = Dict[str, Any]
@@ -164,7 +172,7 @@ _WINDOW_FAMILIES = (
     n.WINDOW_COMPUTE_DURATION, n.PRED1, n.SPREAD12, n.PREDICTED_CLASS_ROWS,
     n.PREDICTED_CLASS_RATIO, n.FEATURE, n.FEATURE_MISSING_RATIO, n.FEATURE_VALUE_RATIO,
     n.LABELED_ROWS, n.ACCURACY, n.CLASS_ACCURACY, n.PRECISION, n.RECALL, n.F1, n.F1_MACRO,
-)
+) + driftmetrics.WINDOW_FAMILIES
 
 
 def _new_family(name: str) -> Any:
@@ -186,6 +194,7 @@ class MonitorCollector(Collector):
         self._monitors: Dict[str, "Publisher"] = {}
         self._parts: Dict[str, _WindowPart] = {}
         self._lock = threading.Lock()
+        self._budget = SeriesBudget()
 
     def add(self, monitor: "Publisher") -> None:
         """Serve `monitor`; its model name must be unique on this registry."""
@@ -203,6 +212,7 @@ class MonitorCollector(Collector):
             if self._monitors.get(monitor.model) is monitor:
                 del self._monitors[monitor.model]
                 self._parts.pop(monitor.model, None)
+                self._budget.forget(monitor.model)
 
     def describe(self) -> Iterable[Metric]:
         """The families' names (without samples), for the registry's duplicate check."""
@@ -218,17 +228,52 @@ class MonitorCollector(Collector):
         for monitor in monitors:
             monitor.tick()  # a scrape closes a due window, as the worker would
             snap = monitor.snapshot()
-            _add_monitor(families, monitor, snap)
-            if snap.window is not None:
-                self._add_window_part(families, monitor.model, snap.class_labels, snap.window)
+            self._add_budgeted(families, monitor, snap)
         # Families without samples (no window yet, no categorical feature) are left out.
         yield from (family for family in families.values() if family.samples)
 
-    def _add_window_part(
-        self, families: Families, model: str, classes: List[str], window: "WindowStats"
-    ) -> None:
-        """Add a monitor's window families, built and rendered once per window: they
-        do not change between two scrapes of one window."""
+    # ---- the series budget (budget.py): one model's families, cut to fleet.max_series
+    def _add_budgeted(self, families: Families, monitor: "Publisher",
+                      snap: MonitorSnapshot) -> None:
+        """Add a monitor's families, cut by its series budget; the window part keeps its
+        rendered text unless the cut reaches it."""
+        model = monitor.model
+        own = {name: _new_family(name) for name in FAMILIES if name not in _WINDOW_FAMILIES}
+        _add_monitor(own, monitor, snap)
+        samples = {name: family.samples for name, family in own.items() if family.samples}
+        part = None
+        if snap.window is not None:
+            part = self._window_part(model, snap.class_labels, snap.window)
+            samples.update(part.samples)
+        layout = snap.counts.layout if snap.counts is not None else FleetLayout()
+        unavailable = {}
+        n_classes = len(snap.class_labels)
+        if layout.confusion_matrix and n_classes > layout.confusion_max_classes:
+            unavailable["confusion_matrix"] = n_classes * n_classes
+        cut = self._budget.plan(model, samples, layout.max_series, unavailable)
+        self._budget.add_families(own, model, cut, layout.max_series)
+        for name, family in own.items():
+            families[name].samples.extend(
+                keep_features(family.samples, cut.kept.get(PART_OF.get(name, ""))))
+        if part is None:
+            return
+        if not cut.cuts:
+            self._add_part(families, part)
+            return
+        for name, window_samples in part.samples.items():
+            kept = cut.kept.get(PART_OF.get(name, ""))
+            family = families[name]
+            family.samples.extend(keep_features(window_samples, kept))
+            if kept is not None:  # rendered afresh from the samples kept
+                setattr(family, PRERENDERED, None)
+            else:
+                chunks, text = getattr(family, PRERENDERED), part.text[name]
+                setattr(family, PRERENDERED, None if chunks is None or text is None
+                        else chunks + [text])
+
+    def _window_part(self, model: str, classes: List[str],
+                     window: "WindowStats") -> "_WindowPart":
+        """A monitor's window families, built and rendered once per window."""
         with self._lock:
             part = self._parts.get(model)
         if part is None or part.window is not window:
@@ -236,6 +281,10 @@ class MonitorCollector(Collector):
             with self._lock:
                 if model in self._monitors:
                     self._parts[model] = part
+        return part
+
+    @staticmethod
+    def _add_part(families: Families, part: "_WindowPart") -> None:
         for name, samples in part.samples.items():
             family = families[name]
             family.samples.extend(samples)
@@ -243,6 +292,13 @@ class MonitorCollector(Collector):
             text = part.text[name]
             setattr(family, PRERENDERED, None if chunks is None or text is None
                     else chunks + [text])
+
+    def _add_window_part(
+        self, families: Families, model: str, classes: List[str], window: "WindowStats"
+    ) -> None:
+        """Add a monitor's window families, built and rendered once per window: they
+        do not change between two scrapes of one window."""
+        self._add_part(families, self._window_part(model, classes, window))
 
 
 class _WindowPart(NamedTuple):
@@ -283,13 +339,16 @@ def _add_monitor(families: Families, monitor: "Publisher",
             for label, value in zip(classes, values.tolist()):
                 families[name].add_metric([model, label], value)
         cumulative = counts.pred1_buckets.cumsum().tolist()
-        buckets = [(f"{edge:g}", value) for edge, value in zip(n.PRED1_BUCKETS, cumulative)]
+        buckets = [(f"{edge:g}", value)
+                   for edge, value in zip(counts.layout.pred1_buckets, cumulative)]
         buckets.append(("+Inf", cumulative[-1]))
         families[n.PRED1_HISTOGRAM].add_metric([model], buckets, sum_value=counts.pred1_sum)
+        add_fleet_families(families, model, classes, counts)
         if counts.last_prediction is not None:
             families[n.LAST_PREDICTION].add_metric([model], counts.last_prediction)
     if snap.late is not None:
         _add_late(families, model, snap.late)
+    driftmetrics.add_reference(families, model, snap.reference)
 
 
 def _add_late(families: Families, model: str, late: "LateLabelCounts") -> None:
@@ -341,6 +400,7 @@ def _add_window(families: Families, model: str, classes: List[str], w: "WindowSt
                 families[name].add_metric([model, label], value)
     else:
         families[n.LABELED_ROWS].add_metric([model], 0)
+    driftmetrics.add_judgement(families, model, classes, w.judgement)
 
 
 # The shared collector is kept on its registry, not in a global table keyed by registry:
@@ -366,3 +426,16 @@ def unregister_monitor(registry: CollectorRegistry, monitor: "Publisher") -> Non
     collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
     if collector is not None:
         collector.remove(monitor)
+
+
+# --- the monitors of a registry, for readers such as the landing page (landing.py) ---
+def registered_monitors(registry: CollectorRegistry) -> List["Publisher"]:
+    """The monitors served from `registry` now, by model name."""
+    collector = getattr(registry, _COLLECTOR_ATTRIBUTE, None)
+    if collector is None:
+        return []
+    with collector._lock:
+        return [collector._monitors[name] for name in sorted(collector._monitors)]
+
+
+__all__ += ["registered_monitors"]

@@ -20,11 +20,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .configfile import ConfigError, check_file, join_path, unknown_keys
+from .fleetconfig import check_fleet, feature_bucket_names, to_layout
+from .fleetcounts import FleetLayout
 
 __all__ = [
     "ConfigError",
     "MonitorSettings",
     "HttpSettings",
+    "HistorySettings",
     "DEFAULT_PORT",
     "LIMITS",
     "MAX_CLASSES",
@@ -78,6 +81,19 @@ class HttpSettings:
     port: int = DEFAULT_PORT
 
 
+# --- window history (history.py): the ``history:`` section ---
+@dataclass(frozen=True)
+class HistorySettings:
+    """Where closed windows are kept: the last `keep` in memory, and, with a
+    `directory`, every one in rotating JSON-lines files (docs/history.md)."""
+
+    directory: Optional[str] = None
+    max_bytes: int = 10 << 20
+    max_files: int = 5
+    keep: int = 60
+# --- end of window history ---
+
+
 @dataclass(frozen=True)
 class MonitorSettings:
     """Checked keyword arguments of ModelMonitor, with their defaults."""
@@ -94,7 +110,12 @@ class MonitorSettings:
     random_state: Optional[int] = None
     max_ids: int = 100_000
     id_ttl_seconds: float = 86_400.0
+    # Drift and label-free estimation (docs/drift.md): a profile file, method thresholds.
+    reference: Optional[Any] = None
+    drift_thresholds: Optional[Dict[str, float]] = None
     http: HttpSettings = field(default_factory=HttpSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
+    fleet: FleetLayout = field(default_factory=FleetLayout)  # fleetconfig.py
 
 
 # A check takes the option's name (or key path) and value and returns the problem, if any.
@@ -227,6 +248,33 @@ def _port(name: str, value: Any) -> Optional[Exception]:
     return None
 
 
+def _reference(name: str, value: Any) -> Optional[Exception]:
+    if value is None or type(value).__name__ == "ReferenceProfile":
+        return None
+    if isinstance(value, os.PathLike):
+        return None
+    return _name(name, value)
+
+
+def _thresholds(name: str, value: Any) -> Optional[Exception]:
+    from .judge import DEFAULT_THRESHOLDS
+
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return TypeError(f"{name} == {_show(value)}, must be a mapping of drift method to "
+                         "threshold, or null")
+    for method, threshold in value.items():
+        if method not in DEFAULT_THRESHOLDS:
+            return ValueError(f"{join_path(name, str(method))}: unknown drift method, "
+                              f"expected one of {sorted(DEFAULT_THRESHOLDS)}")
+        if threshold is not None and (not _is_number(threshold)
+                                      or not math.isfinite(threshold) or threshold < 0):
+            return ValueError(f"{join_path(name, str(method))} == {_show(threshold)}, must "
+                              "be a number >= 0 or null (not counted)")
+    return None
+
+
 _MONITOR_CHECKS: Dict[str, Check] = {
     "model": _name,
     "n_classes": _int_in(2, MAX_CLASSES, optional=True),
@@ -241,9 +289,19 @@ _MONITOR_CHECKS: Dict[str, Check] = {
     "random_state": _random_state,
     "max_ids": _int_in(1, MAX_IDS),
     "id_ttl_seconds": _positive_seconds,
+    "reference": _reference,
+    "drift_thresholds": _thresholds,
 }
 
+_MONITOR_CHECKS["fleet"] = check_fleet  # histogram edges, confusion matrix, budget
+
 _HTTP_CHECKS: Dict[str, Check] = {"addr": _name, "port": _port}
+_HISTORY_CHECKS: Dict[str, Check] = {
+    "directory": lambda name, value: None if value is None else _name(name, value),
+    "max_bytes": _int_in(1024, 1 << 40),
+    "max_files": _int_in(1, 1000),
+    "keep": _int_in(1, 10_000),
+}
 
 
 def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") -> List[Exception]:
@@ -266,6 +324,12 @@ def _cross_checks(values: Mapping[str, Any], partial: bool, prefix: str = "") ->
                 problems.append(ValueError(
                     f"{prefix}categorical_features[{position}] == {ref}, must be < "
                     f"{len(features)} (the number of feature_names)"))
+    if features is not None:  # the fleet's feature histograms name declared features
+        for feature in feature_bucket_names(values.get("fleet")):
+            if feature not in features:
+                problems.append(ValueError(
+                    f"{prefix}fleet.feature_buckets.{feature}: {feature!r} must be one of "
+                    "feature_names"))
     reservoir = values.get("reservoir_size", MonitorSettings.reservoir_size)
     columns = _columns(n_classes if names is None else len(names), features)
     if not partial and columns is not None and reservoir * columns > MAX_RESERVOIR_CELLS:
@@ -299,7 +363,8 @@ def _problems(values: Mapping[Any, Any], checks: Mapping[str, Check],
     return problems
 
 
-def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSettings:
+def _settings(values: Mapping[str, Any], http: Mapping[str, Any],
+              history: Optional[Mapping[str, Any]] = None) -> MonitorSettings:
     """Build settings from checked values."""
     out = dict(values)
     for key in ("class_names", "feature_names", "categorical_features"):
@@ -314,7 +379,12 @@ def _settings(values: Mapping[str, Any], http: Mapping[str, Any]) -> MonitorSett
     for key in ("window_seconds", "threshold", "id_ttl_seconds"):
         if key in out:
             out[key] = float(out[key])
-    return MonitorSettings(**out, http=HttpSettings(**http))
+    if out.get("drift_thresholds") is not None:
+        out["drift_thresholds"] = dict(out["drift_thresholds"])
+    if "fleet" in out:
+        out["fleet"] = to_layout(out["fleet"])
+    return MonitorSettings(**out, http=HttpSettings(**http),
+                           history=HistorySettings(**(history or {})))
 
 
 def check_monitor_arguments(**arguments: Any) -> MonitorSettings:
@@ -394,7 +464,7 @@ def memory_estimate(settings: MonitorSettings, n_features: Optional[int] = None)
     return 3 * settings.reservoir_size * (n_classes + n_features + 3) * 8
 
 
-_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http",)
+_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http", "history")
 
 
 def parse_config(data: Any, source: str = "configuration") -> MonitorSettings:
@@ -422,9 +492,24 @@ def parse_config(data: Any, source: str = "configuration") -> MonitorSettings:
         problems += unknown_keys(http, tuple(_HTTP_CHECKS), "http")
         http = {k: v for k, v in http.items() if isinstance(k, str) and k in _HTTP_CHECKS}
         problems += [str(p) for p in _problems(http, _HTTP_CHECKS, "http")]
+    history = history_section(data, problems)
     if problems:
         raise ConfigError(problems, source)
-    return _settings(body, http)
+    return _settings(body, http, history)
+
+
+def history_section(data: Mapping[Any, Any], problems: List[str]) -> Dict[str, Any]:
+    """The checked ``history:`` section of `data` (problems appended)."""
+    section = data.get("history")
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        problems.append(f"history: must be a mapping, got {_show(section)}")
+        return {}
+    problems += unknown_keys(section, tuple(_HISTORY_CHECKS), "history")
+    values = {k: v for k, v in section.items() if isinstance(k, str) and k in _HISTORY_CHECKS}
+    problems += [str(p) for p in _problems(values, _HISTORY_CHECKS, "history")]
+    return values
 
 
 def load_config(path: Union[str, "os.PathLike[str]"]) -> MonitorSettings:

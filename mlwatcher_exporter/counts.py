@@ -14,10 +14,12 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from . import naming
+from .fleetcounts import FeatureColumns, FleetLayout, confusion_cells
 
 __all__ = ["LifetimeCounts", "RejectionCounts", "PRED1_EDGES"]
 
-PRED1_EDGES = np.asarray(naming.PRED1_BUCKETS)
+#: The default pred1 edges (a layout may have others).
+PRED1_EDGES = np.asarray(naming.FLEET_PRED1_BUCKETS)
 
 
 class LifetimeCounts:
@@ -27,16 +29,36 @@ class LifetimeCounts:
     ----------
     n_classes : int
         Probability columns.
+    layout : FleetLayout, optional
+        Histogram edges, confusion matrix and feature histograms (:mod:`.fleetcounts`).
+
+    Every count is a numpy array or a float; `layout` and `feature_columns` are
+    immutable descriptions, shared by copies.
     """
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, layout: Optional[FleetLayout] = None) -> None:
+        self.layout = layout = FleetLayout() if layout is None else layout
         self.predictions = np.zeros(n_classes, dtype=np.int64)
         self.labeled = np.zeros(n_classes, dtype=np.int64)
         self.correct = np.zeros(n_classes, dtype=np.int64)
         # Per bucket (non-cumulative); the last bucket is everything above the top edge.
-        self.pred1_buckets = np.zeros(len(PRED1_EDGES) + 1, dtype=np.int64)
+        self.pred1_buckets = np.zeros(layout.pred1_edges.size + 1, dtype=np.int64)
         self.pred1_sum = 0.0
         self.last_prediction: Optional[float] = None
+        # ---- fleet counters (fleetcounts.py) ----
+        self.labeled_by_predicted = np.zeros(n_classes, dtype=np.int64)
+        cells = n_classes * n_classes if layout.confusion_kept(n_classes) else 0
+        self.confusion = np.zeros(cells, dtype=np.int64)  # true-major, flat
+        self.spread12_buckets = np.zeros(layout.spread12_edges.size + 1, dtype=np.int64)
+        self.spread12_sum = 0.0
+        # Per continuous feature, sized when the features are known.
+        self.feature_columns: Optional[FeatureColumns] = None
+        self.feature_values = np.zeros(0, dtype=np.int64)
+        self.feature_missing = np.zeros(0, dtype=np.int64)
+        self.feature_positive_sum = np.zeros(0)
+        self.feature_negative_sum = np.zeros(0)
+        self.feature_squares = np.zeros(0)
+        self.feature_buckets = np.zeros(0, dtype=np.int64)  # every histogram, flat
 
     def add(
         self,
@@ -54,9 +76,11 @@ class LifetimeCounts:
         """
         if class_rows is None:
             class_rows = np.bincount(predicted, minlength=self.predictions.size)
-        if pred1_buckets is None:
+        edges = self.layout.pred1_edges
+        # The caller's buckets are of the default edges; a layout may have others.
+        if pred1_buckets is None or pred1_buckets.size != edges.size + 1:
             pred1_buckets = np.bincount(
-                np.searchsorted(PRED1_EDGES, pred1, side="left"), minlength=PRED1_EDGES.size + 1
+                np.searchsorted(edges, pred1, side="left"), minlength=edges.size + 1
             )
         self.predictions += class_rows
         self.pred1_buckets += pred1_buckets
@@ -74,16 +98,16 @@ class LifetimeCounts:
         n_classes = self.predictions.size
         self.labeled += np.bincount(labels, minlength=n_classes)
         self.correct += np.bincount(labels[labels == predicted], minlength=n_classes)
+        self.labeled_by_predicted += np.bincount(predicted, minlength=n_classes)
+        if self.confusion.size:
+            self.confusion += confusion_cells(predicted, labels, n_classes)
 
     def copy(self) -> "LifetimeCounts":
-        """A snapshot that later observations do not change."""
+        """A snapshot that later observations do not change: every array copied, every
+        other attribute (floats, immutable descriptions) shared."""
         other = LifetimeCounts.__new__(LifetimeCounts)
-        other.predictions = self.predictions.copy()
-        other.labeled = self.labeled.copy()
-        other.correct = self.correct.copy()
-        other.pred1_buckets = self.pred1_buckets.copy()
-        other.pred1_sum = self.pred1_sum
-        other.last_prediction = self.last_prediction
+        for name, value in vars(self).items():
+            setattr(other, name, value.copy() if isinstance(value, np.ndarray) else value)
         return other
 
 

@@ -77,6 +77,11 @@ class DemoModels:
     X: np.ndarray
     y: np.ndarray
     feature_names: list
+    # The reference (docs/drift.md): the training split with its out-of-fold
+    # probabilities, so that the calibration is not fitted on over-confident ones.
+    X_reference: Optional[np.ndarray] = None
+    y_reference: Optional[np.ndarray] = None
+    proba_reference: Optional[np.ndarray] = None
 
 
 def train_models(seed: int = 0) -> DemoModels:
@@ -106,7 +111,12 @@ def train_models(seed: int = 0) -> DemoModels:
     weak.fit(X_train[keep], y_train[keep])
     canary = RandomForestClassifier(n_estimators=30, max_depth=10, random_state=seed)
     canary.fit(X_train, y_train)
-    return DemoModels(production, weak, canary, X_test, y_test, list(digits.feature_names))
+    from sklearn.model_selection import cross_val_predict
+
+    proba_reference = cross_val_predict(production, X_train, y_train, cv=5,
+                                        method="predict_proba")
+    return DemoModels(production, weak, canary, X_test, y_test, list(digits.feature_names),
+                      X_train, y_train, proba_reference)
 
 
 def scenario_at(scenario: str, window_index: int, windows_per_scenario: int) -> str:
@@ -256,10 +266,21 @@ def _stream(
         feature_names=models.feature_names + [CHANNEL_FEATURE],
         categorical_features=[CHANNEL_FEATURE],
         registry=registry,
+        # Every optional fleet family has data: the confusion matrix, and a histogram
+        # of the first pixel, the feature the dashboards draw by default (values 0 to 16).
+        fleet={"confusion_matrix": True,
+               "feature_buckets": {models.feature_names[0]: [0.0, 4.0, 8.0, 12.0, 16.0]}},
     )
     production_monitor = ModelMonitor(model="digits", random_state=seed, **common)
     canary_monitor = ModelMonitor(model="digits-canary", random_state=seed + 1, **common)
     n_pixels = models.X.shape[1]
+    if models.X_reference is not None:  # drift and estimated accuracy (docs/drift.md)
+        reference_rng = np.random.default_rng(seed + 2)
+        channel = reference_rng.choice(len(CHANNELS), size=len(models.X_reference),
+                                       p=CHANNEL_MIX["healthy"])
+        production_monitor.fit_reference(
+            np.column_stack([models.X_reference, channel.astype(float)]),
+            models.proba_reference, models.y_reference)
     production = production_monitor.wrap(ServedModel(models.production, n_pixels))
     weak = production_monitor.wrap(ServedModel(models.weak, n_pixels))
     canary = canary_monitor.wrap(ServedModel(models.canary, n_pixels))
@@ -298,8 +319,14 @@ def _stream(
 def _window_line(window: Any, scenario: str) -> str:
     median = window.pred1["median"] if window.pred1 else float("nan")
     accuracy = window.scores.accuracy if window.scores else float("nan")
+    judged = getattr(window, "judgement", None)
+    estimated = ""
+    if judged is not None and judged.estimate is not None:
+        estimated = (f" estimated_accuracy={judged.estimate.accuracy:.3f}"
+                     f"+-{judged.estimate.accuracy_stderr:.3f}"
+                     f" drifted_features={judged.drifted_features}")
     return (
         f"window end={time.strftime('%H:%M:%S', time.localtime(window.end_time))} "
         f"model=digits rows={window.rows} pred1_median={median:.3f} "
-        f"accuracy={accuracy:.3f} scenario={scenario}"
+        f"accuracy={accuracy:.3f}{estimated} scenario={scenario}"
     )

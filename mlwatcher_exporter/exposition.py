@@ -243,8 +243,16 @@ def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Itera
                 return _text(start_response, "405 Method Not Allowed",
                              f"Method {method} not allowed: use GET or HEAD\n",
                              [("Allow", _ALLOWED)])
-            prefix = html.escape(environ.get("SCRIPT_NAME", "").rstrip("/") + "/")
-            body = _LANDING.format(version=__version__, prefix=prefix).encode()
+            prefix = environ.get("SCRIPT_NAME", "").rstrip("/") + "/"
+            # The models' latest windows and charts (landing.py); the plain page if that
+            # fails, so that / always answers.
+            try:
+                from .landing import render_landing
+
+                body = render_landing(registry, prefix)
+            except Exception:  # noqa: BLE001
+                body = _LANDING.format(version=__version__,
+                                       prefix=html.escape(prefix)).encode()
             headers = [("Content-Type", "text/html; charset=utf-8")]
         else:
             return _text(start_response, "404 Not Found", "Not found: try /metrics\n")

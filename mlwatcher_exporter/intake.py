@@ -75,6 +75,9 @@ class Intake:
         """
         if not strict and ids is None and self.offer_common(proba, features, labels, threshold):
             return True
+        if strict and (self.schema.n_classes is None or
+                       (features is not None and self.schema.n_features is None)):
+            self._check_before_learning(proba, features, labels, ids)
         try:
             array = self._proba(proba, strict)
         except BatchError as error:
@@ -128,6 +131,33 @@ class Intake:
         ):
             self._drain()  # every stage is full: the worker is behind, so work here
         return True
+
+    def _check_before_learning(self, proba: Any, features: Any, labels: Any, ids: Any) -> None:
+        """Check a strict batch against a scratch copy of the schema while there is still
+        something to learn: the checks below learn the classes, then the features, before
+        the labels and ids are checked, and a refused batch must teach nothing."""
+        schema = self.schema
+        known = schema.classes
+        scratch = Intake(
+            InputSchema(None if known is None else list(known.classes), schema.feature_names,
+                        schema.categorical_features),
+            self.staging, self.refusals, self._drain, lambda: None,
+        )
+        try:
+            array = scratch._proba(proba, True)
+            if array is None:
+                return
+            n_rows = array.shape[0]
+            if features is not None:
+                scratch._features(features, n_rows)
+            if labels is not None:
+                scratch._labels(labels, n_rows, True)
+            if ids is not None:
+                to_keys(ids, n_rows)
+        except BatchError as error:
+            reason = "type" if error.reason == "sparse" else error.reason
+            self.refusals.reject(reason, error.rows, str(error))
+            raise
 
     def offer_common(self, proba: Any, features: Any, labels: Any, threshold: float) -> bool:
         """Stage a batch of the common form at the least cost: float ndarray

@@ -128,14 +128,15 @@ def summarize_pure(
                           float("nan"), float("nan"), False)
     low, high = float(proba.min()), float(proba.max())
     nan_seen = low != low or high != high
-    predicted = proba.argmax(axis=1)
+    predicted: np.ndarray = proba.argmax(axis=1)
     # A flat take beats proba.max(axis=1) by 8x.
     index = np.arange(0, n_rows * n_classes, n_classes)
     pred1 = proba.reshape(-1).take(index + predicted)
     pred2 = _second(proba) if second else None
     if n_classes == 2 and threshold is not None:
-        predicted = proba[:, 1] > threshold
-    predicted = predicted.astype(np.int64)
+        predicted = (proba[:, 1] > threshold).astype(np.int64)
+    else:
+        predicted = predicted.astype(np.int64)
     buckets = np.bincount(
         np.searchsorted(edges, pred1, side="left"), minlength=edges.size + 1
     ).astype(np.int64)

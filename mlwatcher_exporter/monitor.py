@@ -34,8 +34,12 @@ from .decorator import (
 )
 from . import prefork
 from .errors import BatchError, count_rows
+from .history import WindowHistory
 from .latelabels import check_label_call
 from .intake import Intake
+from .judge import make_judge
+from .reference import ReferenceProfile, fit_reference
+from .validation import check_proba
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLogger
 from .schema import InputSchema
@@ -98,6 +102,11 @@ class ModelMonitor:
         windows on time and computes their statistics. Without it, that work is done by
         the next scrape, :meth:`flush`, :meth:`tick` or :meth:`close_window`, or by a
         caller that finds every stage full.
+    fleet : mapping or FleetLayout, optional
+        The fleet counters: ``pred1_buckets``, ``spread12_buckets`` (increasing edges in
+        [0, 1]), ``confusion_matrix`` (default False), ``confusion_max_classes``
+        (default 20), ``feature_buckets`` ({feature: edges}) and ``max_series`` (the
+        series budget, default 4000); see :mod:`~mlwatcher_exporter.fleetconfig`.
 
     Examples
     --------
@@ -129,7 +138,10 @@ class ModelMonitor:
         random_state: Optional[int] = None,
         max_ids: int = 100_000,
         id_ttl_seconds: float = 86_400.0,
+        reference: Any = None,
+        drift_thresholds: Optional[Mapping[str, Optional[float]]] = None,
         background: bool = True,
+        fleet: Any = None,
         _clock: Callable[[], float] = time.monotonic,
         _wall_clock: Callable[[], float] = time.time,
         _waiter: Optional[Waiter] = None,
@@ -148,6 +160,9 @@ class ModelMonitor:
             random_state=random_state,
             max_ids=max_ids,
             id_ttl_seconds=id_ttl_seconds,
+            reference=reference,
+            drift_thresholds=drift_thresholds,
+            fleet=fleet,
         )
         self.model = settings.model
         self.window_seconds = settings.window_seconds
@@ -174,13 +189,20 @@ class ModelMonitor:
             classes = tuple(range(settings.n_classes))
         self._schema = InputSchema(classes, settings.feature_names, self.categorical_features)
         self._names_declared = settings.class_names is not None
+        self._fleet = settings.fleet
         self._build(_wall_clock, np.random.default_rng(random_state))
+        # The last closed windows (history.py): the landing page and the windows endpoint.
+        self.history = WindowHistory(self.model)
+        self.drift_thresholds = settings.drift_thresholds
+        if settings.reference is not None:
+            self.set_reference(settings.reference)
         if registry is not None:
             register_monitor(registry, self)
         prefork.attach(self)
 
     def _build(self, wall_clock: Callable[[], float], rng: np.random.Generator) -> None:
         """The worker, staging and pipeline, empty (also a child's after a fork)."""
+        previous: Optional[Pipeline] = getattr(self, "_pipeline", None)
         self._worker = Worker(self, _work, f"mlwatcher-{self.model}", self._waiter,
                               _worker_failed)
         self._worker_started = False
@@ -189,7 +211,7 @@ class ModelMonitor:
         self._pipeline = Pipeline(
             self.model, self._staging, self._schema, self._refusals, self.reservoir_size,
             rng, self._log, self.max_categories, self._clock, wall_clock,
-            self.max_ids, self.id_ttl_seconds,
+            self.max_ids, self.id_ttl_seconds, fleet=self._fleet,
         )
         self._intake = Intake(
             self._schema, self._staging, self._refusals, self._pipeline.drain,
@@ -197,6 +219,8 @@ class ModelMonitor:
         )
         if self._schema.classes is not None:
             self._schema_learned()
+        if previous is not None:  # a child after a fork judges against the same profile
+            self._pipeline.judge = previous.judge
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -221,12 +245,13 @@ class ModelMonitor:
         kwargs = {
             name: getattr(settings, name)
             for name in MonitorSettings.__dataclass_fields__
-            if name != "http"
+            if name not in ("http", "history")
         }
         kwargs.update(overrides)
         monitor = cls(registry=registry, **kwargs)
         monitor.http_addr = settings.http.addr
         monitor.http_port = settings.http.port
+        monitor.history = WindowHistory.from_settings(monitor.model, settings.history, registry)
         return monitor
 
     def _schema_learned(self) -> None:
@@ -271,6 +296,50 @@ class ModelMonitor:
         keep_known = self._names_declared or self._staging.last_offer is not None
         if self._schema.adopt_classes(classes, keep_known, f"monitor {self.model!r}"):
             self._schema_learned()
+
+    # ------------------------------------------------------------------ reference (drift)
+    def fit_reference(self, features: Any, proba: Any, labels: Any = None,
+                      **options: Any) -> ReferenceProfile:
+        """Build a reference profile from data the model is good on, and judge every
+        later window against it (drift, label-free estimates; see docs/drift.md).
+
+        `features`, `proba` and `labels` are as in :meth:`observe` (`features` may be
+        None); `options` are those of :func:`~mlwatcher_exporter.reference.fit_reference`
+        (``calibration``, ``n_bins``, ``n_points``). Returns the profile; ``save()`` it
+        to load it at start-up with ``reference: path``.
+        """
+        classes = self.class_names
+        if classes is None:
+            classes = list(range(check_proba(proba, None).shape[1]))
+        profile = fit_reference(
+            proba, features, labels, classes=classes, feature_names=self.feature_names,
+            categorical_features=self.categorical_features, threshold=self.threshold,
+            model=self.model, **options)
+        self.set_reference(profile)
+        return profile
+
+    def set_reference(self, reference: Any) -> None:
+        """Judge every later window against `reference`: a profile or its file's path.
+
+        Raises
+        ------
+        ReferenceError, ValueError
+            An unreadable file or one of another version; classes not the monitor's.
+        """
+        schema = self._schema
+        self._pipeline.judge = make_judge(
+            reference, self.drift_thresholds, lambda: list(schema.feature_names or ()),
+            schema.value_names, lambda: self.class_labels, self._judge_failed)
+
+    @property
+    def reference(self) -> Optional[ReferenceProfile]:
+        """The reference profile windows are judged against, if any."""
+        judge = self._pipeline.judge
+        return None if judge is None else judge.profile
+
+    def _judge_failed(self) -> None:
+        self._log.warning("drift", f"mlwatcher: model {self.model!r}: drift against the "
+                          "reference failed", exc_info=True)
 
     # ------------------------------------------------------------------ request path
     def observe(
@@ -416,6 +485,7 @@ class ModelMonitor:
         """Close the window if it is due, process what is staged and publish the closed
         window's statistics (scrapes and the worker call this)."""
         self._pipeline.tick()
+        self.history.update(self)
 
     def close_window(self) -> Optional[WindowStats]:
         """Close the current window now, publish its statistics and return them.
@@ -423,7 +493,9 @@ class ModelMonitor:
         The next window starts now and lasts ``window_seconds``. Returns None when no
         class is known yet (no batch and no ``n_classes``).
         """
-        return self._pipeline.close_window()
+        window = self._pipeline.close_window()
+        self.history.update(self)
+        return window
 
     @property
     def last_window(self) -> Optional[WindowStats]:
@@ -506,6 +578,8 @@ class ModelMonitor:
         self._worker.stop()
         self.flush()
         self._staging.close()
+        self.history.update(self)
+        self.history.close()
         if self.registry is not None:
             unregister_monitor(self.registry, self)
 

@@ -18,7 +18,8 @@ tests drive them without processes:
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from dataclasses import replace
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -139,8 +140,11 @@ def _recode_text(records: Sequence[WindowRecord], names: List[str]
     return samples, {feature: list(v) for feature, v in merged.items()}
 
 
-def window_stats(merged: MergedModel, index: int) -> Optional[WindowStats]:
-    """The statistics of window `index` over every worker's records."""
+def window_stats(merged: MergedModel, index: int,
+                 judge: Optional[Callable[..., Any]] = None) -> Optional[WindowStats]:
+    """The statistics of window `index` over every worker's records; with `judge`
+    (called as ``judge(sample, feature_names, value_names)``), also its judgement
+    against a reference profile."""
     records = merged.records
     if not records:
         return None
@@ -154,11 +158,14 @@ def window_stats(merged: MergedModel, index: int) -> Optional[WindowStats]:
     if sample.features is not None and sample.features.shape[1] != len(names):
         names = [f"f{column}" for column in range(sample.features.shape[1])]
         categorical = [False] * len(names)
-    return compute_window_stats(
+    stats = compute_window_stats(
         sample, end_time=end, duration=end - min(r.start for r in records),
         feature_names=names, categorical=categorical,
         max_categories=merged.max_categories, value_names=value_names,
     )
+    if judge is not None:
+        stats = replace(stats, judgement=judge(sample, names, value_names))
+    return stats
 
 
 def _live(state: WorkerState, now: float, stale_after: float) -> bool:

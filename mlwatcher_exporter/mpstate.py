@@ -15,8 +15,9 @@ Counter objects are written **generically**: every numpy array and number attrib
 :class:`~.counts.LifetimeCounts` (and of the late-label counters) is written under its
 name and merged by :func:`merge_attributes`, so a counter added there flows through
 without a change here. Merge rule by attribute name: ``last_*`` take the maximum,
-``*_edges`` and strings the first value (configuration, not counts), every other array,
-number and mapping of numbers is summed.
+``*_edges``, strings and the configuration objects (the fleet layout, the continuous
+feature columns: identical in every worker) the first value, every other array, number
+and mapping of numbers is summed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import (
 
 import numpy as np
 
+from .fleetcounts import FeatureColumns, FleetLayout
 from .window import WindowSample
 
 __all__ = [
@@ -120,7 +122,49 @@ def encode_attributes(obj: Any) -> Dict[str, Any]:
             out[name] = {"map": [[key, _plain(item)] for key, item in value.items()]}
         elif value is None or isinstance(value, (bool, int, float, str, np.generic)):
             out[name] = {"value": _plain(value)}
+        elif isinstance(value, FleetLayout):
+            out[name] = {"layout": _encode_layout(value)}
+        elif isinstance(value, FeatureColumns):
+            out[name] = {"columns": _encode_columns(value)}
     return out
+
+
+def _encode_layout(layout: FleetLayout) -> Dict[str, Any]:
+    return {"pred1_buckets": list(layout.pred1_buckets),
+            "spread12_buckets": list(layout.spread12_buckets),
+            "confusion_matrix": layout.confusion_matrix,
+            "confusion_max_classes": layout.confusion_max_classes,
+            "feature_buckets": {k: list(v) for k, v in layout.feature_buckets.items()},
+            "max_series": layout.max_series}
+
+
+def _decode_layout(data: Mapping[str, Any]) -> FleetLayout:
+    return FleetLayout(
+        pred1_buckets=tuple(data["pred1_buckets"]),
+        spread12_buckets=tuple(data["spread12_buckets"]),
+        confusion_matrix=bool(data["confusion_matrix"]),
+        confusion_max_classes=int(data["confusion_max_classes"]),
+        feature_buckets={k: tuple(v) for k, v in data["feature_buckets"].items()},
+        max_series=int(data["max_series"]))
+
+
+def _encode_columns(columns: FeatureColumns) -> Dict[str, Any]:
+    return {"names": list(columns.names), "columns": columns.columns.tolist(),
+            "all_columns": columns.all_columns,
+            "histograms": [[position, edges.tolist(), offset]
+                           for position, edges, offset in columns.histograms],
+            "missing_histograms": list(columns.missing_histograms),
+            "provisional": columns.provisional}
+
+
+def _decode_columns(data: Mapping[str, Any]) -> FeatureColumns:
+    return FeatureColumns(
+        names=tuple(data["names"]), columns=np.asarray(data["columns"], dtype=np.intp),
+        all_columns=bool(data["all_columns"]),
+        histograms=tuple((int(position), np.asarray(edges, dtype=float), int(offset))
+                         for position, edges, offset in data["histograms"]),
+        missing_histograms=tuple(data["missing_histograms"]),
+        provisional=bool(data["provisional"]))
 
 
 def _plain(value: Any) -> Any:
@@ -135,6 +179,10 @@ def decode_attributes(encoded: Mapping[str, Any]) -> Dict[str, Any]:
             out[name] = np.asarray(item["array"], dtype=item["dtype"])
         elif "map" in item:
             out[name] = {_key(key): value for key, value in item["map"]}
+        elif "layout" in item:
+            out[name] = _decode_layout(item["layout"])
+        elif "columns" in item:
+            out[name] = _decode_columns(item["columns"])
         else:
             out[name] = item["value"]
     return out
@@ -165,7 +213,7 @@ def _merge_values(name: str, values: List[Any]) -> Any:
     first = present[0]
     if name.startswith("last_"):
         return max(present)
-    if name.endswith("_edges") or isinstance(first, (str, bool)):
+    if name.endswith("_edges") or isinstance(first, (str, bool, FleetLayout, FeatureColumns)):
         return first
     if isinstance(first, np.ndarray):
         if any(value.shape != first.shape for value in present):

@@ -46,6 +46,7 @@ from .mpstate import (
     PREFIX, WindowRecord, WorkerState, encode_attributes, read_states, window_index,
     write_state,
 )
+from .judge import WindowJudgement, judge_window
 from .window import WindowSample, WindowStats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -321,7 +322,8 @@ class _MergedPublisher:
         if index is None or index < self._index or merged.window_key == self._key:
             return
         try:
-            self._window = window_stats(merged, index)
+            self._window = window_stats(
+                merged, index, _local_judge(self.model, merged.class_labels))
         except Exception:  # noqa: BLE001 - a bad file must not fail the scrape
             logger.warning("mlwatcher: model %r: merging the workers' windows failed",
                            self.model, exc_info=True)
@@ -334,8 +336,34 @@ class _MergedPublisher:
     def snapshot(self) -> MonitorSnapshot:
         """The merged counters and window."""
         merged = self._merged
+        monitor = _local_monitor(self.model)
+        profile = None if monitor is None else monitor.reference
         return MonitorSnapshot(self._window, merged.counts, merged.rejected, merged.dropped,
-                               merged.class_labels, merged.late)
+                               merged.class_labels, merged.late,
+                               None if profile is None else profile.info())
+
+
+def _local_monitor(model: str) -> "Optional[ModelMonitor]":
+    """This process's open monitor of `model`, if any: every worker loads the same
+    configuration, so its reference profile is every worker's."""
+    from .prefork import _MONITORS
+
+    return next((m for m in list(_MONITORS) if m.model == model and not m._closed), None)
+
+
+def _local_judge(model: str, class_labels: List[str]) -> Optional[Callable[..., Any]]:
+    """Judges a merged window against the local monitor's reference profile, if any."""
+    monitor = _local_monitor(model)
+    judge = None if monitor is None else monitor._pipeline.judge
+    if judge is None:
+        return None
+
+    def merged_judge(sample: WindowSample, names: List[str],
+                     value_names: Any) -> WindowJudgement:
+        return judge_window(sample, judge.profile, feature_names=names,
+                            value_names=value_names, class_labels=class_labels,
+                            thresholds=judge.thresholds)
+    return merged_judge
 
 
 class MultiProcessCollector(Collector):

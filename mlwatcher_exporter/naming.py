@@ -51,6 +51,14 @@ __all__ = [
     "PREDICTION_IDS_EXPIRED",
     "PREDICTION_IDS",
     "LATE_LABEL_DELAY",
+    "FEATURE_DRIFT",
+    "PREDICTION_DRIFT",
+    "DRIFTED_FEATURES",
+    "ESTIMATED_ACCURACY",
+    "ESTIMATED_ACCURACY_STDERR",
+    "ESTIMATED_F1",
+    "ESTIMATED_F1_MACRO",
+    "REFERENCE",
 ]
 
 PREFIX = "mlwatcher_"
@@ -167,3 +175,63 @@ LATE_LABEL_DELAY = PREFIX + "late_label_delay_seconds"
 LAST_PREDICTION = PREFIX + "last_prediction_timestamp_seconds"
 PREDICTION_IDS = PREFIX + "prediction_ids"  # ids held, awaiting their labels
 MODEL_INFO = PREFIX + "model"  # exposed as mlwatcher_model_info
+
+# --- window history (history.py, historyfile.py) ---
+HISTORY_WRITE_FAILURES = PREFIX + "history_write_failures"  # counter, by model and reason
+__all__ += ["HISTORY_WRITE_FAILURES"]
+# Drift against a reference profile and label-free estimates (docs/drift.md): gauges of
+# the last completed window, and the profile's metadata.
+FEATURE_DRIFT = PREFIX + "feature_drift"
+PREDICTION_DRIFT = PREFIX + "prediction_drift"
+DRIFTED_FEATURES = PREFIX + "drifted_features"
+ESTIMATED_ACCURACY = PREFIX + "estimated_accuracy"
+ESTIMATED_ACCURACY_STDERR = PREFIX + "estimated_accuracy_stderr"
+ESTIMATED_F1 = PREFIX + "estimated_f1"
+ESTIMATED_F1_MACRO = PREFIX + "estimated_f1_macro"
+REFERENCE = PREFIX + "reference"  # exposed as mlwatcher_reference_info
+# ---- Fleet counters (fleetcounts.py): from them the fleet's numbers follow exactly ----
+__all__ += [
+    "FLEET_PRED1_BUCKETS",
+    "SPREAD12_BUCKETS",
+    "SUM_SIGNS",
+    "LABELED_BY_PREDICTED",
+    "CONFUSION",
+    "SPREAD12_HISTOGRAM",
+    "FEATURE_VALUES",
+    "FEATURE_MISSING_VALUES",
+    "FEATURE_VALUE_SUM",
+    "FEATURE_VALUE_SQUARES",
+    "FEATURE_HISTOGRAM",
+    "PUBLISHED_SERIES",
+    "SERIES_LIMIT",
+    "SERIES_DROPPED",
+]
+
+# Default pred1 edges: the historical ones plus 0.97, 0.98, 0.995 and 0.999, so that
+# every old `le` still exists and means the same. Towards 1 each step roughly halves the
+# error 1 - p (0.1, 0.05, 0.03, 0.02, 0.01, 0.005, 0.001): a healthy model puts most rows
+# above 0.9, and its quantiles move there.
+FLEET_PRED1_BUCKETS = (
+    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999, 1.0,
+)
+# Default spread12 edges: the margin of the top class can be anything in [0, 1]; the
+# same log-like steps towards 1, and 0.01 / 0.05 for the near-ties of an unsure model.
+SPREAD12_BUCKETS = (
+    0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995,
+    0.999, 1.0,
+)
+# A counter never decreases, so a sum of values that may be negative is two counters.
+SUM_SIGNS = ("positive", "negative")
+
+LABELED_BY_PREDICTED = PREFIX + "labeled_predictions_by_predicted_class"
+CONFUSION = PREFIX + "confusion_matrix_rows"
+SPREAD12_HISTOGRAM = PREFIX + "prediction_spread12"
+FEATURE_VALUES = PREFIX + "feature_values"
+FEATURE_MISSING_VALUES = PREFIX + "feature_missing_values"
+FEATURE_VALUE_SUM = PREFIX + "feature_value_sum"
+FEATURE_VALUE_SQUARES = PREFIX + "feature_value_squares"
+FEATURE_HISTOGRAM = PREFIX + "feature_value"
+# The cardinality budget (budget.py).
+PUBLISHED_SERIES = PREFIX + "published_series"
+SERIES_LIMIT = PREFIX + "series_limit"
+SERIES_DROPPED = PREFIX + "series_dropped"

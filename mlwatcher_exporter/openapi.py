@@ -54,6 +54,42 @@ _BATCH = {
     },
 }
 
+# --- the windows endpoint (windowsapi.py, history.py) ---
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+          "description": "How many of the newest windows to return."}
+_STATS = {"type": "object", "nullable": True, "additionalProperties": _NUMBER_OR_NULL}
+_WINDOW = {
+    "type": "object",
+    "required": ["timestamp", "model", "window_end", "window_seconds", "rows",
+                 "sampled_rows", "class_rows", "labeled_rows"],
+    "properties": {
+        "timestamp": {"type": "string", "description": "Window end, ISO 8601 UTC."},
+        "model": {"type": "string"},
+        "version": {"type": "string"},
+        "window_end": {"type": "number", "description": "Window end, Unix seconds."},
+        "window_seconds": {"type": "number"},
+        "rows": {"type": "integer", "minimum": 0},
+        "sampled_rows": {"type": "integer", "minimum": 0},
+        "pred1": _STATS, "spread12": _STATS,
+        "class_rows": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "class_ratio": _STATS,
+        "features": {"type": "object", "additionalProperties": _STATS},
+        "missing_ratio": _STATS,
+        "value_ratios": {"type": "object", "additionalProperties": _STATS},
+        "labeled_rows": {"type": "integer", "minimum": 0},
+        "accuracy": _NUMBER_OR_NULL, "f1_macro": _NUMBER_OR_NULL,
+        "class_accuracy": _STATS, "precision": _STATS, "recall": _STATS, "f1": _STATS,
+        "compute_seconds": _NUMBER_OR_NULL,
+        "drift": {**_STATS, "description": "Drift score per feature, when computed."},
+    },
+}
+_WINDOWS = {"type": "object", "required": ["model", "window_seconds", "windows"],
+            "properties": {"model": {"type": "string"},
+                           "window_seconds": {"type": "number"},
+                           "windows": {"type": "array", "items": _WINDOW}}}
+# --- end of the windows endpoint ---
+
 
 def _errors(*codes: int) -> Dict[str, Any]:
     meaning = {400: "The body is not valid JSON or NumPy data.",
@@ -109,6 +145,21 @@ def openapi_document(models: Sequence[str], token: bool) -> Dict[str, Any]:
                                           "$ref": "#/components/schemas/Models"}}}},
                               **_errors(*auth)},
             }},
+            "/api/v1/models/{model}/windows": {"get": {
+                "operationId": "listWindows",
+                "summary": "The last closed windows of a model, oldest first.",
+                "parameters": [model, _LIMIT],
+                "responses": {
+                    "200": {"description": "The newest `limit` windows kept (all of them "
+                            "without `limit`); the records of docs/history.md.",
+                            "content": {"application/json": {"schema": {
+                                "$ref": "#/components/schemas/Windows"}}}},
+                    "400": {"description": "`limit` is not one integer from 1 to 10000.",
+                            "content": {"application/json": {"schema": {
+                                "$ref": "#/components/schemas/Error"}}}},
+                    **_errors(*auth, 404),
+                },
+            }},
             "/api/v1/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document.",
                 "responses": {"200": {"description": "OpenAPI 3.0 document.",
@@ -128,6 +179,7 @@ def openapi_document(models: Sequence[str], token: bool) -> Dict[str, Any]:
                          "properties": {"model": {"type": "string"},
                                         "accepted_rows": {"type": "integer", "minimum": 0}}},
             "Error": _ERROR,
+            "Windows": _WINDOWS,
             "Models": {"type": "object", "required": ["models"], "properties": {"models": {
                 "type": "array", "items": {"type": "object", "required": ["model"],
                                            "properties": {"model": {"type": "string"}}}}}},

@@ -17,7 +17,9 @@ import numpy as np
 
 from .collector import MonitorSnapshot
 from .counts import LifetimeCounts, RejectionCounts
+from .fleetcounts import FleetLayout, prime_columns
 from .idstore import Key
+from .judge import WindowJudge
 from .latelabels import LateLabels
 from .processing import process_stage
 from .ratelog import RateLimitedLogger
@@ -70,6 +72,7 @@ class Pipeline:
         wall_clock: Callable[[], float],
         max_ids: int = 100_000,
         id_ttl: float = 86_400.0,
+        fleet: Optional[FleetLayout] = None,
     ) -> None:
         self.lock = threading.Lock()
         self._model = model
@@ -90,12 +93,16 @@ class Pipeline:
         self.late = LateLabels(max_ids, id_ttl)
         # Given to the ledger: sees each closed window's buffer (multiprocess.py).
         self.on_close: Optional[Callable[..., None]] = None
+        # Judges each window against the reference profile (judge.WindowJudge), if any.
+        self.judge: Optional[WindowJudge] = None
+        self.fleet = fleet
 
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
         with self.lock:
             if self.counts is None:
-                self.counts = LifetimeCounts(n_classes)
+                self.counts = LifetimeCounts(n_classes, self.fleet)
+                prime_columns(self.counts, self._schema)  # feature counters at 0
                 self.ledger = WindowLedger(
                     self._reservoir_size, n_classes, self._rng, self._staging.window_start
                 )
@@ -158,7 +165,8 @@ class Pipeline:
         if ledger is None or not (wait or ledger.has_pending):
             return None
         try:
-            return ledger.compute(self._schema, self._max_categories, self.wall_time)
+            return ledger.compute(self._schema, self._max_categories, self.wall_time,
+                                  self.judge)
         except Exception:  # noqa: BLE001 - a failed window must not fail the scrape
             self._log.warning(
                 "statistics",
@@ -193,9 +201,10 @@ class Pipeline:
         last = self._staging.last_offer
         if counts is not None and last is not None:
             counts.last_prediction = self.wall_time(last)
+        judge = self.judge
         return MonitorSnapshot(
             self.published, counts, self._refusals.rejected(), self._refusals.dropped(),
-            class_labels, late,
+            class_labels, late, None if judge is None else judge.profile.info(),
         )
 
     @property

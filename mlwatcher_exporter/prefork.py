@@ -106,6 +106,7 @@ def reset_after_fork(monitor: "ModelMonitor") -> None:
     seed = np.random.SeedSequence(monitor.random_state, spawn_key=(os.getpid(),))
     old = monitor._pipeline
     monitor._build(old._wall_clock, np.random.default_rng(seed))
+    monitor.history.after_fork()
     collector = getattr(monitor.registry, "_mlwatcher_collector", None)
     if collector is not None:
         collector._lock = threading.Lock()

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Dict, Optional
 import numpy as np
 
 from .buffer import WindowBuffer
-from .counts import PRED1_EDGES, LifetimeCounts, RejectionCounts
+from .counts import LifetimeCounts, RejectionCounts
 from .errors import BatchError
+from .fleetcounts import add_inputs
 from .kernel import summarize
 from .schema import InputSchema
 from .staging import LABELS_INDICES, Stage
@@ -62,7 +63,7 @@ def process_stage(
     # One pass (kernel.py) finds what every row needs; numpy's separate passes remain
     # for the rare stages it cannot serve: rejected batches, thresholds that differ.
     threshold = _uniform_threshold(proba, thresholds)
-    summary = summarize(proba, PRED1_EDGES, threshold, second=False)
+    summary = summarize(proba, counts.layout.pred1_edges, threshold, second=False)
     accepted = None
     if summary.nan_seen or not (summary.low >= _LOW and summary.high <= _HIGH):
         accepted = _accepted_rows(proba, starts, ends, refusals)
@@ -82,6 +83,7 @@ def process_stage(
     else:  # some batches rejected, or thresholds that differ between batches
         predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
         class_rows = counts.add(predicted, pred1, labels)
+    add_inputs(counts, proba, pred1, features, has_features, schema)  # fleet counters
     first = window.rows
     plans = window.add(
         proba, predicted, class_rows, features, labels, has_features, text, schema.encode

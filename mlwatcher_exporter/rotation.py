@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -126,8 +126,10 @@ class WindowLedger:
         schema: InputSchema,
         max_categories: int,
         wall_time: Callable[[float], float],
+        judge: Optional[Callable[..., Any]] = None,
     ) -> Optional[WindowStats]:
-        """Compute and publish the pending window's statistics, if there is one."""
+        """Compute and publish the pending window's statistics, if there is one; with
+        `judge` (a :class:`~.judge.WindowJudge`), also its drift and estimates."""
         with self._compute_lock:
             with self._lock:
                 buffer, end = self._pending, self._pending_end
@@ -138,8 +140,9 @@ class WindowLedger:
             categorical = schema.categorical
             started = time.perf_counter()
             try:
+                sample = buffer.sample()
                 stats = compute_window_stats(
-                    buffer.sample(),
+                    sample,
                     end_time=wall_time(end),
                     duration=end - buffer.start,
                     feature_names=names,
@@ -150,6 +153,8 @@ class WindowLedger:
                     pause=StatisticsPause(),
                     value_names=schema.value_names(),
                 )
+                if judge is not None:  # on the same sample, before the buffer is reused
+                    stats = replace(stats, judgement=judge(sample, StatisticsPause()))
             finally:
                 with self._lock:
                     self._spare.append(buffer)

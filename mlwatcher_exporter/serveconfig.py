@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .config import (_HTTP_CHECKS, _MONITOR_CHECKS, Check, HttpSettings, MonitorSettings,
                      _cross_checks, _int_in, _name, _positive_seconds, _problems, _settings,
-                     _show)
+                     _show, history_section)
 from .configfile import ConfigError, check_file, join_path, unknown_keys
 
 __all__ = ["ServeSettings", "ApiSettings", "MAX_MODELS", "parse_serve_config",
@@ -72,7 +72,7 @@ _API_CHECKS: Dict[str, Check] = {
     "max_connections": _int_in(1, 65536),
     "workers": _int_in(1, 64),
 }
-_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http", "models", "serve")
+_TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http", "models", "serve", "history")
 
 
 def _section(data: Mapping[Any, Any], key: str, checks: Mapping[str, Check],
@@ -142,12 +142,13 @@ def parse_serve_config(data: Any, source: str = "configuration") -> ServeSetting
     http = _section(data, "http", _HTTP_CHECKS, problems)
     api = _section(data, "serve", _API_CHECKS, problems)
     models = _models(data, top, problems) if not found else []
+    history = history_section(data, problems)  # one section, each model its own file
     if problems:
         raise ConfigError(problems, source)
     token_file = api.get("token_file")
     if token_file is not None and not os.path.isabs(token_file) and os.path.exists(source):
         api["token_file"] = os.path.join(os.path.dirname(os.path.abspath(source)), token_file)
-    return ServeSettings(tuple(_settings(values, http) for values in models),
+    return ServeSettings(tuple(_settings(values, http, history) for values in models),
                          HttpSettings(**http), ApiSettings(**api))
 
 

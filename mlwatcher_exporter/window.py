@@ -8,7 +8,7 @@ numpy or scikit-learn computation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -86,6 +86,8 @@ class WindowStats:
     value_ratios: Dict[str, Dict[str, float]] = field(default_factory=dict)
     scores: Optional[LabelScores] = None
     compute_seconds: float = 0.0
+    # Drift and estimates against a reference profile (judge.WindowJudgement), if any.
+    judgement: Optional[Any] = None
 
 
 def describe(values: np.ndarray) -> Dict[str, float]:

@@ -395,3 +395,31 @@ def test_generated_bodies_get_an_answer_and_the_count_is_exact(shared_service, b
     else:
         assert set(answer["error"]) == {"field", "problem", "reason"}
     assert counted(svc, "fraud") == svc.accepted
+
+
+# --- a refused first batch teaches nothing (intake.py checks before it learns) ---
+def test_a_refused_first_batch_does_not_teach_the_schema():
+    from mlwatcher_exporter.serveconfig import parse_serve_config
+
+    svc = Service(parse_serve_config({"models": [{"model": "free"}]}), "127.0.0.1", 0,
+                  registry=CollectorRegistry()).start()
+    try:
+        monitor = svc.monitors["free"]
+        refused = [{"proba": [[0.5, 0.3, 0.2]], "ids": ["a", "b"]},
+                   {"proba": [[0.5, 0.3, 0.2]], "labels": [7]},
+                   {"proba": [[0.5, 0.3, 0.2]], "features": [[1, 2]], "labels": [9]},
+                   {"proba": [[0.5, 0.3, 0.2]], "features": [[1, 2], [3, 4]]},
+                   {"proba": [[None, 0.5, 0.5]]}]
+        for body in refused:
+            assert post(svc, "free", body)[0] == 422, body
+            assert monitor.n_classes is None and monitor.feature_names is None
+        status, _, _ = post(svc, "free", {"proba": [[0.25] * 4], "features": [[1, 2, 3]],
+                                          "ids": ["z"]})
+        assert status == 200
+        assert monitor.n_classes == 4 and monitor.feature_names == ["f0", "f1", "f2"]
+        assert post(svc, "free", {"proba": [[0.5, 0.5, 0.0]]})[0] == 422  # now learned
+        monitor.flush()
+        assert svc.registry.get_sample_value(
+            "mlwatcher_rejected_rows_total", {"model": "free", "reason": "unknown_label"}) == 2
+    finally:
+        svc.shutdown()

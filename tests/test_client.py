@@ -229,3 +229,49 @@ def test_a_server_that_stalls_does_not_block_the_model():
         remote.close(0.1)
         listener.close()
     assert remote.counts.dropped["closed"] == 100
+
+
+# --- prediction ids sent by RemoteMonitor, joined by the server's late labels ---
+def late(svc, name, **labels):
+    svc.monitors["digits"].flush()
+    return svc.registry.get_sample_value(name, {"model": "digits", **labels}) or 0.0
+
+
+@pytest.mark.parametrize("kind", ["npz", "json"])
+def test_ids_travel_with_their_batches_and_late_labels_join_them(service, kind):
+    remote = RemoteMonitor(service.url, model="digits", registry=CollectorRegistry())
+
+    @remote.watch
+    def predict_proba(X):
+        return np.tile([0.1, 0.3, 0.6], (len(X), 1))
+
+    ids = []
+    for call in range(12):
+        batch = [f"req-{call}-{row}" for row in range(call % 4 + 1)] if kind == "npz" \
+            else list(range(call * 10, call * 10 + call % 4 + 1))
+        ids += batch
+        features = np.zeros((len(batch), 2)) if kind == "npz" else [[0, None]] * len(batch)
+        with remote.ids(batch):
+            predict_proba(features)
+    assert remote.flush(10)
+    assert late(service, "mlwatcher_prediction_ids") == len(ids)
+    formats = {"format": kind}
+    assert service.registry.get_sample_value(
+        "mlwatcher_ingest_batches_total", {"model": "digits", **formats}) >= 1
+    service.monitors["digits"].observe_labels(ids[:7] + ["never-sent"], [2] * 8)
+    assert late(service, "mlwatcher_late_labels_matched_total") == 7
+    assert late(service, "mlwatcher_late_labels_unmatched_total", reason="unknown") == 1
+    remote.close()
+
+
+def test_bad_ids_are_dropped_with_their_batch_and_counted():
+    remote = RemoteMonitor("http://127.0.0.1:9", model="digits", registry=CollectorRegistry())
+    proba = [[0.2, 0.8], [0.5, 0.5]]
+    assert not remote.observe_quietly(proba, ids=["a"])  # one id for two rows
+    assert not remote.observe_quietly(proba, ids=["a", 1])  # mixed
+    assert not remote.observe_quietly(proba, ids=[1.5, 2.5])  # floats
+    assert remote.counts.dropped["invalid"] == 6
+    with remote.labels([1, 0], ids=["x", "y"]):
+        assert remote.current_labels() == [1, 0]
+        assert remote.current_block().ids == ["x", "y"]
+    remote.close(timeout=0)

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import mlwatcher_exporter
+from mlwatcher_exporter import driftmetrics
 from mlwatcher_exporter import ModelMonitor
 from mlwatcher_exporter.collector import FAMILIES
 from mlwatcher_exporter.naming import PRED1_BUCKETS, REJECT_REASONS, STATS
@@ -34,11 +35,14 @@ def value(registry, name, **labels):
 
 
 def test_every_family_is_published_with_its_labels(registry, clock):
-    monitor = make_monitor(registry, clock)
+    # The optional families too: the confusion matrix and a feature histogram.
+    monitor = make_monitor(registry, clock, fleet={"confusion_matrix": True,
+                                                   "feature_buckets": {"size": [-1, 0, 1]}})
     proba, labels = feed(monitor, np.random.default_rng(0))
     clock.advance(10)
     names = {f.name: f for f in registry.collect()}
     expected = {name if FAMILIES[name][0] != "info" else name for name in FAMILIES}
+    expected -= set(driftmetrics.FAMILIES)  # only with a reference (tests/test_judge.py)
     assert set(names) == expected
     assert value(registry, "mlwatcher_window_rows") == 200
     assert value(registry, "mlwatcher_window_sampled_rows") == 200

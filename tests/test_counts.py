@@ -25,7 +25,7 @@ def test_pred1_buckets_are_le_buckets():
     pred1 = np.array([0.1, 0.1000001, 0.5, 1.0, 1.0 + 5e-7])
     counts.add(np.zeros(5, dtype=np.intp), pred1, None)
     expected = np.zeros(PRED1_EDGES.size + 1, dtype=np.int64)
-    expected[[0, 1, 4, 11, 12]] = 1  # an edge value falls in its own bucket (le)
+    expected[[0, 1, 4, 15, 16]] = 1  # an edge value falls in its own bucket (le)
     np.testing.assert_array_equal(counts.pred1_buckets, expected)
     assert counts.pred1_sum == float(pred1.sum())
 

@@ -18,7 +18,10 @@ recorded series must equal, on the pooled rows:
 * fleet accuracy, per-class recall: scikit-learn's `accuracy_score`/`recall_score` on
   the pooled labeled rows;
 * class shares and mean pred1: numpy's on all pooled rows;
-* the median pred1 from the histogram: within one bucket of the exact pooled median.
+* the median pred1 from the histogram: within one bucket of the exact pooled median;
+* per-class precision and F1 (from the labeled rows by predicted class): scikit-learn's
+  `precision_score`/`f1_score` on the pooled labeled rows, although only 30 % are
+  labeled; feature mean and standard deviation: numpy's on the pooled values.
 
 "Equal" to float rounding, once Prometheus' own arithmetic is accounted for: `rate()`
 extrapolates each replica's increase by a factor of its own. Each replica's series start
@@ -150,7 +153,7 @@ def _value(prometheus: Prometheus, expr: str) -> Dict[str, float]:
     out = {}
     for sample in prometheus.query(expr):
         labels = sample["metric"]
-        key = labels.get("class", labels.get("le", ""))
+        key = labels.get("class", labels.get("le", labels.get("feature", "")))
         out[key] = float(sample["value"][1])
     return out
 
@@ -266,7 +269,11 @@ def central(fleet: Fleet) -> Dict[str, Dict[str, float]]:
              f"model_class:mlwatcher_predicted_class:ratio_rate5m{sel}",
              f"model:mlwatcher_prediction_pred1:mean_rate5m{sel}",
              f"model:mlwatcher_prediction_pred1:p50_rate5m{sel}",
-             f"model:mlwatcher_labeled_predictions:increase5m{sel}"]
+             f"model:mlwatcher_labeled_predictions:increase5m{sel}",
+             f"model_class:mlwatcher_precision:ratio_rate5m{sel}",
+             f"model_class:mlwatcher_f1:ratio_rate5m{sel}",
+             f"model_feature:mlwatcher_feature:mean_rate5m{sel}",
+             f"model_feature:mlwatcher_feature:std_rate5m{sel}"]
     values = _settled(fleet, exprs)
     return {expr.split("{")[0]: value for expr, value in values.items()}
 
@@ -348,3 +355,52 @@ def test_fleet_median_confidence_within_one_bucket(fleet: Fleet,
     assert abs(bucket_of(got) - bucket_of(exact)) <= 1, (got, exact, edges)
     print(f"\nfleet median pred1 {got:.4f} from the histogram, exact {exact:.4f}, "
           f"edges {edges.tolist()}")
+
+
+def test_fleet_precision_and_f1_equal_scikit_learn(fleet: Fleet,
+                                                   central: Dict[str, Dict[str, float]]
+                                                   ) -> None:
+    from sklearn.metrics import f1_score, precision_score
+
+    stream = fleet.stream
+    weights = fleet.row_weights()
+    labeled = ~np.isnan(stream.labels)
+    y_true = stream.labels[labeled].astype(int)
+    y_pred = stream.proba[labeled].argmax(axis=1)
+    w = weights[labeled]
+    every = list(range(10))
+    precisions = precision_score(y_true, y_pred, labels=every, average=None,
+                                 zero_division=0, sample_weight=w)
+    f1s = f1_score(y_true, y_pred, labels=every, average=None, zero_division=0,
+                   sample_weight=w)
+    got_precision = central["model_class:mlwatcher_precision:ratio_rate5m"]
+    got_f1 = central["model_class:mlwatcher_f1:ratio_rate5m"]
+    predicted = set(y_pred.tolist())
+    assert len(predicted) >= 8  # most classes are predicted among the labeled rows
+    for cls in every:
+        if cls in predicted:  # else 0 / 0: NaN in PromQL, 0 in scikit-learn
+            assert got_precision[str(cls)] == pytest.approx(precisions[cls], rel=TOLERANCE)
+        assert got_f1[str(cls)] == pytest.approx(f1s[cls], rel=TOLERANCE, abs=1e-12), cls
+    # What the window gauges' correct / predicted would give with 30 % labeled is far off.
+    all_predicted = np.bincount(stream.proba.argmax(axis=1), minlength=10)
+    correct = np.bincount(y_true[y_true == y_pred], minlength=10)
+    naive = correct / np.maximum(all_predicted, 1)
+    assert max(abs(naive[c] - precisions[c]) for c in predicted) > 0.3
+    print(f"\nfleet precision {[round(got_precision[str(c)], 4) for c in every]}, "
+          f"F1 {[round(got_f1[str(c)], 4) for c in every]} = scikit-learn's (weighted)")
+
+
+def test_fleet_feature_mean_and_std_equal_numpy(fleet: Fleet,
+                                                central: Dict[str, Dict[str, float]]
+                                                ) -> None:
+    weights = fleet.row_weights()
+    means = central["model_feature:mlwatcher_feature:mean_rate5m"]
+    stds = central["model_feature:mlwatcher_feature:std_rate5m"]
+    assert set(means) == set(stds) == {"p0", "p1", "p2", "p3"}
+    for column in range(4):
+        values = fleet.stream.features[:, column]
+        mean = np.average(values, weights=weights)
+        std = np.sqrt(np.average((values - mean) ** 2, weights=weights))
+        assert means[f"p{column}"] == pytest.approx(mean, rel=TOLERANCE)
+        # Sum of squares minus the squared mean: a cancellation of a few digits.
+        assert stds[f"p{column}"] == pytest.approx(std, rel=1e-7)

@@ -37,6 +37,54 @@ def test_a_counter_added_to_lifetime_counts_flows_through():
     assert isinstance(merged.copy(), LifetimeCounts)
 
 
+def test_fleet_counters_and_their_layout_merge():
+    """Workers' fleet counters (fleetcounts.py) sum; the layout and feature columns,
+    the same configuration in every worker, come through whole, so the collector can
+    publish the merged counts."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mlwatcher_exporter import ModelMonitor
+    from mlwatcher_exporter.collector import MonitorCollector
+
+    rng = np.random.default_rng(3)
+    parts, monitors = [], []
+    for seed in (1, 2):
+        monitor = ModelMonitor(model="m", registry=None, background=False,
+                               feature_names=["a", "b"], random_state=seed)
+        proba = rng.dirichlet(np.ones(3), size=50)
+        monitor.observe(proba, rng.normal(size=(50, 2)), labels=rng.integers(0, 3, 50))
+        monitor.flush()
+        counts = monitor.snapshot().counts
+        parts.append(decode_attributes(encode_attributes(counts)))
+        monitors.append(counts)
+    merged = merge_attributes(parts, LifetimeCounts)
+    assert merged.layout == monitors[0].layout
+    assert merged.feature_columns.names == ("a", "b")
+    for name, value in vars(monitors[0]).items():
+        if isinstance(value, np.ndarray) and not name.endswith("_edges"):
+            np.testing.assert_array_equal(getattr(merged, name), value + getattr(monitors[1], name),
+                                          err_msg=name)
+
+    class Merged:
+        """The last monitor, publishing the merged counts (as multiprocess.py does)."""
+
+        def __getattr__(self, name):
+            return getattr(monitor, name)
+
+        def snapshot(self):
+            return monitor.snapshot()._replace(counts=merged)
+
+    registry = CollectorRegistry()
+    collector = MonitorCollector()
+    collector.add(Merged())
+    registry.register(collector)
+    page = generate_latest(registry).decode()
+    assert 'mlwatcher_predictions_total{class="0",model="m"}' in page
+    total = sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+                if line.startswith("mlwatcher_predictions_total{"))
+    assert total == 100
+
+
 def test_late_label_counts_merge():
     first, second = LateLabelCounts(matched=2), LateLabelCounts(matched=3)
     first.unmatched["unknown"] = 4

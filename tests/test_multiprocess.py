@@ -120,6 +120,44 @@ def test_a_dead_workers_counts_stay_and_its_window_is_merged(multiproc, registry
                if s.model == "d")
 
 
+def test_the_merged_window_is_judged_against_the_local_reference(multiproc, registry):
+    rng = np.random.default_rng(5)
+    reference = rng.normal(size=(400, 1))
+    batches = [rng.normal(1.0, 1.0, size=(rows, 1)) for rows in (40, 60)]
+
+    def proba(x):
+        p = 1 / (1 + np.exp(-x[:, 0]))
+        return np.column_stack([1 - p, p])
+
+    def make(model, registry):
+        m = ModelMonitor(model=model, n_classes=2, registry=registry, window_seconds=60,
+                         feature_names=["x"], background=False)
+        m.fit_reference(reference, proba(reference))
+        return m
+
+    monitor = make("j", registry)
+    for batch in batches:
+        def work(batch=batch):
+            monitor.observe(proba(batch), features=batch)
+            multiprocess._at_exit()
+        run_child(work)
+    scrape = CollectorRegistry()
+    multiprocess.MultiProcessCollector(scrape, path=str(multiproc), _clock=lambda: 2e10)
+    published = values(scrape, "j")
+    # One process that saw every row judges the same pooled window.
+    alone = make("j-alone", CollectorRegistry())
+    for batch in batches:
+        alone.observe(proba(batch), features=batch)
+    expected = alone.close_window().judgement.feature_drift["x"]
+    assert published['mlwatcher_window_rows{model="j"}'] == 100
+    for method, value in expected.items():
+        key = f'mlwatcher_feature_drift{{feature="x",method="{method}",model="j"}}'
+        assert published[key] == pytest.approx(value, rel=1e-9), method
+    assert any(k.startswith("mlwatcher_reference_info{") for k in published)
+    alone.close()
+    monitor.close()
+
+
 def test_collector_needs_a_directory(monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("prometheus_multiproc_dir", raising=False)

@@ -24,7 +24,8 @@ CHECKS = [getattr(schemathesis.checks, name) for name in (
     "not_a_server_error", "status_code_conformance", "content_type_conformance",
     "response_schema_conformance")]
 OPERATIONS = [("/api/v1/models/{model}/observations", "POST"), ("/api/v1/models", "GET"),
-              ("/api/v1/openapi.json", "GET"), ("/metrics", "GET")]
+              ("/api/v1/openapi.json", "GET"), ("/metrics", "GET"),
+              ("/api/v1/models/{model}/windows", "GET")]
 
 
 def test_the_document_describes_every_route_and_the_token():

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from mlwatcher_exporter import ModelMonitor, prefork
+from mlwatcher_exporter.history import WindowHistory
+from mlwatcher_exporter.historyfile import HistoryFile
 from mlwatcher_exporter.prefork import NotServing, server_parent
 
 
@@ -77,6 +79,26 @@ def test_locks_held_at_the_fork_are_fresh_in_the_child(registry):
                                    monitor.snapshot().counts.predictions.tolist()])
     assert result == [True, [0, 1]]
     assert monitor.snapshot().counts.predictions.tolist() == [1, 0]
+
+
+def test_a_child_starts_its_window_history_empty_and_writes_its_own_lines(registry, tmp_path):
+    monitor = ModelMonitor(model="h", n_classes=2, registry=registry, background=False)
+    path = str(tmp_path / "h.jsonl")
+    monitor.history = WindowHistory("h", file=HistoryFile(path, "h", 1 << 20, 2))
+    monitor.observe([[0.5, 0.5]])
+    monitor.close_window()
+    monitor.history.file.flush()
+    # The parent's writer holds its lock at the fork: the child must not wait for it.
+    with monitor.history._lock, monitor.history.file._lock:
+        result = in_child(lambda: [len(monitor.history), monitor.observe([[0.1, 0.9]]),
+                                   monitor.close_window().rows, len(monitor.history),
+                                   monitor.history.close()])
+    assert result == [0, None, 1, 1, None]
+    with open(path) as lines:
+        rows = [json.loads(line)["rows"] for line in lines]
+    assert rows == [1, 1]  # the parent's window, then the child's
+    assert len(monitor.history) == 1
+    monitor.close()
 
 
 def test_seeded_children_sample_differently(registry):

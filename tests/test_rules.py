@@ -78,7 +78,7 @@ def _alerts() -> Dict[str, Dict[str, Any]]:
 def test_promtool_check_config(promtool: str) -> None:
     result = _run(promtool, "check", "config", str(CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 rule files found" in result.stdout + result.stderr
+    assert "3 rule files found" in result.stdout + result.stderr
 
 
 def test_config_loads_every_rule_file() -> None:

@@ -1,0 +1,232 @@
+"""Lifetime counters from which the fleet's numbers follow exactly in PromQL.
+
+Window gauges describe one process's sample; these count every row, so summed over
+replicas (``sum without (instance)``) and over any range (``increase``) they give:
+
+* precision, recall, F1 and accuracy when only some rows are labeled: labeled rows by
+  true class and by predicted class, and the correct ones (:meth:`add_labels`), and an
+  optional confusion matrix capped at ``confusion_max_classes`` classes;
+* confidence quantiles where models live: the pred1 and spread12 histograms, with edges
+  that get finer towards 1 (configurable);
+* the mean and standard deviation of every continuous feature: count, sums of the
+  positive and negative values (a counter never decreases), sum of squares, missing
+  values; and optional histograms of chosen features.
+
+The state lives in :class:`~.counts.LifetimeCounts` as numpy arrays and floats, so that
+copies, and merges of several processes, treat it generically; :class:`FleetLayout`
+(the configuration) and :class:`FeatureColumns` (learned once) are immutable and shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from . import naming
+from .window import top_two
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .counts import LifetimeCounts
+    from .schema import InputSchema
+
+__all__ = [
+    "FleetLayout",
+    "FeatureColumns",
+    "DEFAULT_CONFUSION_MAX_CLASSES",
+    "learn_columns",
+    "prime_columns",
+    "spread12_of",
+    "LARGEST_SUMMED",
+    "add_inputs",
+]
+
+#: Classes up to which an enabled confusion matrix is kept (n_classes ** 2 series).
+DEFAULT_CONFUSION_MAX_CLASSES = 20
+
+
+@dataclass(frozen=True)
+class FleetLayout:
+    """What the fleet counters hold: histogram edges, the confusion matrix, features.
+
+    Parameters
+    ----------
+    pred1_buckets, spread12_buckets : tuple of float
+        Increasing upper bounds (``le``) in [0, 1] of the pred1 and spread12 histograms.
+    confusion_matrix : bool
+        Count labeled rows by (true class, predicted class).
+    confusion_max_classes : int
+        With more classes the matrix is not kept (and the budget says so).
+    feature_buckets : mapping of str to tuple of float
+        Histogram edges of the continuous features to describe by a histogram.
+    max_series : int
+        Series per model that the collector publishes at most (:mod:`.budget`).
+    """
+
+    pred1_buckets: Tuple[float, ...] = naming.FLEET_PRED1_BUCKETS
+    spread12_buckets: Tuple[float, ...] = naming.SPREAD12_BUCKETS
+    confusion_matrix: bool = False
+    confusion_max_classes: int = DEFAULT_CONFUSION_MAX_CLASSES
+    feature_buckets: Mapping[str, Tuple[float, ...]] = field(default_factory=dict)
+    max_series: int = 4000
+    pred1_edges: np.ndarray = field(init=False, repr=False, compare=False)
+    spread12_edges: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pred1_edges", np.asarray(self.pred1_buckets, dtype=float))
+        object.__setattr__(self, "spread12_edges",
+                           np.asarray(self.spread12_buckets, dtype=float))
+
+    def confusion_kept(self, n_classes: int) -> bool:
+        """Whether the confusion matrix is counted for `n_classes` classes."""
+        return self.confusion_matrix and n_classes <= self.confusion_max_classes
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The continuous features, learned from the schema once.
+
+    ``columns`` are their positions among the feature columns, ``names`` their names;
+    ``histograms`` lists (position among ``names``, edges, offset in the flat bucket
+    array) per feature with histogram edges.
+    """
+
+    names: Tuple[str, ...]
+    columns: np.ndarray
+    all_columns: bool
+    histograms: Tuple[Tuple[int, np.ndarray, int], ...]
+    missing_histograms: Tuple[str, ...] = ()
+    #: From the declared names before any data (replaced, zeros and all, when the first
+    #: batch with features teaches the schema).
+    provisional: bool = False
+
+    @property
+    def n_buckets(self) -> int:
+        """Cells of the flat histogram array (edges + 1 per histogram)."""
+        return sum(edges.size + 1 for _, edges, _ in self.histograms)
+
+
+def learn_columns(schema: "InputSchema", layout: FleetLayout) -> Optional[FeatureColumns]:
+    """The continuous features of `schema`, once it knows its features."""
+    if schema.n_features is None or schema.categorical is None:
+        return None
+    names = schema.feature_names or [f"f{i}" for i in range(schema.n_features)]
+    return _columns(names, np.asarray(schema.categorical, dtype=bool), layout, False)
+
+
+def prime_columns(counts: "LifetimeCounts", schema: "InputSchema") -> None:
+    """Size the feature counters from the declared feature names, before any data, so
+    that they are published at 0 and a range's first increase is not lost."""
+    names = schema.feature_names
+    if counts.feature_columns is not None or names is None:
+        return
+    mask = np.zeros(len(names), dtype=bool)
+    for ref in schema.categorical_features:
+        if isinstance(ref, str) and ref in names:
+            mask[names.index(ref)] = True
+        elif isinstance(ref, int) and 0 <= ref < len(names):
+            mask[ref] = True
+    _size_features(counts, _columns(names, mask, counts.layout, True))
+
+
+def _columns(names: "list[str]", categorical: np.ndarray, layout: FleetLayout,
+             provisional: bool) -> FeatureColumns:
+    columns = np.flatnonzero(~categorical)
+    kept = tuple(str(names[c]) for c in columns.tolist())
+    position = {name: i for i, name in enumerate(kept)}
+    histograms = []
+    offset = 0
+    for name, edges in layout.feature_buckets.items():
+        if name in position:
+            array = np.asarray(edges, dtype=float)
+            histograms.append((position[name], array, offset))
+            offset += array.size + 1
+    missing = tuple(name for name in layout.feature_buckets if name not in position)
+    return FeatureColumns(kept, columns, columns.size == len(names),
+                          tuple(histograms), missing, provisional)
+
+
+def spread12_of(proba: np.ndarray, pred1: np.ndarray) -> np.ndarray:
+    """Top-1 minus top-2 probability per row (``|p1 - p0|`` with two classes)."""
+    if proba.shape[1] == 2:
+        return np.abs(proba[:, 1] - proba[:, 0])
+    return top_two(proba)[1]
+
+
+def _buckets(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rows per ``le`` bucket (non-cumulative; the last is above the top edge)."""
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+
+
+def add_inputs(
+    counts: "LifetimeCounts",
+    proba: np.ndarray,
+    pred1: np.ndarray,
+    features: Optional[np.ndarray],
+    has_features: Optional[np.ndarray],
+    schema: "InputSchema",
+) -> None:
+    """Count the spread12 and the continuous features of a batch of accepted rows."""
+    layout = counts.layout
+    spread = spread12_of(proba, pred1)
+    counts.spread12_buckets += _buckets(layout.spread12_edges, spread)
+    counts.spread12_sum += float(spread.sum())
+    if features is None:
+        return
+    if counts.feature_columns is None or counts.feature_columns.provisional:
+        columns = learn_columns(schema, layout)
+        if columns is None:
+            return
+        _size_features(counts, columns)
+    columns = counts.feature_columns
+    assert columns is not None
+    if not columns.names:
+        return
+    table = features if has_features is None else features[has_features]
+    if not table.shape[0]:
+        return
+    if not columns.all_columns:
+        table = table[:, columns.columns]
+    # NaN, +/-inf and values whose square would overflow a float are missing: one such
+    # value would turn the sum of squares into +Inf for the life of the counter.
+    finite = np.abs(table) <= LARGEST_SUMMED
+    clean = np.where(finite, table, 0.0)
+    found = finite.sum(axis=0)
+    counts.feature_values += found
+    counts.feature_missing += table.shape[0] - found
+    counts.feature_positive_sum += np.where(clean > 0, clean, 0.0).sum(axis=0)
+    counts.feature_negative_sum -= np.where(clean < 0, clean, 0.0).sum(axis=0)
+    counts.feature_squares += np.einsum("ij,ij->j", clean, clean)
+    for position, edges, offset in columns.histograms:
+        column = table[:, position]
+        counts.feature_buckets[offset:offset + edges.size + 1] += _buckets(
+            edges, column[finite[:, position]])
+
+
+#: Largest magnitude a value may have to enter the sums: 1e100 squared leaves room for
+#: 1e108 rows before the sum of squares overflows.
+LARGEST_SUMMED = 1e100
+
+
+def _size_features(counts: "LifetimeCounts", columns: FeatureColumns) -> None:
+    size = len(columns.names)
+    counts.feature_columns = columns
+    counts.feature_values = np.zeros(size, dtype=np.int64)
+    counts.feature_missing = np.zeros(size, dtype=np.int64)
+    counts.feature_positive_sum = np.zeros(size)
+    counts.feature_negative_sum = np.zeros(size)
+    counts.feature_squares = np.zeros(size)
+    counts.feature_buckets = np.zeros(columns.n_buckets, dtype=np.int64)
+
+
+def feature_sums(counts: "LifetimeCounts") -> Dict[str, np.ndarray]:
+    """Per continuous feature: values, sum, sum of squares (for tests and docs)."""
+    return {"values": counts.feature_values,
+            "sum": counts.feature_positive_sum - counts.feature_negative_sum,
+            "squares": counts.feature_squares}
+
+
+def confusion_cells(predicted: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Labeled rows per (true, predicted) cell, flat, true-major."""
+    return np.bincount(labels * n_classes + predicted, minlength=n_classes * n_classes)

@@ -1,0 +1,113 @@
+"""The series budget: a model stays under fleet.max_series, says what it cut, and
+check-config predicts the series a configuration produces."""
+
+import logging
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from mlwatcher_exporter import ModelMonitor
+from mlwatcher_exporter.budget import PARTS, plan_cut
+from mlwatcher_exporter.cli import main
+from mlwatcher_exporter.config import parse_config
+from mlwatcher_exporter.seriesreport import series_report
+
+
+def scrape(registry):
+    text = generate_latest(registry).decode()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def value(registry, name, **labels):
+    return registry.get_sample_value(name, {"model": "m", **labels})
+
+
+def fed(n_classes, n_features, categorical=(), rows=300, **fleet):
+    registry = CollectorRegistry()
+    names = [f"f{i}" for i in range(n_features)]
+    monitor = ModelMonitor(model="m", n_classes=n_classes, registry=registry,
+                           background=False, reservoir_size=rows, feature_names=names,
+                           categorical_features=list(categorical), fleet=fleet or None)
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(rows, n_features))
+    for column in categorical:
+        features[:, column] = np.arange(rows) % 40  # more values than max_categories
+    monitor.observe(rng.dirichlet(np.ones(n_classes), size=rows), features=features,
+                    labels=rng.integers(0, n_classes, rows))
+    monitor.close_window()
+    return monitor, registry
+
+
+def test_a_ten_class_200_feature_model_is_published_whole_by_default():
+    monitor, registry = fed(10, 200, categorical=(0, 1))
+    lines = scrape(registry)
+    assert len(lines) == value(registry, "mlwatcher_published_series") < 4000
+    for part in PARTS:
+        assert value(registry, "mlwatcher_series_dropped_total", family=part) == 0
+    # check-config's estimate is the scrape's count (categorical values saturated).
+    settings = parse_config({"model": "m", "n_classes": 10, "categorical_features": [0, 1],
+                             "feature_names": [f"f{i}" for i in range(200)]})
+    assert f"up to {len(lines)} series" in series_report(settings)
+    monitor.close()
+
+
+def test_a_huge_model_stays_under_its_cap_and_says_what_was_cut(caplog):
+    caplog.set_level(logging.WARNING, logger="mlwatcher_exporter")
+    monitor, registry = fed(500, 2000, rows=50)
+    for _ in range(3):
+        lines = scrape(registry)
+        assert len(lines) <= 4000
+    assert len(lines) == value(registry, "mlwatcher_published_series")
+    # Every per-class counter is kept; the window's per-class gauges of the first
+    # classes; then the budget is spent, and every feature series is left out.
+    assert value(registry, "mlwatcher_labeled_predictions_by_predicted_class_total",
+                 **{"class": "499"}) is not None
+    assert value(registry, "mlwatcher_precision", **{"class": "0"}) is not None
+    assert value(registry, "mlwatcher_precision", **{"class": "499"}) is None
+    kept = sum(1 for line in lines if line.startswith("mlwatcher_precision{"))
+    assert value(registry, "mlwatcher_feature_values_total", feature="f0") is None
+    # Each series left out is counted once, however often it is scraped.
+    assert value(registry, "mlwatcher_series_dropped_total",
+                 family="class_statistics") == 6 * (500 - kept)
+    assert value(registry, "mlwatcher_series_dropped_total",
+                 family="feature_counters") == 5 * 2000
+    assert value(registry, "mlwatcher_series_dropped_total",
+                 family="feature_statistics") == 10 * 2000
+    warnings = [r.getMessage() for r in caplog.records if "series budget" in r.getMessage()]
+    assert len(warnings) == len({w.split(" leaves out ")[1].split(" of ")[0]
+                                 for w in warnings}) == 3  # once per part cut
+    assert any("class_statistics of" in w and "'499'" in w for w in warnings)
+    monitor.close()
+
+
+def test_confusion_matrix_beyond_its_cap_is_reported():
+    monitor, registry = fed(30, 2, confusion_matrix=True, confusion_max_classes=20)
+    assert value(registry, "mlwatcher_series_dropped_total",
+                 family="confusion_matrix") == 900
+    monitor.close()
+    monitor, registry = fed(3, 2, confusion_matrix=True)
+    assert value(registry, "mlwatcher_confusion_matrix_rows_total", true_class="0",
+                 predicted_class="1") is not None
+    monitor.close()
+
+
+def test_plan_cut_keeps_order_and_stops_after_the_first_cut():
+    units = {"class_statistics": [("a", 6)], "feature_counters": [("x", 5), ("y", 5)],
+             "feature_statistics": [("x", 1)]}
+    cut = plan_cut(100, units, 100 + 7 + 6 + 5 + 4)  # 7: the budget's own series
+    assert cut.kept["class_statistics"] is None
+    assert cut.kept["feature_counters"] == {"x"}
+    assert cut.kept["feature_statistics"] == set()  # fits, but comes after a cut part
+    assert cut.dropped["feature_counters"] == 5 and cut.dropped["feature_statistics"] == 1
+
+
+def test_check_config_prints_the_series(tmp_path, capsys):
+    path = tmp_path / "m.yml"
+    path.write_text("model: big\nn_classes: 10\nfeature_names: [a, b, c]\n"
+                    "fleet: {max_series: 200}\n")
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "model 'big': up to" in out and "max_series 200: the budget cuts" in out
+    path.write_text("model: small\n")
+    assert main(["check-config", str(path)]) == 0
+    assert "series unknown until" in capsys.readouterr().out

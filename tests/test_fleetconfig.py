@@ -1,0 +1,51 @@
+"""The fleet option: checked in keyword arguments and files, every problem named."""
+
+import pytest
+
+from mlwatcher_exporter import ModelMonitor
+from mlwatcher_exporter.config import ConfigError, MonitorSettings, parse_config
+from mlwatcher_exporter.fleetcounts import FleetLayout
+
+
+def test_defaults_and_a_valid_file():
+    assert MonitorSettings().fleet == FleetLayout()
+    settings = parse_config({"feature_names": ["amount"], "fleet": {
+        "pred1_buckets": [0.5, 0.9, 0.99], "confusion_matrix": True,
+        "confusion_max_classes": 5, "feature_buckets": {"amount": [0, 10, 100]},
+        "max_series": 1000}})
+    assert settings.fleet == FleetLayout(
+        pred1_buckets=(0.5, 0.9, 0.99), confusion_matrix=True, confusion_max_classes=5,
+        feature_buckets={"amount": (0.0, 10.0, 100.0)}, max_series=1000)
+
+
+@pytest.mark.parametrize("fleet, message", [
+    ({"pred1_buckets": [0.5, 0.5]}, "fleet.pred1_buckets[1] == 0.5, must be greater than"),
+    ({"pred1_buckets": [0.9, 0.5]}, "(increasing)"),
+    ({"spread12_buckets": [0.5, 1.5]}, "fleet.spread12_buckets[1] == 1.5, must be in [0, 1]"),
+    ({"pred1_buckets": [-0.1]}, "must be in [0, 1]"),
+    ({"pred1_buckets": []}, "fleet.pred1_buckets has 0 edges"),
+    ({"pred1_buckets": "0.5"}, "must be a list of 1 to 50 increasing"),
+    ({"pred1_buckets": [0.5, float("nan")]}, "must be a finite number"),
+    ({"confusion_matrix": "yes"}, "fleet.confusion_matrix == 'yes', must be true or false"),
+    ({"confusion_max_classes": 101}, "fleet.confusion_max_classes == 101, must be an int in"),
+    ({"max_series": 10}, "fleet.max_series == 10, must be an int in [100, 1000000]"),
+    ({"feature_buckets": {"amount": [3, 2]}}, "fleet.feature_buckets.amount[1] == 2"),
+    ({"feature_buckets": {"price": [1]}}, "'price' must be one of feature_names"),
+    ({"colour": 1}, "fleet.colour: unknown option"),
+    ([1], "fleet == [1], must be a mapping"),
+])
+def test_bad_values_are_named(fleet, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config({"feature_names": ["amount"], "fleet": fleet})
+    assert message in str(error.value)
+    with pytest.raises((ValueError, TypeError)) as raised:
+        ModelMonitor(feature_names=["amount"], fleet=fleet, registry=None, background=False)
+    assert message in str(raised.value)
+
+
+def test_monitor_takes_a_layout():
+    layout = FleetLayout(pred1_buckets=(0.5, 1.0))
+    monitor = ModelMonitor(n_classes=2, fleet=layout, registry=None, background=False)
+    monitor.observe([[0.3, 0.7]])
+    assert monitor.snapshot().counts.pred1_buckets.tolist() == [0, 1, 0]
+    monitor.close()
