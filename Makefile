@@ -37,8 +37,12 @@ demo: $(RUNTIME_STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# run.py rewrites the generated section of docs/benchmarks.md; the drift and id store
+# figures print beside it (docs/drift.md, "Cost"; docs/benchmarks.md, "Late labels").
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/drift_cost.py
+	$(BIN)/python benchmarks/idstore_memory.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -241,7 +241,9 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         + BUDGET_SERIES
     )
     confusion = n_classes * n_classes if layout.confusion_matrix else 0
-    histograms = sum(len(edges) + 3 for edges in layout.feature_buckets.values())
+    # "reference" edges: a profile's default 10 bins have 9 edges.
+    histograms = sum((9 if isinstance(edges, str) else len(edges)) + 3
+                     for edges in layout.feature_buckets.values())
     return {
         "core": core,
         "feature_counters": 5 * continuous,

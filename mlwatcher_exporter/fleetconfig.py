@@ -7,8 +7,13 @@ In a YAML file (every key optional, shown with its default)::
       spread12_buckets: [0.01, 0.05, 0.1, ..., 0.995, 0.999, 1.0]
       confusion_matrix: false
       confusion_max_classes: 20
-      feature_buckets: {}          # e.g. {amount: [0, 10, 100, 1000]}
+      feature_buckets: {}          # e.g. {amount: [0, 10, 100, 1000], age: reference}
       max_series: 4000
+
+``reference`` in place of a feature's edges takes them from the monitor's reference
+profile (docs/drift.md): the profile's quantile bin edges of that feature, so the fleet
+histogram has the bins the drift scores compare. Without a profile (or before one is
+set) that feature has no histogram.
 
 As a keyword argument, ``ModelMonitor(fleet={...})`` takes the same mapping, or a
 :class:`~.fleetcounts.FleetLayout`.
@@ -22,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .fleetcounts import FleetLayout
+from .fleetcounts import REFERENCE_EDGES, FleetLayout
 
 __all__ = [
     "FLEET_KEYS",
@@ -67,6 +72,8 @@ def _edges(name: str, value: Any, unit: bool) -> Optional[str]:
     """Why `value` is not a list of increasing edges (in [0, 1] when `unit`)."""
     within = " in [0, 1]" if unit else ""
     expected = f"a list of 1 to {MAX_BUCKETS} increasing finite numbers{within}"
+    if not unit:
+        expected += f" or {REFERENCE_EDGES!r}"
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         return f"{name} == {_show(value)}, must be {expected}"
     items = list(value)
@@ -122,6 +129,8 @@ def fleet_problems(name: str, value: Any,
                     continue
                 if feature_names is not None and feature not in feature_names:
                     problems.append(f"{path}: {feature!r} must be one of feature_names")
+                if edges == REFERENCE_EDGES:
+                    continue
                 problem = _edges(path, edges, unit=False)
                 problems += [problem] if problem else []
     return problems
@@ -153,7 +162,8 @@ def to_layout(value: Any) -> FleetLayout:
             out[key] = int(value[key])
     buckets: Mapping[str, Any] = value.get("feature_buckets") or {}
     out["feature_buckets"] = {
-        str(feature): tuple(float(edge) for edge in edges) for feature, edges in buckets.items()
+        str(feature): REFERENCE_EDGES if edges == REFERENCE_EDGES
+        else tuple(float(edge) for edge in edges) for feature, edges in buckets.items()
     }
     return FleetLayout(**out)
 

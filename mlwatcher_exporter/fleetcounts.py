@@ -19,8 +19,8 @@ copies, and merges of several processes, treat it generically; :class:`FleetLayo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -35,12 +35,18 @@ __all__ = [
     "FleetLayout",
     "FeatureColumns",
     "DEFAULT_CONFUSION_MAX_CLASSES",
+    "REFERENCE_EDGES",
     "learn_columns",
     "prime_columns",
     "spread12_of",
     "LARGEST_SUMMED",
     "add_inputs",
 ]
+
+#: In place of a feature's histogram edges: take them from the reference profile.
+REFERENCE_EDGES = "reference"
+#: Significant digits of edges taken from a reference profile (short ``le`` labels).
+REFERENCE_EDGE_DIGITS = 6
 
 #: Classes up to which an enabled confusion matrix is kept (n_classes ** 2 series).
 DEFAULT_CONFUSION_MAX_CLASSES = 20
@@ -58,8 +64,10 @@ class FleetLayout:
         Count labeled rows by (true class, predicted class).
     confusion_max_classes : int
         With more classes the matrix is not kept (and the budget says so).
-    feature_buckets : mapping of str to tuple of float
-        Histogram edges of the continuous features to describe by a histogram.
+    feature_buckets : mapping of str to tuple of float or ``"reference"``
+        Histogram edges of the continuous features to describe by a histogram;
+        ``"reference"``: the reference profile's (:meth:`with_reference_edges`), no
+        histogram until a profile gives them.
     max_series : int
         Series per model that the collector publishes at most (:mod:`.budget`).
     """
@@ -68,7 +76,7 @@ class FleetLayout:
     spread12_buckets: Tuple[float, ...] = naming.SPREAD12_BUCKETS
     confusion_matrix: bool = False
     confusion_max_classes: int = DEFAULT_CONFUSION_MAX_CLASSES
-    feature_buckets: Mapping[str, Tuple[float, ...]] = field(default_factory=dict)
+    feature_buckets: Mapping[str, Union[Tuple[float, ...], str]] = field(default_factory=dict)
     max_series: int = 4000
     pred1_edges: np.ndarray = field(init=False, repr=False, compare=False)
     spread12_edges: np.ndarray = field(init=False, repr=False, compare=False)
@@ -77,6 +85,19 @@ class FleetLayout:
         object.__setattr__(self, "pred1_edges", np.asarray(self.pred1_buckets, dtype=float))
         object.__setattr__(self, "spread12_edges",
                            np.asarray(self.spread12_buckets, dtype=float))
+
+    def with_reference_edges(self, profile: Any) -> "FleetLayout":
+        """This layout with the ``"reference"`` edges taken from `profile` (a
+        :class:`~.reference.ReferenceProfile`) where it has a continuous feature of that
+        name with at least one bin edge; the others stay as they are."""
+        buckets = dict(self.feature_buckets)
+        for name, edges in self.feature_buckets.items():
+            feature = profile.features.get(name) if edges == REFERENCE_EDGES else None
+            found = getattr(feature, "edges", None)
+            if found is not None and np.asarray(found).size:
+                rounded = [float(f"{edge:.{REFERENCE_EDGE_DIGITS}g}") for edge in found]
+                buckets[name] = tuple(sorted(set(rounded)))
+        return replace(self, feature_buckets=buckets)
 
     def confusion_kept(self, n_classes: int) -> bool:
         """Whether the confusion matrix is counted for `n_classes` classes."""
@@ -138,6 +159,8 @@ def _columns(names: "list[str]", categorical: np.ndarray, layout: FleetLayout,
     histograms = []
     offset = 0
     for name, edges in layout.feature_buckets.items():
+        if isinstance(edges, str):  # "reference" without a profile: no histogram yet
+            continue
         if name in position:
             array = np.asarray(edges, dtype=float)
             histograms.append((position[name], array, offset))

@@ -211,7 +211,8 @@ class ModelMonitor:
         self._pipeline = Pipeline(
             self.model, self._staging, self._schema, self._refusals, self.reservoir_size,
             rng, self._log, self.max_categories, self._clock, wall_clock,
-            self.max_ids, self.id_ttl_seconds, fleet=self._fleet,
+            self.max_ids, self.id_ttl_seconds,
+            fleet=self._fleet if previous is None else previous.fleet,
         )
         self._intake = Intake(
             self._schema, self._staging, self._refusals, self._pipeline.drain,
@@ -327,9 +328,14 @@ class ModelMonitor:
             An unreadable file or one of another version; classes not the monitor's.
         """
         schema = self._schema
-        self._pipeline.judge = make_judge(
+        judge = make_judge(
             reference, self.drift_thresholds, lambda: list(schema.feature_names or ()),
             schema.value_names, lambda: self.class_labels, self._judge_failed)
+        self._pipeline.judge = judge
+        if judge is not None and not self._pipeline.use_reference_edges(judge.profile):
+            logger.warning("mlwatcher: model %r: fleet histograms with reference edges keep "
+                           "their edges: rows were counted before the reference was set",
+                           self.model)
 
     @property
     def reference(self) -> Optional[ReferenceProfile]:

@@ -134,7 +134,8 @@ def _encode_layout(layout: FleetLayout) -> Dict[str, Any]:
             "spread12_buckets": list(layout.spread12_buckets),
             "confusion_matrix": layout.confusion_matrix,
             "confusion_max_classes": layout.confusion_max_classes,
-            "feature_buckets": {k: list(v) for k, v in layout.feature_buckets.items()},
+            "feature_buckets": {k: v if isinstance(v, str) else list(v)
+                                for k, v in layout.feature_buckets.items()},
             "max_series": layout.max_series}
 
 
@@ -144,7 +145,8 @@ def _decode_layout(data: Mapping[str, Any]) -> FleetLayout:
         spread12_buckets=tuple(data["spread12_buckets"]),
         confusion_matrix=bool(data["confusion_matrix"]),
         confusion_max_classes=int(data["confusion_max_classes"]),
-        feature_buckets={k: tuple(v) for k, v in data["feature_buckets"].items()},
+        feature_buckets={k: v if isinstance(v, str) else tuple(v)
+                         for k, v in data["feature_buckets"].items()},
         max_series=int(data["max_series"]))
 
 

@@ -97,6 +97,25 @@ class Pipeline:
         self.judge: Optional[WindowJudge] = None
         self.fleet = fleet
 
+    def use_reference_edges(self, profile: Any) -> bool:
+        """Give the fleet histograms configured with ``"reference"`` edges the edges of
+        `profile`; False (and nothing changed) once rows have been counted, since a
+        histogram's buckets never change."""
+        self.drain(seal=True)  # staged rows count as counted
+        with self.lock:
+            layout = self.fleet if self.fleet is not None else FleetLayout()
+            resolved = layout.with_reference_edges(profile)
+            if resolved == layout:
+                return True
+            counts = self.counts
+            if counts is not None and counts.predictions.any():
+                return False
+            self.fleet = resolved
+            if counts is not None:
+                self.counts = LifetimeCounts(counts.predictions.size, resolved)
+                prime_columns(self.counts, self._schema)
+            return True
+
     def size(self, n_classes: int) -> None:
         """Create the counts and the windows once the number of classes is known."""
         with self.lock:

@@ -9,13 +9,15 @@ from mlwatcher_exporter.fleetcounts import FleetLayout
 
 def test_defaults_and_a_valid_file():
     assert MonitorSettings().fleet == FleetLayout()
-    settings = parse_config({"feature_names": ["amount"], "fleet": {
+    settings = parse_config({"feature_names": ["amount", "age"], "fleet": {
         "pred1_buckets": [0.5, 0.9, 0.99], "confusion_matrix": True,
-        "confusion_max_classes": 5, "feature_buckets": {"amount": [0, 10, 100]},
+        "confusion_max_classes": 5,
+        "feature_buckets": {"amount": [0, 10, 100], "age": "reference"},
         "max_series": 1000}})
     assert settings.fleet == FleetLayout(
         pred1_buckets=(0.5, 0.9, 0.99), confusion_matrix=True, confusion_max_classes=5,
-        feature_buckets={"amount": (0.0, 10.0, 100.0)}, max_series=1000)
+        feature_buckets={"amount": (0.0, 10.0, 100.0), "age": "reference"},
+        max_series=1000)
 
 
 @pytest.mark.parametrize("fleet, message", [
@@ -31,6 +33,7 @@ def test_defaults_and_a_valid_file():
     ({"max_series": 10}, "fleet.max_series == 10, must be an int in [100, 1000000]"),
     ({"feature_buckets": {"amount": [3, 2]}}, "fleet.feature_buckets.amount[1] == 2"),
     ({"feature_buckets": {"price": [1]}}, "'price' must be one of feature_names"),
+    ({"feature_buckets": {"amount": "quantiles"}}, "increasing finite numbers or 'reference'"),
     ({"colour": 1}, "fleet.colour: unknown option"),
     ([1], "fleet == [1], must be a mapping"),
 ])

@@ -137,6 +137,34 @@ def test_values_whose_square_overflows_are_missing_not_an_infinite_sum():
     m.close()
 
 
+def test_reference_edges_give_a_feature_histogram_the_profiles_bins(caplog):
+    proba, labels, features = stream()
+    m, registry = monitor(fleet={"feature_buckets": {"a": "reference", "b": [0, 3]}})
+    assert value(registry, "mlwatcher_feature_value_count", feature="a") is None
+    assert value(registry, "mlwatcher_feature_value_count", feature="b") == 0
+    profile = m.fit_reference(features[:1000], proba[:1000])
+    edges = [float(f"{e:.6g}") for e in profile.features["a"].edges]
+    assert len(edges) == 9  # the profile's 10 quantile bins
+    m.observe(proba[1000:], features=features[1000:])
+    column = features[1000:, 0]
+    finite = column[np.isfinite(column)]
+    for edge in edges:
+        assert value(registry, "mlwatcher_feature_value_bucket", feature="a",
+                     le=f"{edge:g}" if edge == int(edge) else repr(edge)) == \
+            int((finite <= edge).sum())
+    assert value(registry, "mlwatcher_feature_value_count", feature="a") == finite.size
+    # Once rows are counted, a new reference leaves the buckets alone, and says so.
+    m.set_reference(profile)
+    m2, registry2 = monitor(fleet={"feature_buckets": {"a": "reference"}})
+    m2.observe(proba[:10], features=features[:10])
+    with caplog.at_level("WARNING", logger="mlwatcher_exporter"):
+        m2.set_reference(profile)
+    assert "keep their edges" in caplog.text
+    assert value(registry2, "mlwatcher_feature_value_count", feature="a") is None
+    m.close()
+    m2.close()
+
+
 def test_spread12_histogram_and_configured_pred1_edges():
     proba, _, _ = stream(n=500)
     m, registry = monitor(fleet={"pred1_buckets": [0.5, 0.9, 0.99],

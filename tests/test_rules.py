@@ -35,6 +35,7 @@ STATISTICAL_ALERTS = {
     "MLWatcherMacroF1Dropping",
     "MLWatcherFeatureDrift",
     "MLWatcherRejectedRowsRising",
+    "MLWatcherLateLabelsUnmatched",
 }
 # Alerts on the exporter's health or on single events: no sample to guard.
 OTHER_ALERTS = {"MLWatcherInternalErrors", "MLWatcherWindowStalled", "MLWatcherExporterDown"}
