@@ -18,7 +18,10 @@ Then:
   sparse pixels may flicker out of their young feature band, see HEALTHY_FLICKER_MAX);
   when it drifts, MLWatcherFeatureDrift becomes pending for most features of model
   "digits" (its band is the last hour, so it needs no day of history; with `for: 10m`,
-  pending is as far as a short test goes).
+  pending is as far as a short test goes); and the reference drift alert
+  (MLWatcherReferenceFeatureDrift, drift scores against the demo's reference profile),
+  with its ten minutes of windows scaled to 25 one-second windows, fires, while it is
+  never even pending on healthy data.
 
 Nothing may be empty: the demo has a categorical feature (the request channel), so
 `mlwatcher_feature_value_ratio` has data too, and rejected rows need no exception:
@@ -73,6 +76,27 @@ DEMO_SAFETY_DURATION = 300  # the demo stops by itself even if nothing else stop
 # DRIFT_MIN_FEATURES of the 64 must be (about 44 are).
 HEALTHY_FLICKER_MAX = 4
 DRIFT_MIN_FEATURES = 16
+# MLWatcherReferenceFeatureDrift wants drifted features in every window of 10 minutes
+# (and 10 minutes of data), then 5 more: here 25 and 2 seconds of 1 s windows (a healthy demo window has 0 to 2 of
+# its 65 features beyond a threshold by sampling noise, about 1 window in 3 none; an
+# inverted one 54 to 59).
+FAST_REFERENCE_DRIFT = {"[10m]": "[25s]", "offset 10m": "offset 25s", "for: 5m": "for: 2s"}
+
+
+def _rule_files(workdir: Path) -> List[Path]:
+    """The shipped rule files, the reference drift alert's durations scaled down."""
+    files = []
+    for path in RULE_FILES:
+        if path.name == "mlwatcher-drift.yml":
+            text = path.read_text()
+            for old, new in FAST_REFERENCE_DRIFT.items():
+                assert text.count(old) == 1, old
+                text = text.replace(old, new)
+            path = workdir / path.name
+            path.write_text(text)
+        files.append(path)
+    return files
+
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -128,8 +152,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics"), first
         target = url[len("http://"):-len("/metrics")]
 
-        prometheus = Prometheus(binary, fast_config(CONFIG, RULE_FILES, DEMO_JOB, target),
-                                workdir)
+        prometheus = Prometheus(
+            binary, fast_config(CONFIG, _rule_files(workdir), DEMO_JOB, target), workdir)
         prometheus.start()
         yield Stack(prometheus, demo, output, demo_log)
     finally:
@@ -348,3 +372,27 @@ def test_input_drift_makes_the_feature_drift_alert_pending(warm: Stack) -> None:
           f"features flickering; MLWatcherFeatureDrift pending "
           f"{time.monotonic() - started:.1f} s after the first drifted window for "
           f"{len(features)} features of digits, e.g. {sorted(features)[:4]}")
+
+
+def test_input_drift_fires_the_reference_drift_alert(warm: Stack) -> None:
+    assert warm.watch is not None
+    warm.watch.join(WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 90)
+    assert warm.drift_started(), "the demo never reached input-drift\n" + warm.diagnostics()
+    for snapshot in warm.healthy:
+        noisy = [a for a in snapshot
+                 if a["labels"]["alertname"] == "MLWatcherReferenceFeatureDrift"]
+        assert not noisy, "reference drift on healthy data:\n" + _describe(noisy)
+
+    def firing() -> List[Dict[str, Any]]:
+        return [a for a in _active(warm, "MLWatcherReferenceFeatureDrift")
+                if a["state"] == "firing" and a["labels"]["model"] == "digits"]
+
+    (alert,) = wait_for(firing, 50, lambda: (
+        "MLWatcherReferenceFeatureDrift did not fire for model digits; active alerts:\n"
+        f"{_describe(_active(warm))}\n" + warm.diagnostics()), interval=0.5)
+    assert alert["labels"]["severity"] == "warning"
+    drifted = float(alert["value"])
+    assert drifted >= DRIFT_MIN_FEATURES, alert
+    assert "features drifted from the reference" in alert["annotations"]["summary"]
+    print(f"\nMLWatcherReferenceFeatureDrift firing for digits: {drifted:.0f} features "
+          "drifted in every window of the last 25 s")
