@@ -77,10 +77,12 @@ DEMO_SAFETY_DURATION = 300  # the demo stops by itself even if nothing else stop
 HEALTHY_FLICKER_MAX = 4
 DRIFT_MIN_FEATURES = 16
 # MLWatcherReferenceFeatureDrift wants drifted features in every window of 10 minutes
-# (and 10 minutes of data), then 5 more: here 25 and 2 seconds of 1 s windows (a healthy demo window has 0 to 2 of
-# its 65 features beyond a threshold by sampling noise, about 1 window in 3 none; an
-# inverted one 54 to 59).
-FAST_REFERENCE_DRIFT = {"[10m]": "[25s]", "offset 10m": "offset 25s", "for: 5m": "for: 2s"}
+# (and 10 minutes of data), then 5 more: here 25 and 2 seconds of 1 s windows (a healthy
+# demo window has 0 to 2 of its 65 features beyond a threshold by sampling noise, about
+# 1 window in 3 none; an inverted one 54 to 59).
+FAST_REFERENCE_DRIFT = {
+    "[10m]": "[25s]", "offset 10m": "offset 25s", "for: 5m": "for: 2s",
+}
 
 
 def _rule_files(workdir: Path) -> List[Path]:
