@@ -160,6 +160,9 @@ _LANDING = """<!DOCTYPE html>
 StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
 _QVALUE = re.compile(r"^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$")
 _ALLOWED = "GET, HEAD"
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
+# GET /api/v1/models/{model}/windows (windowsapi.py): a model name may hold "/".
+_WINDOWS_PATH = re.compile(r"/api/v1/models/(.+)/windows/?")
 
 
 def accepts_gzip(accept_encoding: Optional[str]) -> bool:
@@ -207,7 +210,8 @@ def _text(start_response: StartResponse, status: str, message: str,
 
 
 def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Iterable[bytes]]:
-    """A WSGI app serving ``/metrics`` (and ``/metrics/``) and a landing page at ``/``.
+    """A WSGI app serving ``/metrics`` (and ``/metrics/``), a landing page at ``/`` and
+    each monitor's last windows at ``/api/v1/models/{model}/windows`` (as ``serve``).
 
     GET and HEAD are answered (HEAD without a body); other methods get 405 with
     ``Allow: GET, HEAD``. ``/metrics`` is gzip-compressed when the client's
@@ -232,6 +236,22 @@ def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Itera
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/") or "/"
+        windows = _WINDOWS_PATH.fullmatch(path)
+        if windows is not None:
+            if method not in ("GET", "HEAD"):
+                return _text(start_response, "405 Method Not Allowed",
+                             f"Method {method} not allowed: use GET or HEAD\n",
+                             [("Allow", _ALLOWED)])
+            from .collector import registered_monitors
+            from .windowsapi import windows_response
+
+            monitors = {m.model: m for m in registered_monitors(registry)
+                        if hasattr(m, "history")}
+            answer = windows_response(monitors, windows.group(1),
+                                      "?" + environ.get("QUERY_STRING", ""))
+            headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
+            start_response(f"{answer.status} {_REASONS[answer.status]}", headers)
+            return [b""] if method == "HEAD" else [answer.body]
         if path in ("/metrics", "/metrics/"):
             if method not in ("GET", "HEAD"):
                 return _text(start_response, "405 Method Not Allowed",

@@ -1,5 +1,6 @@
 """HTTP exposition over a real loopback socket: /metrics, the landing page, 404."""
 
+import json
 import urllib.error
 import urllib.request
 
@@ -143,6 +144,32 @@ def request(url, method="GET", headers=None):
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+
+
+def test_the_windows_endpoint_is_served_by_the_plain_exporter(registry, clock):
+    monitor = ModelMonitor(model="fraud/eu", n_classes=2, registry=registry,
+                           background=False, _clock=clock)
+    server = monitor.start_http_server(port=0)
+    base = f"http://127.0.0.1:{server.port}/api/v1/models"
+    try:
+        for rows in (1, 2, 3):
+            monitor.observe(np.tile([[0.3, 0.7]], (rows, 1)))
+            monitor.close_window()
+        status, headers, body = request(f"{base}/fraud%2Feu/windows?limit=2")
+        answer = json.loads(body)
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        assert answer["model"] == "fraud/eu"
+        assert [w["rows"] for w in answer["windows"]] == [2, 3]
+        status, _, body = request(f"{base}/nope/windows")
+        assert status == 404 and json.loads(body)["error"]["field"] == "model"
+        assert request(f"{base}/fraud%2Feu/windows?limit=0")[0] == 400
+        status, headers, _ = request(f"{base}/fraud%2Feu/windows", method="POST")
+        assert status == 405 and headers["Allow"] == "GET, HEAD"
+        status, _, body = request(f"{base}/fraud%2Feu/windows", method="HEAD")
+        assert status == 200 and body == b""
+    finally:
+        server.shutdown()
+        monitor.close()
 
 
 def test_head_answers_headers_without_a_body(served):
