@@ -323,6 +323,14 @@ def _describe(alerts: List[Dict[str, Any]]) -> str:
     return "\n".join(f"  {a['state']} {a['labels']}" for a in alerts) or "  (none)"
 
 
+def _wait_for_drift(stack: Stack) -> None:
+    """Until the demo prints its first drifted window: the healthy watch also ends as soon
+    as Prometheus holds drifted data (or on its deadline), which on a loaded machine may
+    come before this process has read the demo's line."""
+    wait_for(stack.drift_started, WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 30,
+             lambda: "the demo never reached input-drift\n" + stack.diagnostics())
+
+
 def _drifted_features(alerts: List[Dict[str, Any]], model: str) -> Set[str]:
     return {a["labels"]["feature"] for a in alerts
             if a["labels"]["alertname"] == "MLWatcherFeatureDrift"
@@ -333,7 +341,7 @@ def test_input_drift_makes_the_feature_drift_alert_pending(warm: Stack) -> None:
     # Healthy phase: the snapshots of _watch_healthy_phase, once the demo drifted.
     assert warm.watch is not None
     warm.watch.join(WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 90)
-    assert warm.drift_started(), "the demo never reached input-drift\n" + warm.diagnostics()
+    _wait_for_drift(warm)
     healthy = warm.healthy
     assert healthy, "the stack took the whole healthy phase to warm up\n" + warm.diagnostics()
     model_alerts = {rule["alert"] for rule in _rules(group="mlwatcher-model")}
@@ -379,7 +387,7 @@ def test_input_drift_makes_the_feature_drift_alert_pending(warm: Stack) -> None:
 def test_input_drift_fires_the_reference_drift_alert(warm: Stack) -> None:
     assert warm.watch is not None
     warm.watch.join(WINDOW_SECONDS * WINDOWS_PER_SCENARIO + 90)
-    assert warm.drift_started(), "the demo never reached input-drift\n" + warm.diagnostics()
+    _wait_for_drift(warm)
     for snapshot in warm.healthy:
         noisy = [a for a in snapshot
                  if a["labels"]["alertname"] == "MLWatcherReferenceFeatureDrift"]
