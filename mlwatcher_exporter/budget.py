@@ -44,6 +44,7 @@ __all__ = [
     "SeriesBudget",
     "estimate_series",
     "PART_OF",
+    "select_samples",
 ]
 
 logger = logging.getLogger("mlwatcher_exporter")
@@ -153,6 +154,24 @@ def keep_features(samples: List[Sample], kept: Optional[Set[str]]) -> List[Sampl
     return [s for s in samples if _unit(s) in kept]
 
 
+def select_samples(name: str, samples: List[Sample], layout: Any) -> List[Sample]:
+    """The samples of family `name` that `layout` publishes: features allowed and not
+    denied (``fleet.features``), and of ``mlwatcher_feature`` the chosen statistics."""
+    if not layout.selects:
+        return samples
+    statistics = set(layout.feature_statistics) if name == n.FEATURE else None
+    kept = []
+    for sample in samples:
+        labels = sample.labels
+        feature = labels.get("feature")
+        if feature is not None and not layout.publishes(feature):
+            continue
+        if statistics is not None and labels.get("stat") not in statistics:
+            continue
+        kept.append(sample)
+    return kept
+
+
 def split(samples: Mapping[str, List[Sample]]) -> Tuple[int, Dict[str, List[Tuple[str, int]]]]:
     """Core series and per-part units of one model's samples by family."""
     core = sum(len(v) for name, v in samples.items() if name not in PART_OF)
@@ -200,7 +219,8 @@ class SeriesBudget:
                     else "all of it")
             logger.warning(
                 "mlwatcher: model %r: the series budget (fleet.max_series == %d) leaves out "
-                "%s of %s (%d series); raise fleet.max_series, or publish fewer features",
+                "%s of %s (%d series); raise fleet.max_series, or publish fewer features "
+                "or statistics (fleet.features, fleet.feature_statistics)",
                 model, limit, part, what, cut.dropped[part])
         return cut
 
@@ -225,7 +245,8 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
                     max_categories: int, layout: Any) -> Dict[str, int]:
     """Series one model publishes at most, per part (before the budget), ``core`` first.
 
-    Categorical features are counted with ``max_categories`` values and ``__other__``.
+    Categorical features are counted with ``max_categories`` values and ``__other__``;
+    `continuous` and `categorical` are the features published (``fleet.features``).
     """
     late = (2 + len(n.UNMATCHED_REASONS) + len(n.LATE_LABEL_REJECT_REASONS)
             + len(n.EXPIRED_REASONS) + 1 + len(n.LABEL_DELAY_BUCKETS) + 3)
@@ -249,7 +270,7 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         "feature_counters": 5 * continuous,
         "confusion_matrix": confusion,
         "class_statistics": 6 * n_classes,
-        "feature_statistics": (len(n.STATS) + 1) * continuous
+        "feature_statistics": (len(layout.feature_statistics) + 1) * continuous
         + (max_categories + 2) * categorical,
         "feature_histograms": histograms,
     }

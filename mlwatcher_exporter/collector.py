@@ -46,7 +46,7 @@ from . import driftmetrics
 from . import naming as n
 from ._version import __version__
 from .exposition import PRERENDERED, render_samples
-from .budget import BUDGET_FAMILIES, PART_OF, SeriesBudget, keep_features
+from .budget import BUDGET_FAMILIES, PART_OF, SeriesBudget, keep_features, select_samples
 from .fleetcounts import FleetLayout
 from .fleetfamilies import FLEET_FAMILIES, add_fleet_families
 
@@ -238,14 +238,17 @@ class MonitorCollector(Collector):
         """Add a monitor's families, cut by its series budget; the window part keeps its
         rendered text unless the cut reaches it."""
         model = monitor.model
+        layout = snap.counts.layout if snap.counts is not None else FleetLayout()
         own = {name: _new_family(name) for name in FAMILIES if name not in _WINDOW_FAMILIES}
         _add_monitor(own, monitor, snap)
+        if layout.selects:  # fleet.features and fleet.feature_statistics
+            for name, family in own.items():
+                family.samples[:] = select_samples(name, family.samples, layout)
         samples = {name: family.samples for name, family in own.items() if family.samples}
         part = None
         if snap.window is not None:
-            part = self._window_part(model, snap.class_labels, snap.window)
+            part = self._window_part(model, snap.class_labels, snap.window, layout)
             samples.update(part.samples)
-        layout = snap.counts.layout if snap.counts is not None else FleetLayout()
         unavailable = {}
         n_classes = len(snap.class_labels)
         if layout.confusion_matrix and n_classes > layout.confusion_max_classes:
@@ -271,13 +274,13 @@ class MonitorCollector(Collector):
                 setattr(family, PRERENDERED, None if chunks is None or text is None
                         else chunks + [text])
 
-    def _window_part(self, model: str, classes: List[str],
-                     window: "WindowStats") -> "_WindowPart":
+    def _window_part(self, model: str, classes: List[str], window: "WindowStats",
+                     layout: FleetLayout) -> "_WindowPart":
         """A monitor's window families, built and rendered once per window."""
         with self._lock:
             part = self._parts.get(model)
         if part is None or part.window is not window:
-            part = _WindowPart.build(model, classes, window)
+            part = _WindowPart.build(model, classes, window, layout)
             with self._lock:
                 if model in self._monitors:
                     self._parts[model] = part
@@ -293,13 +296,6 @@ class MonitorCollector(Collector):
             setattr(family, PRERENDERED, None if chunks is None or text is None
                     else chunks + [text])
 
-    def _add_window_part(
-        self, families: Families, model: str, classes: List[str], window: "WindowStats"
-    ) -> None:
-        """Add a monitor's window families, built and rendered once per window: they
-        do not change between two scrapes of one window."""
-        self._add_part(families, self._window_part(model, classes, window))
-
 
 class _WindowPart(NamedTuple):
     """One monitor's window families: samples, and their exposition text."""
@@ -309,10 +305,13 @@ class _WindowPart(NamedTuple):
     text: Dict[str, Optional[str]]
 
     @classmethod
-    def build(cls, model: str, classes: List[str], window: "WindowStats") -> "_WindowPart":
+    def build(cls, model: str, classes: List[str], window: "WindowStats",
+              layout: FleetLayout) -> "_WindowPart":
         own = {name: _new_family(name) for name in _WINDOW_FAMILIES}
         _add_window(own, model, classes, window)
-        samples = {name: family.samples for name, family in own.items() if family.samples}
+        samples = {name: select_samples(name, family.samples, layout)
+                   for name, family in own.items()}
+        samples = {name: kept for name, kept in samples.items() if kept}
         text = {name: render_samples(lines) for name, lines in samples.items()}
         return cls(window, samples, text)
 

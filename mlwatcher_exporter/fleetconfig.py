@@ -8,12 +8,20 @@ In a YAML file (every key optional, shown with its default)::
       confusion_matrix: false
       confusion_max_classes: 20
       feature_buckets: {}          # e.g. {amount: [0, 10, 100, 1000], age: reference}
-      max_series: 4000
+      max_series: 2500
+      feature_statistics: [mean, std, min, max, range, q25, median, q75, iqr]
+      features: {allow: ["*"], deny: []}   # shell-style patterns of feature names
 
 ``reference`` in place of a feature's edges takes them from the monitor's reference
 profile (docs/drift.md): the profile's quantile bin edges of that feature, so the fleet
 histogram has the bins the drift scores compare. Without a profile (or before one is
 set) that feature has no histogram.
+
+``feature_statistics`` and ``features`` choose what is published per feature: the
+window statistics of ``mlwatcher_feature``, and the features whose series (statistics,
+ratios, counters, histograms, drift scores) are published at all: those matching an
+``allow`` pattern and no ``deny`` pattern (``fnmatch``, case-sensitive). The series
+budget then caps what remains.
 
 As a keyword argument, ``ModelMonitor(fleet={...})`` takes the same mapping, or a
 :class:`~.fleetcounts.FleetLayout`.
@@ -27,6 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from . import naming
 from .fleetcounts import REFERENCE_EDGES, FleetLayout
 
 __all__ = [
@@ -52,7 +61,10 @@ MIN_SERIES = 100
 MAX_SERIES = 1_000_000
 
 FLEET_KEYS = ("pred1_buckets", "spread12_buckets", "confusion_matrix",
-              "confusion_max_classes", "feature_buckets", "max_series")
+              "confusion_max_classes", "feature_buckets", "max_series",
+              "feature_statistics", "features")
+#: Most patterns in ``features.allow`` or ``features.deny``.
+MAX_PATTERNS = 1000
 
 
 def _show(value: Any) -> str:
@@ -113,6 +125,7 @@ def fleet_problems(name: str, value: Any,
             if not _is_int(item) or not low <= item <= high:
                 problems.append(f"{name}.{key} == {_show(item)}, must be an int in "
                                 f"[{low}, {high}]")
+    problems += _selection_problems(name, value)
     buckets = value.get("feature_buckets")
     if buckets is not None:
         if not isinstance(buckets, Mapping):
@@ -133,6 +146,47 @@ def fleet_problems(name: str, value: Any,
                     continue
                 problem = _edges(path, edges, unit=False)
                 problems += [problem] if problem else []
+    return problems
+
+
+def _names_problem(path: str, value: Any, choices: Optional[Tuple[str, ...]] = None
+                   ) -> Optional[str]:
+    """Why `value` is not a list of strings (of `choices`, without repeats)."""
+    expected = (f"a list of some of {list(choices)}" if choices is not None
+                else f"a list of at most {MAX_PATTERNS} shell-style patterns")
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, (list, tuple)):
+        return f"{path} == {_show(value)}, must be {expected}"
+    if len(value) > MAX_PATTERNS:
+        return f"{path} has {len(value)} items, must be {expected}"
+    for position, item in enumerate(value):
+        if not isinstance(item, str) or (choices is not None and item not in choices):
+            return f"{path}[{position}] == {_show(item)}, must be {expected}"
+    if len(set(value)) != len(value):
+        return f"{path} == {_show(value)} repeats an item, must be {expected}"
+    return None
+
+
+def _selection_problems(name: str, value: Mapping[str, Any]) -> List[str]:
+    """Problems of ``feature_statistics`` and ``features``."""
+    problems = []
+    if "feature_statistics" in value:
+        problem = _names_problem(f"{name}.feature_statistics", value["feature_statistics"],
+                                 naming.STATS)
+        problems += [problem] if problem else []
+    features = value.get("features")
+    if features is None:
+        return problems
+    if not isinstance(features, Mapping):
+        return problems + [f"{name}.features == {_show(features)}, must be a mapping with "
+                           "keys ['allow', 'deny']"]
+    for key in features:
+        if key not in ("allow", "deny"):
+            problems.append(f"{name}.features.{key}: unknown option, expected one of "
+                            "['allow', 'deny']")
+    for key in ("allow", "deny"):
+        if key in features:
+            problem = _names_problem(f"{name}.features.{key}", features[key])
+            problems += [problem] if problem else []
     return problems
 
 
@@ -165,6 +219,12 @@ def to_layout(value: Any) -> FleetLayout:
         str(feature): REFERENCE_EDGES if edges == REFERENCE_EDGES
         else tuple(float(edge) for edge in edges) for feature, edges in buckets.items()
     }
+    if "feature_statistics" in value:
+        out["feature_statistics"] = tuple(value["feature_statistics"])
+    features: Mapping[str, Any] = value.get("features") or {}
+    for key in ("allow", "deny"):
+        if key in features:
+            out[f"features_{key}"] = tuple(features[key])
     return FleetLayout(**out)
 
 

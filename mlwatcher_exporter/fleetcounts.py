@@ -20,6 +20,8 @@ copies, and merges of several processes, treat it generically; :class:`FleetLayo
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -36,12 +38,18 @@ __all__ = [
     "FeatureColumns",
     "DEFAULT_CONFUSION_MAX_CLASSES",
     "REFERENCE_EDGES",
+    "DEFAULT_MAX_SERIES",
     "learn_columns",
     "prime_columns",
     "spread12_of",
     "LARGEST_SUMMED",
     "add_inputs",
 ]
+
+#: Series per model at most, by default (:mod:`.budget`): one model of 10 classes and 200
+#: continuous features stays under it (at the default statistics it would publish 3,225:
+#: the budget leaves out the window statistics of its last features, and says so).
+DEFAULT_MAX_SERIES = 2500
 
 #: In place of a feature's histogram edges: take them from the reference profile.
 REFERENCE_EDGES = "reference"
@@ -70,6 +78,14 @@ class FleetLayout:
         histogram until a profile gives them.
     max_series : int
         Series per model that the collector publishes at most (:mod:`.budget`).
+    feature_statistics : tuple of str
+        The window statistics (``stat`` of ``mlwatcher_feature``) published per
+        continuous feature: some of :data:`~.naming.STATS` (all by default).
+    features_allow, features_deny : tuple of str
+        Shell-style patterns (``fnmatch``, case-sensitive) of the features whose series
+        are published: those matching an allow pattern and no deny pattern. The others
+        are still validated and described (drift is counted in
+        ``mlwatcher_drifted_features``), only not published.
     """
 
     pred1_buckets: Tuple[float, ...] = naming.FLEET_PRED1_BUCKETS
@@ -77,7 +93,10 @@ class FleetLayout:
     confusion_matrix: bool = False
     confusion_max_classes: int = DEFAULT_CONFUSION_MAX_CLASSES
     feature_buckets: Mapping[str, Union[Tuple[float, ...], str]] = field(default_factory=dict)
-    max_series: int = 4000
+    max_series: int = DEFAULT_MAX_SERIES
+    feature_statistics: Tuple[str, ...] = naming.STATS
+    features_allow: Tuple[str, ...] = ("*",)
+    features_deny: Tuple[str, ...] = ()
     pred1_edges: np.ndarray = field(init=False, repr=False, compare=False)
     spread12_edges: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -85,6 +104,16 @@ class FleetLayout:
         object.__setattr__(self, "pred1_edges", np.asarray(self.pred1_buckets, dtype=float))
         object.__setattr__(self, "spread12_edges",
                            np.asarray(self.spread12_buckets, dtype=float))
+
+    @property
+    def selects(self) -> bool:
+        """Whether some features or statistics are left out by choice."""
+        return (self.features_allow != ("*",) or bool(self.features_deny)
+                or set(self.feature_statistics) != set(naming.STATS))
+
+    def publishes(self, feature: str) -> bool:
+        """Whether the series of `feature` are published (allow and deny patterns)."""
+        return _published(self.features_allow, self.features_deny, feature)
 
     def with_reference_edges(self, profile: Any) -> "FleetLayout":
         """This layout with the ``"reference"`` edges taken from `profile` (a
@@ -168,6 +197,12 @@ def _columns(names: "list[str]", categorical: np.ndarray, layout: FleetLayout,
     missing = tuple(name for name in layout.feature_buckets if name not in position)
     return FeatureColumns(kept, columns, columns.size == len(names),
                           tuple(histograms), missing, provisional)
+
+
+@lru_cache(maxsize=1 << 16)  # a scrape asks once per feature and family
+def _published(allow: Tuple[str, ...], deny: Tuple[str, ...], feature: str) -> bool:
+    return (any(fnmatchcase(feature, p) for p in allow)
+            and not any(fnmatchcase(feature, p) for p in deny))
 
 
 def spread12_of(proba: np.ndarray, pred1: np.ndarray) -> np.ndarray:

@@ -105,8 +105,9 @@ class ModelMonitor:
     fleet : mapping or FleetLayout, optional
         The fleet counters: ``pred1_buckets``, ``spread12_buckets`` (increasing edges in
         [0, 1]), ``confusion_matrix`` (default False), ``confusion_max_classes``
-        (default 20), ``feature_buckets`` ({feature: edges}) and ``max_series`` (the
-        series budget, default 4000); see :mod:`~mlwatcher_exporter.fleetconfig`.
+        (default 20), ``feature_buckets`` ({feature: edges}), ``max_series`` (the
+        series budget, default 2500), ``feature_statistics`` and ``features`` (allow and
+        deny patterns); see :mod:`~mlwatcher_exporter.fleetconfig`.
 
     Examples
     --------

@@ -136,7 +136,10 @@ def _encode_layout(layout: FleetLayout) -> Dict[str, Any]:
             "confusion_max_classes": layout.confusion_max_classes,
             "feature_buckets": {k: v if isinstance(v, str) else list(v)
                                 for k, v in layout.feature_buckets.items()},
-            "max_series": layout.max_series}
+            "max_series": layout.max_series,
+            "feature_statistics": list(layout.feature_statistics),
+            "features_allow": list(layout.features_allow),
+            "features_deny": list(layout.features_deny)}
 
 
 def _decode_layout(data: Mapping[str, Any]) -> FleetLayout:
@@ -147,7 +150,10 @@ def _decode_layout(data: Mapping[str, Any]) -> FleetLayout:
         confusion_max_classes=int(data["confusion_max_classes"]),
         feature_buckets={k: v if isinstance(v, str) else tuple(v)
                          for k, v in data["feature_buckets"].items()},
-        max_series=int(data["max_series"]))
+        max_series=int(data["max_series"]),
+        feature_statistics=tuple(data["feature_statistics"]),
+        features_allow=tuple(data["features_allow"]),
+        features_deny=tuple(data["features_deny"]))
 
 
 def _encode_columns(columns: FeatureColumns) -> Dict[str, Any]:

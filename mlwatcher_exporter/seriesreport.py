@@ -26,7 +26,9 @@ def series_report(settings: MonitorSettings) -> Optional[str]:
     for ref in settings.categorical_features:
         categorical.add(names[ref] if isinstance(ref, int) else ref)
     layout = settings.fleet
-    parts = estimate_series(n_classes, len(names) - len(categorical), len(categorical),
+    published = [name for name in names if layout.publishes(name)]
+    n_categorical = sum(name in categorical for name in published)
+    parts = estimate_series(n_classes, len(published) - n_categorical, n_categorical,
                             settings.max_categories, layout)
     total = sum(parts.values())
     # One unit per part (a conservative cut: whole parts) is enough to say what goes.

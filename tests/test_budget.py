@@ -38,15 +38,48 @@ def fed(n_classes, n_features, categorical=(), rows=300, **fleet):
     return monitor, registry
 
 
-def test_a_ten_class_200_feature_model_is_published_whole_by_default():
+def test_a_ten_class_200_feature_model_stays_under_2500_series_by_default():
     monitor, registry = fed(10, 200, categorical=(0, 1))
     lines = scrape(registry)
-    assert len(lines) == value(registry, "mlwatcher_published_series") < 4000
+    assert len(lines) == value(registry, "mlwatcher_published_series") <= 2500
+    assert value(registry, "mlwatcher_series_limit") == 2500
+    # The counters of every feature are kept; the window statistics of the last go.
+    assert value(registry, "mlwatcher_feature_values_total", feature="f199") is not None
+    assert value(registry, "mlwatcher_series_dropped_total", family="feature_statistics") > 0
+    monitor.close()
+
+
+FIVE = ["mean", "std", "q25", "median", "q75"]
+
+
+def test_five_statistics_keep_the_200_feature_model_whole():
+    monitor, registry = fed(10, 200, categorical=(0, 1), feature_statistics=FIVE)
+    lines = scrape(registry)
+    assert len(lines) == value(registry, "mlwatcher_published_series") <= 2500
     for part in PARTS:
         assert value(registry, "mlwatcher_series_dropped_total", family=part) == 0
+    assert {line.split('stat="')[1].split('"')[0] for line in lines
+            if line.startswith("mlwatcher_feature{")} == set(FIVE)
     # check-config's estimate is the scrape's count (categorical values saturated).
     settings = parse_config({"model": "m", "n_classes": 10, "categorical_features": [0, 1],
-                             "feature_names": [f"f{i}" for i in range(200)]})
+                             "feature_names": [f"f{i}" for i in range(200)],
+                             "fleet": {"feature_statistics": FIVE}})
+    assert f"up to {len(lines)} series" in series_report(settings)
+    assert "nothing cut" in series_report(settings)
+    monitor.close()
+
+
+def test_allow_and_deny_patterns_choose_the_features_published():
+    monitor, registry = fed(2, 30, categorical=(0,), features={
+        "allow": ["f1*", "f0"], "deny": ["f12", "f1[89]"]})
+    published = {line.split('feature="')[1].split('"')[0] for line in scrape(registry)
+                 if 'feature="' in line}
+    assert published == {"f0", "f1", "f10", "f11", "f13", "f14", "f15", "f16", "f17"}
+    settings = parse_config({"model": "m", "n_classes": 2, "categorical_features": [0],
+                             "feature_names": [f"f{i}" for i in range(30)],
+                             "fleet": {"features": {"allow": ["f1*", "f0"],
+                                                    "deny": ["f12", "f1[89]"]}}})
+    lines = scrape(registry)
     assert f"up to {len(lines)} series" in series_report(settings)
     monitor.close()
 
@@ -56,7 +89,7 @@ def test_a_huge_model_stays_under_its_cap_and_says_what_was_cut(caplog):
     monitor, registry = fed(500, 2000, rows=50)
     for _ in range(3):
         lines = scrape(registry)
-        assert len(lines) <= 4000
+        assert len(lines) <= 2500
     assert len(lines) == value(registry, "mlwatcher_published_series")
     # Every per-class counter is kept; the window's per-class gauges of the first
     # classes; then the budget is spent, and every feature series is left out.

@@ -35,6 +35,12 @@ def test_defaults_and_a_valid_file():
     ({"feature_buckets": {"price": [1]}}, "'price' must be one of feature_names"),
     ({"feature_buckets": {"amount": "quantiles"}}, "increasing finite numbers or 'reference'"),
     ({"colour": 1}, "fleet.colour: unknown option"),
+    ({"feature_statistics": ["mean", "p99"]}, "fleet.feature_statistics[1] == 'p99', must be"),
+    ({"feature_statistics": "mean"}, "fleet.feature_statistics == 'mean', must be a list"),
+    ({"feature_statistics": ["mean", "mean"]}, "repeats an item"),
+    ({"features": ["amount"]}, "fleet.features == ['amount'], must be a mapping"),
+    ({"features": {"only": ["a"]}}, "fleet.features.only: unknown option"),
+    ({"features": {"deny": [3]}}, "fleet.features.deny[0] == 3, must be a list of at most"),
     ([1], "fleet == [1], must be a mapping"),
 ])
 def test_bad_values_are_named(fleet, message):
@@ -52,3 +58,14 @@ def test_monitor_takes_a_layout():
     monitor.observe([[0.3, 0.7]])
     assert monitor.snapshot().counts.pred1_buckets.tolist() == [0, 1, 0]
     monitor.close()
+
+
+def test_statistics_and_feature_patterns_in_a_file():
+    settings = parse_config({"feature_names": ["amount"], "fleet": {
+        "feature_statistics": ["mean", "median"],
+        "features": {"allow": ["a*"], "deny": ["*_id"]}}})
+    layout = settings.fleet
+    assert layout.feature_statistics == ("mean", "median") and layout.selects
+    assert layout.publishes("amount") and not layout.publishes("account_id")
+    assert not layout.publishes("Amount")  # case-sensitive
+    assert not FleetLayout().selects and FleetLayout().publishes("anything")
