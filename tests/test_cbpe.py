@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.naive_bayes import GaussianNB
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from mlwatcher_exporter.cbpe import Calibration, estimate, fit_calibration
 from mlwatcher_exporter.window import predicted_classes
@@ -155,3 +159,32 @@ def test_bad_method_and_bad_data_are_named() -> None:
 def test_no_rows_no_estimate() -> None:
     calibration = fit_calibration(np.array([[0.2, 0.8], [0.9, 0.1]]), np.array([1, 0]))
     assert estimate(calibration, np.empty((0, 2)), np.empty(0, dtype=int)) is None
+
+
+def _dataset_errors(load) -> tuple:
+    """Estimated minus realised accuracy on the test split of 10 random splits: a
+    scaled logistic regression, calibrated on out-of-fold probabilities of its training
+    split (what `mlwatcher-exporter profile` is given in the demo)."""
+    x, y = load(return_X_y=True)
+    errors, stderrs = [], []
+    for seed in range(10):
+        x_fit, x_window, y_fit, y_window = train_test_split(
+            x, y, test_size=0.4, random_state=seed, stratify=y)
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.3))
+        out_of_fold = cross_val_predict(model, x_fit, y_fit, cv=5, method="predict_proba")
+        model.fit(x_fit, y_fit)
+        calibration = fit_calibration(out_of_fold, y_fit, "isotonic")
+        proba = model.predict_proba(x_window)
+        predicted = predicted_classes(proba, 0.5)
+        result = estimate(calibration, proba, predicted)
+        errors.append(result.accuracy - accuracy_score(y_window, predicted))
+        stderrs.append(result.accuracy_stderr)
+    return np.array(errors), np.array(stderrs)
+
+
+@pytest.mark.parametrize("load, window_rows", [(load_breast_cancer, 228), (load_wine, 72)])
+def test_estimate_is_within_003_on_healthy_windows_of_sklearn_datasets(load, window_rows):
+    errors, _ = _dataset_errors(load)
+    assert abs(errors).mean() <= 0.02 and abs(errors.mean()) <= 0.01, errors
+    # Within 0.03, give or take one row of the window (1/72 on wine's small windows).
+    assert abs(errors).max() <= 0.03 + 1 / window_rows, errors
