@@ -5,7 +5,8 @@ publish about 35,000 series (``estimate_series``). Under the default budget
 (``fleet.max_series`` 4000) it publishes at most that many, says in
 ``mlwatcher_series_dropped_total`` what it left out, and a real Prometheus whose job has
 ``sample_limit: 10000`` keeps the target: ``up == 1``, no "sample limit exceeded", and
-every published series stored.
+every published series stored; a second job with a limit below that fails with
+"sample limit exceeded", so the first one's success is the budget's doing.
 
 One monitor with its own registry, no background thread, one closed window of 300
 random rows (every one labeled, so that the per-class scores exist), served on
@@ -43,6 +44,10 @@ N_ROWS = 300
 # would need max_series <= sample_limit / models (docs/scaling.md).
 MAX_SERIES = FleetLayout().max_series
 SAMPLE_LIMIT = 10_000
+# A second job on the same target with a limit below what the model publishes: its
+# scrapes must fail, so that the first job's success says something.
+TIGHT_JOB = "mlwatcher-tight"
+TIGHT_LIMIT = MAX_SERIES // 2
 SEED = 10
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
@@ -151,6 +156,7 @@ def _prometheus_config(target: str) -> dict:
     (job,) = config["scrape_configs"]
     job.pop("file_sd_configs", None)
     job["sample_limit"] = SAMPLE_LIMIT
+    config["scrape_configs"].append(dict(job, job_name=TIGHT_JOB, sample_limit=TIGHT_LIMIT))
     return config
 
 
@@ -163,13 +169,16 @@ def test_prometheus_with_sample_limit_keeps_the_target(
     try:
         prometheus.start()
 
-        def healthy() -> bool:
+        def target(job: str) -> dict:
             targets = prometheus.api("targets")["activeTargets"]
-            ours = [t for t in targets if t["labels"].get("instance") == served.target]
-            if not ours:
-                return False
-            errors.extend(t["lastError"] for t in ours if t["lastError"])
-            return all(t["health"] == "up" and not t["lastError"] for t in ours)
+            ours = [t for t in targets if t["labels"].get("job") == job]
+            return ours[0] if ours else {}
+
+        def healthy() -> bool:
+            ours = target(JOB)
+            if ours.get("lastError"):
+                errors.append(ours["lastError"])
+            return ours.get("health") == "up" and not ours["lastError"]
 
         def diagnostics() -> str:
             return (f"target errors {errors[-5:]}\nprometheus log:\n"
@@ -177,10 +186,21 @@ def test_prometheus_with_sample_limit_keeps_the_target(
 
         wait_for(healthy, 90, lambda: "target not up\n" + diagnostics())
         assert not [e for e in errors if "sample limit" in e], diagnostics()
-        instance = f'instance="{served.target}"'
-        (up,) = prometheus.query(f'up{{job="{JOB}",{instance}}}')
-        assert float(up["value"][1]) == 1
         published = served.page.series
+        assert TIGHT_LIMIT < published
+        tight = wait_for(lambda: "sample limit exceeded" in target(TIGHT_JOB).get(
+            "lastError", "") and target(TIGHT_JOB), 30,
+            lambda: f"{TIGHT_JOB}: {target(TIGHT_JOB)}\n" + diagnostics())
+        assert tight["health"] == "down"
+        instance = f'job="{JOB}",instance="{served.target}"'
+
+        def up(job: str) -> List[float]:
+            return [float(s["value"][1]) for s in prometheus.query(f'up{{job="{job}"}}')]
+
+        # Waited for rather than read once: on a loaded machine one scrape of the
+        # healthy job may still time out (1 s) now and then.
+        wait_for(lambda: up(JOB) == [1.0], 30, lambda: f"up {up(JOB)}\n" + diagnostics())
+        assert up(TIGHT_JOB) == [0.0]
 
         def stored() -> float:
             found = prometheus.query(f'count({{model="{MODEL}",{instance}}})')
@@ -192,12 +212,14 @@ def test_prometheus_with_sample_limit_keeps_the_target(
                         + diagnostics())
         (scraped,) = prometheus.query(f"scrape_samples_scraped{{{instance}}}")
         assert float(scraped["value"][1]) == published <= SAMPLE_LIMIT
+        # The tight job's failed scrapes store nothing: one series each, of JOB.
         (gauge,) = prometheus.query(f'{naming.PUBLISHED_SERIES}{{model="{MODEL}"}}')
         assert float(gauge["value"][1]) == published
         dropped = {s["metric"]["family"]: float(s["value"][1]) for s in prometheus.query(
             f'{naming.SERIES_DROPPED}_total{{model="{MODEL}"}}')}
         assert dropped == served.page.values[naming.SERIES_DROPPED + "_total"]
         print(f"\n{published} series published (cap {MAX_SERIES}, sample_limit "
-              f"{SAMPLE_LIMIT}), dropped {dropped}; target up")
+              f"{SAMPLE_LIMIT}), dropped {dropped}; target up; with sample_limit "
+              f"{TIGHT_LIMIT}: {tight['lastError']!r}")
     finally:
         prometheus.stop()
