@@ -2,7 +2,7 @@
 
 Issue 10, "Prove it": a model with 2,000 continuous features and 500 classes would
 publish about 35,000 series (``estimate_series``). Under the default budget
-(``fleet.max_series`` 4000) it publishes at most that many, says in
+(``fleet.max_series`` 4000) it publishes at most 4000, says in
 ``mlwatcher_series_dropped_total`` what it left out, and a real Prometheus whose job has
 ``sample_limit: 10000`` keeps the target: ``up == 1``, no "sample limit exceeded", and
 every published series stored; a second job with a limit below that fails with
