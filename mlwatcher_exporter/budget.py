@@ -261,7 +261,7 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         + late
         + BUDGET_SERIES
     )
-    confusion = n_classes * n_classes if layout.confusion_matrix else 0
+    confusion = n_classes * n_classes if layout.confusion_kept(n_classes) else 0
     # "reference" edges: a profile's default 10 bins have 9 edges.
     histograms = sum((9 if isinstance(edges, str) else len(edges)) + 3
                      for edges in layout.feature_buckets.values())

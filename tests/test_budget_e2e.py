@@ -2,7 +2,7 @@
 
 Issue 10, "Prove it": a model with 2,000 continuous features and 500 classes would
 publish about 35,000 series (``estimate_series``). Under the default budget
-(``fleet.max_series`` 4000) it publishes at most 4000, says in
+(``fleet.max_series`` 2500) it publishes at most 2500, says in
 ``mlwatcher_series_dropped_total`` what it left out, and a real Prometheus whose job has
 ``sample_limit: 10000`` keeps the target: ``up == 1``, no "sample limit exceeded", and
 every published series stored; a second job with a limit below that fails with
@@ -39,7 +39,7 @@ MODEL = "wide"
 N_CLASSES = 500
 N_FEATURES = 2000
 N_ROWS = 300
-# The default budget. 4000 series per model stay well under the job's sample_limit of
+# The default budget. 2500 series per model stay well under the job's sample_limit of
 # 10000, so the default needs no change here; a scrape holding several such models
 # would need max_series <= sample_limit / models (docs/scaling.md).
 MAX_SERIES = FleetLayout().max_series
