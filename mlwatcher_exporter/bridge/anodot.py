@@ -1,10 +1,10 @@
-"""AnodotBridge: forward a prometheus_client registry to Anodot, durably.
+"""AnodotBridge: forward a prometheus_client registry, or scraped ``/metrics`` pages, to Anodot.
 
-Like prometheus_client's ``GraphiteBridge`` it only reads ``registry.collect()``, so
-Anodot gets exactly the numbers Prometheus scrapes. Unlike it, a snapshot is mapped to
-points and fsync'd to an on-disk :class:`~.spool.Spool`, which a separate sender thread
-delivers oldest first, acknowledging after a 2xx: a slow or unreachable API never blocks
-the code that updates the metrics, and points survive restarts of the process.
+Like prometheus_client's ``GraphiteBridge`` it only reads ``collect()``, so Anodot gets
+exactly the numbers Prometheus scrapes. Unlike it, a snapshot is mapped to points and
+fsync'd to an on-disk :class:`~.spool.Spool`, which a separate sender thread delivers
+oldest first, acknowledging after a 2xx: a slow or unreachable API never blocks the code
+that updates the metrics, and points survive restarts of the process.
 """
 
 from __future__ import annotations
@@ -14,25 +14,28 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY
 
-from .client import AnodotClient, Response
+from .config import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, Target,
+                     check_positive, redact, resolve)
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
-from .options import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
-                      check_positive, resolve)
-from .sender import Sender, SendResult
+from .sender import AnodotClient, Response, Sender, SendResult
 from .spool import DeadLetter, Spool
 
-__all__ = ["AnodotBridge", "FlushResult"]
+__all__ = ["AnodotBridge", "FlushResult", "ScrapeSource", "fetch_text"]
 
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_SECONDS = 1.0
+_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,7 @@ class AnodotBridge:
     spool_dir : str or os.PathLike
         Directory of the spool (one bridge per directory).
     registry : object with ``collect()``, default=REGISTRY
-        What to forward: a ``CollectorRegistry`` or any collector, e.g. a
-        :class:`~mlwatcher_exporter.bridge.scrape.ScrapeSource`.
+        What to forward: a ``CollectorRegistry`` or any collector, e.g. a :class:`ScrapeSource`.
     mapping, sending, spool, dead_letter : option groups, default=their defaults
         :class:`MappingOptions`, :class:`SendOptions`, :class:`SpoolOptions` and
         :class:`DeadLetterOptions` (default file ``<spool_dir>/dead-letter.jsonl``).
@@ -99,7 +101,6 @@ class AnodotBridge:
             raise TypeError(f"registry == {registry!r}, must have a collect() method.")
         if not isinstance(spool_dir, (str, os.PathLike)):
             raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
-        mapping = resolve(mapping, MappingOptions, "mapping")
         self.sending = sending = resolve(sending, SendOptions, "sending")
         spool = resolve(spool, SpoolOptions, "spool")
         dead_letter = resolve(dead_letter, DeadLetterOptions, "dead_letter")
@@ -197,10 +198,8 @@ class AnodotBridge:
         return self.flush()
 
     def start(self, interval: float = 60.0) -> None:
-        """Snapshot every ``interval`` seconds and send continuously, in daemon threads.
-
-        Spooled points from an earlier run are sent first. Call :meth:`stop` to end.
-        """
+        """Snapshot every ``interval`` seconds and send continuously, in daemon threads,
+        spooled points from an earlier run first, until :meth:`stop`."""
         interval = check_positive("interval", interval)
         if self._threads:
             raise RuntimeError("the bridge is already started")
@@ -264,3 +263,75 @@ class AnodotBridge:
             except Exception:
                 logger.exception("anodot: sender error")
                 self._stop.wait(1.0)
+
+
+def fetch_text(url: str, timeout: float) -> str:
+    """GET ``url`` and return its body as text (raises ``OSError`` on failure)."""
+    request = urllib.request.Request(url, headers={"Accept": _ACCEPT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        charset = response.headers.get_content_charset() or "utf-8"
+        return response.read().decode(charset, "replace")
+
+
+class ScrapeSource:
+    """A collector whose ``collect()`` scrapes ``/metrics`` pages of other processes.
+
+    A target that fails (unreachable, not 200, unparsable) is skipped for this round,
+    logged and counted in ``mlwatcher_anodot_scrape_failures_total{target}``; the others
+    are still forwarded. The target's properties are added to each sample's labels
+    (a label of the same name wins).
+
+    Parameters
+    ----------
+    targets : sequence of Target or str
+        ``/metrics`` addresses.
+    timeout_seconds : float, default=10.0
+        Timeout of one scrape.
+    metrics : BridgeMetrics or None, default=None
+        Where to count failures (see :meth:`use_metrics`).
+    _fetch : callable, default=fetch_text
+        ``_fetch(url, timeout) -> str`` (test seam).
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[Union[Target, str]],
+        timeout_seconds: float = 10.0,
+        metrics: Optional[BridgeMetrics] = None,
+        _fetch: Callable[[str, float], str] = fetch_text,
+    ) -> None:
+        if isinstance(targets, (str, Target)):
+            raise TypeError(f"targets == {targets!r}, must be a list of targets.")
+        self.targets = [t if isinstance(t, Target) else Target(str(t)) for t in targets]
+        if not self.targets:
+            raise ValueError("targets == [], must name at least one /metrics address.")
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
+        self.metrics: Optional[BridgeMetrics] = None
+        self._fetch = _fetch
+        if metrics is not None:
+            self.use_metrics(metrics)
+
+    def use_metrics(self, metrics: BridgeMetrics) -> None:
+        """Count scrape failures in ``metrics`` (pre-initialised to 0 per target)."""
+        self.metrics = metrics
+        for target in self.targets:
+            metrics.scrape_failures.labels(redact(target.url))
+
+    def collect(self) -> Iterator[Metric]:
+        """Scrape each target in turn and yield its metric families."""
+        for target in self.targets:
+            try:
+                families = list(text_string_to_metric_families(
+                    self._fetch(target.url, self.timeout_seconds)))
+            except Exception as exc:  # a bad target must not stop the others
+                logger.warning("anodot: scrape of %s failed: %s", redact(target.url),
+                               redact(f"{type(exc).__name__}: {exc}"))
+                if self.metrics is not None:
+                    self.metrics.scrape_failures.labels(redact(target.url)).inc()
+                continue
+            for family in families:
+                if target.properties:
+                    family.samples = [
+                        s._replace(labels={**target.properties, **s.labels}) for s in family.samples
+                    ]
+                yield family

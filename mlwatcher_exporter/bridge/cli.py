@@ -26,11 +26,9 @@ from prometheus_client import CollectorRegistry
 
 from ..exposition import MetricsServer, start_http_server
 from ..signals import stop_on_signals
-from .anodot import AnodotBridge
-from .client import AnodotClient
+from .anodot import AnodotBridge, ScrapeSource
 from .config import BridgeConfig, ConfigError, load_config, read_token
-from .scrape import ScrapeSource
-from .sender import Sender
+from .sender import AnodotClient, Sender
 from .spool import DeadLetter, read_points
 
 __all__ = ["add_commands", "run_bridge", "run_send", "main"]

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.metrics_core import Metric
 
-from .options import MappingOptions, resolve
+from .config import MappingOptions, resolve
 
 __all__ = ["PointMapper", "MappingResult", "sanitize", "V1_NAMES", "MAX_PROPERTIES",
            "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH", "SKIP_REASONS"]

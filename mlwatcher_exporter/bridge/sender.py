@@ -1,35 +1,118 @@
-"""Send batches of points: rate limits, response classification, retries, dead letters.
+"""Deliver batches of points to Anodot's API: HTTP transport, rate limits, retries.
 
 What each Anodot answer leads to (accepted, retried, dead-lettered) is the table of
-``docs/anodot.md``, "Errors, retries, rate limits".
+``docs/anodot.md``, "Errors, retries, rate limits". The token is kept out of every
+message, log line and dead letter.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import http.client
 import json
 import logging
 import math
 import random
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
-from .client import AnodotClient, Response
+from .config import _BASE_URL, SendOptions, check_positive, redact, resolve
 from .metrics import BridgeMetrics
-from .options import _POSITIVE, SendOptions, resolve
 from .spool import DeadLetter
 
-__all__ = ["Sender", "SendResult", "Backoff", "TokenBucket", "RateLimiter", "parse_retry_after",
-           "RATE_LIMIT_CODES", "encode_batch"]
+__all__ = ["AnodotClient", "Response", "Sender", "SendResult", "Backoff", "TokenBucket",
+           "RateLimiter", "parse_retry_after", "encode_batch", "RATE_LIMIT_CODES",
+           "METRICS_PATH", "PROTOCOL"]
 
 logger = logging.getLogger(__name__)
 
+METRICS_PATH = "/api/v1/metrics"
+PROTOCOL = "anodot20"
 # Error codes Anodot reports, without an index, when an account limit is hit.
 RATE_LIMIT_CODES = frozenset({"1004", "2002", "2003"})
 _Points = Sequence[Dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one POST got back: the HTTP ``status`` (None when no response arrived:
+    connection error, timeout; then ``error`` says why, token redacted), the ``body``
+    and the ``Retry-After`` header."""
+
+    status: Optional[int]
+    body: bytes = b""
+    retry_after: Optional[str] = None
+    error: Optional[str] = None
+
+
+class AnodotClient:
+    """POST JSON bodies to ``{base_url}/api/v1/metrics?token=...&protocol=anodot20``.
+
+    One persistent connection is reused and reopened after any failure. Network problems
+    never raise: they return a :class:`Response` whose ``status`` is None.
+
+    Parameters
+    ----------
+    base_url : str
+        ``http://`` or ``https://`` address of the Anodot API, e.g. ``https://app.anodot.com``.
+    token : str
+        Data collection token; only in the request line, never in :attr:`url`, logs or errors.
+    timeout_seconds : float, default=30.0
+        Connect and read timeout.
+    """
+
+    def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
+        _BASE_URL.require("base_url", base_url)
+        if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+            raise ValueError("token must be a non-empty string without whitespace (value hidden).")
+        parts = urllib.parse.urlsplit(base_url)
+        self._token = token
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
+        https = parts.scheme == "https"
+        cls: Type[http.client.HTTPConnection] = (
+            http.client.HTTPSConnection if https else http.client.HTTPConnection)
+        self._new_connection = lambda: cls(parts.hostname or "", parts.port,
+                                           timeout=self.timeout_seconds)
+        prefix = parts.path.rstrip("/")
+        query = urllib.parse.urlencode({"token": token, "protocol": PROTOCOL})
+        self._path = f"{prefix}{METRICS_PATH}?{query}"
+        #: The request address with the token hidden, for logs.
+        self.url = (f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{prefix}{METRICS_PATH}"
+                    f"?token=REDACTED&protocol={PROTOCOL}")
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with this client's token hidden."""
+        return redact(text, self._token)
+
+    def post(self, body: bytes) -> Response:
+        """POST ``body`` (a JSON array of points) and return the response."""
+        if self._conn is None:
+            self._conn = self._new_connection()
+        try:
+            self._conn.request("POST", self._path, body=body, headers={
+                "Content-Type": "application/json", "Content-Length": str(len(body))})
+            response = self._conn.getresponse()
+            answer = Response(response.status, response.read(), response.getheader("Retry-After"))
+            if response.will_close:
+                self.close()
+            return answer
+        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+            self.close()
+            return Response(None, error=self.redact(f"{type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        """Close the connection (a later :meth:`post` reopens it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"AnodotClient({self.url!r})"
 
 
 def encode_batch(points: _Points) -> bytes:
@@ -45,8 +128,6 @@ class Backoff:
     ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
     ``random_state`` seeds the jitter; ``overrides`` replace fields of ``options``.
 
-    Examples
-    --------
     >>> b = Backoff(backoff_initial_seconds=1, backoff_max_seconds=8, backoff_jitter=0)
     >>> [b.delay(a) for a in range(5)]
     [1.0, 2.0, 4.0, 8.0, 8.0]
@@ -68,17 +149,13 @@ class Backoff:
             base = float(min(o.backoff_max_seconds, o.backoff_initial_seconds * growth))
         except OverflowError:
             base = float(o.backoff_max_seconds)
-        return base * (1.0 - o.backoff_jitter * self._random.random()) if o.backoff_jitter \
-            else base
+        return base * (1.0 - o.backoff_jitter * self._random.random())
 
 
 def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
-    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait.
+    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait,
+    None when it is absent or invalid; ``now`` is the current Unix time.
 
-    None when the header is absent or invalid; ``now`` is the current Unix time.
-
-    Examples
-    --------
     >>> parse_retry_after("3", now=0.0), parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
     (3.0, 6.0)
     """
@@ -96,12 +173,9 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
 
 
 class TokenBucket:
-    """A token bucket that lets callers reserve tokens ahead and tells them how long to wait.
+    """``rate`` tokens a second, up to ``capacity`` (the largest burst); callers reserve
+    tokens ahead and are told how long to wait.
 
-    ``rate`` tokens are added per second, up to ``capacity`` (the largest burst).
-
-    Examples
-    --------
     >>> bucket = TokenBucket(rate=10.0, capacity=10.0, _clock=lambda: 0.0)
     >>> bucket.reserve(10), bucket.reserve(5)
     (0.0, 0.5)
@@ -110,13 +184,9 @@ class TokenBucket:
     def __init__(
         self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
     ) -> None:
-        for name, value in (("rate", rate), ("capacity", capacity)):
-            problem = _POSITIVE.check(name, value)
-            if problem is not None:
-                raise problem
-        self.rate, self.capacity = float(rate), float(capacity)
+        self.rate = check_positive("rate", rate)
+        self.capacity = self._tokens = check_positive("capacity", capacity)
         self._clock = _clock
-        self._tokens = self.capacity
         self._last = _clock()
         self._lock = threading.Lock()
 
@@ -133,10 +203,8 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """Both limits of an Anodot account: points per second and requests per minute.
-
-    The points bucket holds at least one full batch of ``batch_size`` points.
-    """
+    """Both limits of an Anodot account: points per second (a bucket holding at least one
+    batch of ``batch_size`` points) and requests per minute."""
 
     def __init__(self, points_per_second: float, requests_per_minute: float,
                  batch_size: int = 1000, _clock: Callable[[], float] = time.monotonic) -> None:
@@ -199,12 +267,11 @@ class Sender:
     ) -> None:
         self.options = options = resolve(options, SendOptions, "options")
         if isinstance(client, AnodotClient):
-            self._post: Callable[[bytes], Response] = client.post
             redact = redact or client.redact
+            client = client.post
         elif not callable(client):
             raise TypeError(f"client == {client!r}, must be an AnodotClient or a callable.")
-        else:
-            self._post = client
+        self._post: Callable[[bytes], Response] = client
         self._redact: Callable[[str], str] = redact or (lambda text: text)
         self.metrics = metrics if metrics is not None else BridgeMetrics(registry=None)
         self.dead_letter = dead_letter
@@ -213,7 +280,6 @@ class Sender:
         self.backoff = Backoff(options, random_state)
         self._clock = _clock
 
-    # ------------------------------------------------------------------ one request
     def send_once(self, points: _Points, body: Optional[bytes] = None) -> SendResult:
         """Send ``points`` (at most ``batch_size``; ``body`` their JSON, if at hand) in one
         request, without waiting, and account for the answer."""
@@ -291,7 +357,6 @@ class Sender:
                          self.dead_letter.path, exc)
             self.metrics.dead_letter_dropped(len(points))
 
-    # ------------------------------------------------------------------ with retries
     def deliver(self, points: _Points, body: Optional[bytes] = None,
                 wait: Optional[Callable[[float], bool]] = None,
                 max_attempts: Optional[int] = None) -> Optional[SendResult]:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .options import DeadLetterOptions, SpoolOptions, resolve
+from .config import DeadLetterOptions, SpoolOptions, resolve
 
 __all__ = ["Spool", "SpoolBatch", "DeadLetter", "DEAD_LETTER_REASONS", "PointsFile",
            "read_points", "encode_point"]
@@ -78,13 +78,11 @@ class Spool:
     directory : str or os.PathLike
         Directory of the segments; created if missing. One process at a time.
     options : SpoolOptions, default=SpoolOptions()
-        Bounds and fsync (checked there, once).
+        Bounds and fsync; ``**overrides`` replace some of its fields (``max_bytes=2048``).
     on_drop : callable, default=None
         Called as ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``.
     _clock : callable, default=time.time
         Returns the current Unix time.
-    **overrides
-        Fields of ``options`` to replace, e.g. ``max_bytes=2048``.
 
     Examples
     --------
@@ -92,11 +90,8 @@ class Spool:
     >>> spool = Spool(tempfile.mkdtemp(), _clock=lambda: 100.0)
     >>> spool.append([{"properties": {"what": "x"}, "timestamp": 99, "value": 1.0}])
     >>> batch = spool.read(1000)
-    >>> [p["value"] for p in batch.points]
-    [1.0]
-    >>> spool.ack(batch)
-    >>> spool.pending_points
-    0
+    >>> [p["value"] for p in batch.points], spool.ack(batch), spool.pending_points
+    ([1.0], None, 0)
     """
 
     def __init__(
@@ -125,32 +120,30 @@ class Spool:
         return os.path.join(self.directory, name)
 
     def _recover(self) -> None:
+        ack = (0, 0)
         try:
             with open(self._path(_ACK_FILE), "rb") as f:
                 data = json.loads(f.read())
             ack = (int(data["segment"]), int(data["offset"]))
         except FileNotFoundError:
-            ack = (0, 0)
+            pass
         except (ValueError, KeyError, TypeError):
             logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
-            ack = (0, 0)
         self._ack, self._ack_points = ack, 0
-        found = sorted((int(m.group(1)), self._path(m.group(0)))
-                       for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m)
-        for seq, path in found:
+        for seq, path in sorted((int(m.group(1)), self._path(m.group(0)))
+                                for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m):
             if seq < ack[0]:
                 _unlink(path)  # fully acknowledged before a crash
                 continue
-            with open(path, "rb") as f:
+            with open(path, "r+b") as f:
                 data = f.read()
-            cut = data.rfind(b"\n") + 1
-            if cut != len(data):
-                logger.warning("spool: truncating %d bytes of an unfinished write in %s",
-                               len(data) - cut, path)
-                with open(path, "r+b") as f:
+                cut = data.rfind(b"\n") + 1
+                if cut != len(data):
+                    logger.warning("spool: truncating %d bytes of an unfinished write in %s",
+                                   len(data) - cut, path)
                     f.truncate(cut)
                     os.fsync(f.fileno())
-                data = data[:cut]
+                    data = data[:cut]
             points = pos = 0
             for line in data.splitlines(keepends=True):
                 if line.startswith(_STATE_PREFIX):
@@ -207,12 +200,8 @@ class Spool:
     ) -> None:
         """Durably append ``points`` (and ``state``, if given) in one write.
 
-        Raises
-        ------
-        ValueError
-            If a point holds NaN or an infinity (nothing is written then).
-        OSError
-            If the disk write fails.
+        Raises ValueError if a point holds NaN or an infinity (nothing is written then),
+        OSError if the disk write fails.
         """
         state_line = None if state is None else encode_point({"__state__": state})
         blob = b"".join(encode_point(p) for p in points) + (state_line or b"")
@@ -379,19 +368,9 @@ class Spool:
 
 
 class DeadLetter:
-    """Append refused points to the JSON-lines file ``path``, up to ``max_bytes``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file; its directory is created if missing.
-    max_bytes : int, default=67108864
-        Past this size further points are dropped and reported through ``on_drop``.
-    fsync : bool, default=True
-        fsync after every write.
-    on_drop : callable, default=None
-        Called as ``on_drop(points)`` for points not written because the file is full.
-    """
+    """Append refused points to the JSON-lines file ``path`` (its directory created if
+    missing), fsync'd if ``fsync``, up to ``max_bytes``: past it, further points are
+    dropped and reported as ``on_drop(points)``."""
 
     def __init__(self, path: "str | os.PathLike[str]", max_bytes: int = 64 * 1024 * 1024,
                  fsync: bool = True, on_drop: Optional[Callable[[int], None]] = None) -> None:
