@@ -55,8 +55,7 @@ class AnodotBridge:
     Parameters
     ----------
     base_url, token : str
-        Anodot API address (``https://app.anodot.com``) and data collection token (see
-        :func:`~mlwatcher_exporter.bridge.config.read_token`; never logged).
+        Anodot API address (``https://app.anodot.com``) and data collection token (never logged).
     spool_dir : str or os.PathLike
         Directory of the spool (one bridge per directory).
     registry : object with ``collect()``, default=REGISTRY
@@ -69,16 +68,13 @@ class AnodotBridge:
     random_state : None, int or random.Random, default=None
         Seed of the retry jitter.
     _clock, _post : callable, default=time.time, None
-        Current Unix time (point timestamps, spool age); the HTTP transport
-        ``body -> Response`` in place of the client (tests).
+        Current Unix time; the HTTP transport ``body -> Response`` in place of the client.
 
     Examples
     --------
-    In the exporter's process, reading the registry it serves::
-
-        bridge = AnodotBridge(
-            "https://app.anodot.com", os.environ["ANODOT_TOKEN"], "/var/lib/mlw/spool")
-        bridge.start(60.0)
+    >>> bridge = AnodotBridge("https://app.anodot.com", "TOKEN", "/var/lib/mlw/spool")
+    ... # doctest: +SKIP
+    >>> bridge.start(60.0)  # doctest: +SKIP
     """
 
     def __init__(
@@ -99,10 +95,7 @@ class AnodotBridge:
     ) -> None:
         if not callable(getattr(registry, "collect", None)):
             raise TypeError(f"registry == {registry!r}, must have a collect() method.")
-        if not isinstance(spool_dir, (str, os.PathLike)):
-            raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
         self.sending = sending = resolve(sending, SendOptions, "sending")
-        spool = resolve(spool, SpoolOptions, "spool")
         dead_letter = resolve(dead_letter, DeadLetterOptions, "dead_letter")
         self._registry = registry
         self._clock = _clock
@@ -112,8 +105,8 @@ class AnodotBridge:
         self.metrics.track_spool(self.spool)
         self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
         self.dead_letter = DeadLetter(
-            dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl"),
-            dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped)
+            dead_letter.path or os.path.join(self.spool.directory, "dead-letter.jsonl"),
+            dead_letter.max_bytes, self.spool.options.fsync, self.metrics.dead_letter_dropped)
         self.sender = Sender(self.client if _post is None else _post, sending, self.metrics,
                              self.dead_letter, random_state, self.client.redact, _clock)
         self._last_timestamp = 0
@@ -127,12 +120,11 @@ class AnodotBridge:
                         self.spool.pending_points)
 
     def snapshot(self) -> int:
-        """Map the registry's current samples to points and spool them durably.
+        """Map the registry's current samples to points and spool them durably; return how
+        many (0 on a failure, logged and counted). No network I/O happens here.
 
-        No network I/O happens here. The timestamp is the current second, never
-        earlier than the previous snapshot's, so each series stays in time order.
-        Returns the points spooled (0 when the spool could not be written; that is
-        logged and counted in ``mlwatcher_anodot_spool_errors_total``).
+        The timestamp is the current second, never earlier than the previous snapshot's,
+        so each series stays in time order.
         """
         with self._snapshot_lock:
             timestamp = max(int(self._clock()), self._last_timestamp)
@@ -162,10 +154,8 @@ class AnodotBridge:
         return len(result.points)
 
     def _send_batch(self, **deliver: Any) -> "Optional[SendResult | bool]":
-        """Deliver the oldest spooled batch and acknowledge it unless it must be retried.
-
-        False when the spool is empty; None when stopping (the batch stays spooled).
-        """
+        """Deliver the oldest spooled batch and acknowledge it unless it must be retried
+        (False when the spool is empty; None when stopping: the batch stays spooled)."""
         batch = self.spool.read(self.sending.batch_size)
         if not batch.points:
             return False
@@ -176,11 +166,8 @@ class AnodotBridge:
         return result
 
     def flush(self, max_requests: Optional[int] = None) -> FlushResult:
-        """Send spooled points from the calling thread until the spool is empty.
-
-        Waits for the rate limits but does not retry: it stops at the first request
-        that must be retried, leaving the rest spooled for the next flush.
-        """
+        """Send spooled points from the calling thread until the spool is empty, waiting for
+        the rate limits but stopping at the first request that must be retried."""
         accepted = rejected = requests = 0
         with self._send_lock:
             while max_requests is None or requests < max_requests:
@@ -276,21 +263,12 @@ def fetch_text(url: str, timeout: float) -> str:
 class ScrapeSource:
     """A collector whose ``collect()`` scrapes ``/metrics`` pages of other processes.
 
-    A target that fails (unreachable, not 200, unparsable) is skipped for this round,
-    logged and counted in ``mlwatcher_anodot_scrape_failures_total{target}``; the others
-    are still forwarded. The target's properties are added to each sample's labels
-    (a label of the same name wins).
-
-    Parameters
-    ----------
-    targets : sequence of Target or str
-        ``/metrics`` addresses.
-    timeout_seconds : float, default=10.0
-        Timeout of one scrape.
-    metrics : BridgeMetrics or None, default=None
-        Where to count failures (see :meth:`use_metrics`).
-    _fetch : callable, default=fetch_text
-        ``_fetch(url, timeout) -> str`` (test seam).
+    ``targets`` are :class:`Target` or URL strings; the target's properties are added to
+    each sample's labels (a label of the same name wins). A target that fails
+    (unreachable, not 200, unparsable) is skipped for this round, logged and counted in
+    ``metrics`` (``mlwatcher_anodot_scrape_failures_total{target}``, see
+    :meth:`use_metrics`); the others are still forwarded. ``_fetch(url, timeout) -> str``
+    replaces :func:`fetch_text` in tests.
     """
 
     def __init__(
