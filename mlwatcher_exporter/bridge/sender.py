@@ -52,17 +52,11 @@ class Response:
 class AnodotClient:
     """POST JSON bodies to ``{base_url}/api/v1/metrics?token=...&protocol=anodot20``.
 
-    One persistent connection is reused and reopened after any failure. Network problems
-    never raise: they return a :class:`Response` whose ``status`` is None.
-
-    Parameters
-    ----------
-    base_url : str
-        ``http://`` or ``https://`` address of the Anodot API, e.g. ``https://app.anodot.com``.
-    token : str
-        Data collection token; only in the request line, never in :attr:`url`, logs or errors.
-    timeout_seconds : float, default=30.0
-        Connect and read timeout.
+    ``base_url`` is the ``http(s)://`` address of the API (``https://app.anodot.com``);
+    ``token`` appears only in the request line, never in :attr:`url`, logs or errors;
+    ``timeout_seconds`` bounds connecting and reading. One persistent connection is reused
+    and reopened after any failure. Network problems never raise: they return a
+    :class:`Response` whose ``status`` is None.
     """
 
     def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
@@ -242,10 +236,9 @@ class Sender:
         Transport; any callable ``body -> Response`` works (a test seam).
     options : SendOptions, default=SendOptions()
         Limits and retry timing.
-    metrics : BridgeMetrics or None, default=None
-        Where to count; None creates unregistered metrics.
-    dead_letter : DeadLetter or None, default=None
-        Where refused points go; None only logs them.
+    metrics, dead_letter : BridgeMetrics or DeadLetter or None, default=None
+        Where to count (None: unregistered metrics) and where refused points go (None:
+        they are only logged and counted).
     random_state : None, int or random.Random, default=None
         Seed of the backoff jitter.
     redact : callable, default=None
@@ -283,10 +276,9 @@ class Sender:
     def send_once(self, points: _Points, body: Optional[bytes] = None) -> SendResult:
         """Send ``points`` (at most ``batch_size``; ``body`` their JSON, if at hand) in one
         request, without waiting, and account for the answer."""
-        if len(points) > self.options.batch_size:
-            raise ValueError(
-                f"len(points) == {len(points)}, must be <= batch_size ({self.options.batch_size})."
-            )
+        size = self.options.batch_size
+        if len(points) > size:
+            raise ValueError(f"len(points) == {len(points)}, must be <= batch_size ({size}).")
         response = self._post(encode_batch(points) if body is None else body)
         status = response.status
         if status is None:
@@ -362,20 +354,10 @@ class Sender:
                 max_attempts: Optional[int] = None) -> Optional[SendResult]:
         """Send one batch, waiting for the rate limits and retrying transient failures.
 
-        Parameters
-        ----------
-        points : sequence of dict
-            One batch (``body``: its JSON encoding, if at hand).
-        wait : callable, default=time.sleep
-            ``wait(seconds)`` sleeps and returns False when the caller is stopping.
-        max_attempts : int or None, default=None
-            Give up after this many requests (None: retry until ``wait`` says stop).
-
-        Returns
-        -------
-        SendResult or None
-            The last result (``kind == "retry"`` if attempts ran out), or None when
-            ``wait`` asked to stop before an answer was final.
+        ``body`` is the JSON of ``points``, if at hand. ``wait(seconds)`` (default: sleep)
+        returns False when the caller is stopping; ``max_attempts`` requests at most (None:
+        retry until ``wait`` says stop). Returns the last result (``kind == "retry"`` if
+        attempts ran out), or None when ``wait`` asked to stop before an answer was final.
         """
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts == {max_attempts!r}, must be >= 1 or None.")

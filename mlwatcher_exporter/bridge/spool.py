@@ -11,6 +11,7 @@ letters and spool segments. The spool directory holds append-only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -434,9 +435,7 @@ class PointsFile:
 
 
 def _is_finite(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_points(path: "str | os.PathLike[str]") -> PointsFile:
@@ -470,19 +469,16 @@ def read_points(path: "str | os.PathLike[str]") -> PointsFile:
     return out
 
 
-def _lines(path: str, start: int, end: int, chunk: int = 1 << 16) -> Iterator[bytes]:
+def _lines(path: str, start: int, end: int) -> Iterator[bytes]:
     """Yield the newline-terminated lines of ``path`` between ``start`` and ``end``, lazily."""
     with open(path, "rb") as f:
         f.seek(start)
-        remaining, tail = end - start, b""
-        while remaining > 0:
-            data = f.read(min(chunk, remaining))
-            if not data:
-                break
-            remaining -= len(data)
-            *parts, tail = (tail + data).split(b"\n")
-            for part in parts:
-                yield part + b"\n"
+        while start < end:
+            line = f.readline(end - start)
+            if not line.endswith(b"\n"):
+                return
+            start += len(line)
+            yield line
 
 
 def _write_file(path: str, data: bytes, mode: str, fsync: bool) -> None:
@@ -494,18 +490,14 @@ def _write_file(path: str, data: bytes, mode: str, fsync: bool) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_dir(directory: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # platforms without directory fds
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        pass
