@@ -72,21 +72,14 @@ class AnodotBridge:
 
     Examples
     --------
-    >>> bridge = AnodotBridge("https://app.anodot.com", "TOKEN", "/var/lib/mlw/spool")
-    ... # doctest: +SKIP
+    >>> bridge = AnodotBridge("https://app.anodot.com", token, "/var/spool")  # doctest: +SKIP
     >>> bridge.start(60.0)  # doctest: +SKIP
     """
 
     def __init__(
-        self,
-        base_url: str,
-        token: str,
-        spool_dir: "str | os.PathLike[str]",
-        registry: Any = REGISTRY,
-        *,
-        mapping: Optional[MappingOptions] = None,
-        sending: Optional[SendOptions] = None,
-        spool: Optional[SpoolOptions] = None,
+        self, base_url: str, token: str, spool_dir: "str | os.PathLike[str]",
+        registry: Any = REGISTRY, *, mapping: Optional[MappingOptions] = None,
+        sending: Optional[SendOptions] = None, spool: Optional[SpoolOptions] = None,
         dead_letter: Optional[DeadLetterOptions] = None,
         metrics_registry: Optional[CollectorRegistry] = REGISTRY,
         random_state: Union[None, int, random.Random] = None,
@@ -271,13 +264,9 @@ class ScrapeSource:
     replaces :func:`fetch_text` in tests.
     """
 
-    def __init__(
-        self,
-        targets: Sequence[Union[Target, str]],
-        timeout_seconds: float = 10.0,
-        metrics: Optional[BridgeMetrics] = None,
-        _fetch: Callable[[str, float], str] = fetch_text,
-    ) -> None:
+    def __init__(self, targets: Sequence[Union[Target, str]], timeout_seconds: float = 10.0,
+                 metrics: Optional[BridgeMetrics] = None,
+                 _fetch: Callable[[str, float], str] = fetch_text) -> None:
         if isinstance(targets, (str, Target)):
             raise TypeError(f"targets == {targets!r}, must be a list of targets.")
         self.targets = [t if isinstance(t, Target) else Target(str(t)) for t in targets]

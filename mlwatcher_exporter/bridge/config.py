@@ -1,15 +1,10 @@
 """The bridge's options, checked the same way from Python and from ``config/anodot.yml``.
 
 Each option group (and :class:`BridgeConfig`, :class:`Target`) is a frozen dataclass whose
-``_SPEC`` gives each field's type and bounds. :func:`field_problems` checks values against
-it and returns every problem: the constructors raise the first one, and
-:func:`load_config` (reading the file with the shared bounded loader,
-:mod:`mlwatcher_exporter.configfile`) reports them all with their key paths::
-
-    ConfigError: config/anodot.yml has 2 problems:
-      sending.batch_size: batch_size == 2000, must be <= 1000.
-      spool.directory: required
-
+``_SPEC`` gives each field's type and bounds. :func:`field_problems` returns every problem:
+the constructors raise the first one, and :func:`load_config` (reading the file with the
+shared bounded loader, :mod:`mlwatcher_exporter.configfile`) reports them all with their
+key paths, e.g. ``sending.batch_size: batch_size == 2000, must be <= 1000.``
 ``config/anodot.yml`` documents every option, its key path and its default.
 """
 
@@ -204,24 +199,14 @@ class _Checked:
 class MappingOptions(_Checked):
     """How Prometheus samples become Anodot points (``mapping:`` in ``config/anodot.yml``).
 
-    Parameters
-    ----------
-    include_prefixes, exclude_prefixes : list of str
-        Only families starting with one of the first are sent, never those starting with
-        one of the second (default: ``mlwatcher_``, but not the bridge's ``mlwatcher_anodot_``).
-    ver : str, default="1"
-        The ``ver`` property of every point; change it to start new series.
-    properties : dict of str to str, default={}
-        Constant properties of every point (a label of the same name wins).
-    tag_label_prefixes : list of str, default=()
-        Labels whose name starts with one of these become Anodot tags, not properties.
-    counters : {"delta", "gauge"}, default="delta"
-        Send counters as per-interval increases (``counter``) or cumulative (``gauge``).
-    histogram_buckets : bool, default=False
-        Also send the ``_bucket`` series of histograms (property ``le``).
-    naming : {"prometheus", "mlwatcher-v1"}, default="prometheus"
-        ``what`` is the Prometheus sample name, or the ancestor MLWatcher's names and
-        properties for the window statistics, so existing Anodot dashboards keep working.
+    Only families starting with one of ``include_prefixes`` are sent, never those starting
+    with one of ``exclude_prefixes`` (the bridge's own). Every point gets the property
+    ``ver`` (change it to start new series) and the constant ``properties`` (a label of the
+    same name wins); labels starting with one of ``tag_label_prefixes`` become tags.
+    ``counters``: ``delta`` sends per-interval increases (``counter``), ``gauge`` the
+    cumulative value; ``histogram_buckets`` also sends ``_bucket`` series. ``naming``:
+    ``what`` is the Prometheus sample name, or (``mlwatcher-v1``) the ancestor MLWatcher's
+    names and properties for the window statistics, for existing Anodot dashboards.
     """
 
     include_prefixes: Tuple[str, ...] = ("mlwatcher_",)
@@ -254,20 +239,12 @@ class MappingOptions(_Checked):
 class SendOptions(_Checked):
     """Batching, rate limits and retries of the sender (``sending:`` in ``config/anodot.yml``).
 
-    Parameters
-    ----------
-    batch_size : int, default=1000
-        Points per request, 1 to 1000 (Anodot's limit).
-    points_per_second, requests_per_minute : float, default=2000.0, 5000.0
-        Client-side limits (the account's limits).
-    timeout_seconds : float, default=30.0
-        Connect and read timeout of one request.
-    backoff_initial_seconds, backoff_max_seconds, backoff_multiplier : float
-        First retry delay, its cap and its growth per retry (default 1, 60, 2).
-    backoff_jitter : float, default=0.5
-        Fraction of each delay that is random (0 = none, 1 = full jitter).
-    max_retry_after_seconds : float, default=600.0
-        Cap on a server's ``Retry-After``.
+    ``batch_size`` points per request (at most 1000, Anodot's limit); client-side limits
+    ``points_per_second`` and ``requests_per_minute`` (the account's); ``timeout_seconds``
+    of one request. Retry ``n`` (from 0) waits ``min(backoff_max_seconds,
+    backoff_initial_seconds * backoff_multiplier ** n)``, of which the fraction
+    ``backoff_jitter`` is random, or the server's ``Retry-After`` capped at
+    ``max_retry_after_seconds``.
     """
 
     batch_size: int = MAX_BATCH_SIZE
@@ -301,18 +278,10 @@ class SendOptions(_Checked):
 
 @dataclass(frozen=True)
 class SpoolOptions(_Checked):
-    """Bounds of the on-disk spool (``spool:`` in ``config/anodot.yml``).
-
-    Parameters
-    ----------
-    max_bytes : int, default=268435456
-        Size bound (256 MiB); beyond it the oldest segments are dropped and counted.
-    max_age_seconds : float, default=86400.0
-        Points older than this (by their timestamp) are dropped unsent and counted.
-    segment_bytes : int, default=4194304
-        A new segment file is started past this size (4 MiB), at most ``max_bytes / 2``.
-    fsync : bool, default=True
-        fsync every append and acknowledgement (turn off only for benchmarks).
+    """Bounds of the on-disk spool (``spool:`` in ``config/anodot.yml``): past ``max_bytes``
+    the oldest points are dropped, and so are points older than ``max_age_seconds`` (by
+    their timestamp), counted; a new segment file starts past ``segment_bytes`` (at most
+    ``max_bytes / 2``); ``fsync`` every append and acknowledgement (off for benchmarks only).
     """
 
     max_bytes: int = 256 * _MIB

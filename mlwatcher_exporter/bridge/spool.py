@@ -83,7 +83,7 @@ class Spool:
     on_drop : callable, default=None
         Called as ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``.
     _clock : callable, default=time.time
-        Returns the current Unix time.
+        The current Unix time.
 
     Examples
     --------
@@ -136,24 +136,21 @@ class Spool:
             if seq < ack[0]:
                 _unlink(path)  # fully acknowledged before a crash
                 continue
-            with open(path, "r+b") as f:
-                data = f.read()
-                cut = data.rfind(b"\n") + 1
-                if cut != len(data):
-                    logger.warning("spool: truncating %d bytes of an unfinished write in %s",
-                                   len(data) - cut, path)
-                    f.truncate(cut)
-                    os.fsync(f.fileno())
-                    data = data[:cut]
-            points = pos = 0
-            for line in data.splitlines(keepends=True):
+            segment, size = _Segment(seq, path, 0, 0), os.path.getsize(path)
+            for line in _lines(path, 0, size):
                 if line.startswith(_STATE_PREFIX):
                     self._state_line = line
                 else:
-                    points += 1
-                    self._ack_points += seq == ack[0] and pos < ack[1]
-                pos += len(line)
-            self._segments.append(_Segment(seq, path, len(data), points))
+                    segment.points += 1
+                    self._ack_points += seq == ack[0] and segment.size < ack[1]
+                segment.size += len(line)
+            if segment.size != size:
+                logger.warning("spool: truncating %d bytes of an unfinished write in %s",
+                               size - segment.size, path)
+                with open(path, "r+b") as f:
+                    f.truncate(segment.size)
+                    os.fsync(f.fileno())
+            self._segments.append(segment)
         if self._segments and self._segments[0].seq != ack[0]:
             # The acknowledged segment was dropped (size bound) before the crash.
             self._ack, self._ack_points = (self._segments[0].seq, 0), 0
