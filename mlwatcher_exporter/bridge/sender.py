@@ -175,9 +175,8 @@ class TokenBucket:
     (0.0, 0.5)
     """
 
-    def __init__(
-        self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate: float, capacity: float,
+                 _clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = check_positive("rate", rate)
         self.capacity = self._tokens = check_positive("capacity", capacity)
         self._clock = _clock
@@ -248,14 +247,11 @@ class Sender:
     """
 
     def __init__(
-        self,
-        client: Union[AnodotClient, Callable[[bytes], Response]],
-        options: Optional[SendOptions] = None,
-        metrics: Optional[BridgeMetrics] = None,
+        self, client: Union[AnodotClient, Callable[[bytes], Response]],
+        options: Optional[SendOptions] = None, metrics: Optional[BridgeMetrics] = None,
         dead_letter: Optional[DeadLetter] = None,
         random_state: Union[None, int, random.Random] = None,
-        redact: Optional[Callable[[str], str]] = None,
-        _clock: Callable[[], float] = time.time,
+        redact: Optional[Callable[[str], str]] = None, _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options = resolve(options, SendOptions, "options")
@@ -305,7 +301,7 @@ class Sender:
         description = self._redact(response.body[:500].decode("utf-8", "replace"))
         logger.error("anodot: HTTP %d (%s): %d points dead-lettered: %s",
                      status, reason, len(points), description)
-        return self._refuse_all(points, reason, status, None, description)
+        return self._dead_letter(points, reason, status, None, description)
 
     def _on_success(self, points: _Points, response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
@@ -319,8 +315,8 @@ class Sender:
             description = self._redact(str(first.get("description", "")))
             logger.error("anodot: error %s without index: %s; %d points dead-lettered",
                          first.get("error"), description, len(points))
-            return self._refuse_all(points, "client_error", status, first.get("error"),
-                                    description)
+            return self._dead_letter(points, "client_error", status, first.get("error"),
+                                     description)
         for index, (code, description) in sorted(indexed.items()):
             self.metrics.rejected(code)
             self._dead_letter([points[index]], "rejected", status, code, self._redact(description))
@@ -332,22 +328,18 @@ class Sender:
         self.metrics.last_success_timestamp_seconds.set(self._clock())
         return SendResult("ok", accepted=accepted, rejected=len(indexed), status=status)
 
-    def _refuse_all(self, points: _Points, reason: str, status: Optional[int], error: Any,
-                    description: str) -> SendResult:
-        self._dead_letter(points, reason, status, error, description)
-        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
-
     def _dead_letter(self, points: _Points, reason: str, status: Optional[int], error: Any,
-                     description: Optional[str]) -> None:
+                     description: Optional[str]) -> SendResult:
+        """Dead-letter ``points``; the result of a request all of whose points were refused."""
         self.metrics.points_dead_lettered.labels(reason).inc(len(points))
-        if self.dead_letter is None:
-            return
-        try:
-            self.dead_letter.write(points, reason, status, error, description)
-        except OSError as exc:
-            logger.error("anodot: could not write the dead-letter file %s: %s",
-                         self.dead_letter.path, exc)
-            self.metrics.dead_letter_dropped(len(points))
+        if self.dead_letter is not None:
+            try:
+                self.dead_letter.write(points, reason, status, error, description)
+            except OSError as exc:
+                logger.error("anodot: could not write the dead-letter file %s: %s",
+                             self.dead_letter.path, exc)
+                self.metrics.dead_letter_dropped(len(points))
+        return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
 
     def deliver(self, points: _Points, body: Optional[bytes] = None,
                 wait: Optional[Callable[[float], bool]] = None,

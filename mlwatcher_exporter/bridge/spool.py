@@ -95,14 +95,9 @@ class Spool:
     ([1.0], None, 0)
     """
 
-    def __init__(
-        self,
-        directory: "str | os.PathLike[str]",
-        options: Optional[SpoolOptions] = None,
-        on_drop: Optional[Callable[[str, int], None]] = None,
-        _clock: Callable[[], float] = time.time,
-        **overrides: Any,
-    ) -> None:
+    def __init__(self, directory: "str | os.PathLike[str]", options: Optional[SpoolOptions] = None,
+                 on_drop: Optional[Callable[[str, int], None]] = None,
+                 _clock: Callable[[], float] = time.time, **overrides: Any) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory == {directory!r}, must be a path.")
         self.options = dataclasses.replace(resolve(options, SpoolOptions, "options"), **overrides)
@@ -162,7 +157,6 @@ class Spool:
                 self._state_line = None
         self._open_new_segment()
 
-    # ------------------------------------------------------------------ writing
     def _open_new_segment(self) -> None:
         self._close_fd()
         seq = (self._segments[-1].seq if self._segments else self._ack[0]) + 1
@@ -193,9 +187,8 @@ class Spool:
         segment.size += len(data)
         segment.points += points
 
-    def append(
-        self, points: Sequence[Dict[str, Any]], state: Optional[Dict[str, Any]] = None
-    ) -> None:
+    def append(self, points: Sequence[Dict[str, Any]],
+               state: Optional[Dict[str, Any]] = None) -> None:
         """Durably append ``points`` (and ``state``, if given) in one write.
 
         Raises ValueError if a point holds NaN or an infinity (nothing is written then),
@@ -227,7 +220,6 @@ class Spool:
                 # The active segment alone is too big: start a new one, drop it next time.
                 self._open_new_segment()
 
-    # ------------------------------------------------------------------ reading
     def read(self, max_points: int) -> SpoolBatch:
         """Return up to ``max_points`` of the oldest unacknowledged points.
 
@@ -288,7 +280,6 @@ class Spool:
                 counted += not line.startswith(_STATE_PREFIX)
                 yield ((segment.seq, pos), counted), line
 
-    # ------------------------------------------------------------------ acknowledging
     def ack(self, batch: SpoolBatch) -> None:
         """Record that every point of ``batch`` (and all before it) was delivered."""
         with self._lock:
@@ -328,7 +319,6 @@ class Spool:
             except Exception:  # pragma: no cover - a metrics bug must not break the spool
                 logger.exception("spool: on_drop failed")
 
-    # ------------------------------------------------------------------ introspection
     @property
     def bytes(self) -> int:
         """Total size of the segment files."""
