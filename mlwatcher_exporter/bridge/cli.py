@@ -1,9 +1,5 @@
-"""The ``anodot-bridge`` and ``anodot-send`` commands.
-
-``mlwatcher_exporter/cli.py`` adds them with :func:`add_commands`; they also run alone::
-
-    python -m mlwatcher_exporter.bridge.cli anodot-bridge --config config/anodot.yml
-    python -m mlwatcher_exporter.bridge.cli anodot-send --config config/anodot.yml FILE
+"""The ``anodot-bridge`` and ``anodot-send`` commands (``python -m mlwatcher_exporter.bridge.cli``
+runs them alone; ``mlwatcher_exporter/cli.py`` adds them with :func:`add_commands`).
 
 The token is read from the environment variable or file named in the configuration,
 never from the command line. Exit codes: 0 success; 1 something was not read or not

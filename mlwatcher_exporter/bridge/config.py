@@ -343,24 +343,20 @@ class BridgeConfig(_Checked):
     spool: SpoolOptions = field(default_factory=SpoolOptions)
     dead_letter: DeadLetterOptions = field(default_factory=DeadLetterOptions)
 
-    _SPEC = {
-        "base_url": _BASE_URL,
-        "spool_directory": _Spec("str"),
-        "token_env": _Spec("str", optional=True),
-        "token_file": _Spec("str", optional=True),
-        "interval_seconds": _POSITIVE,
-        "scrape_timeout_seconds": _POSITIVE,
-        "metrics_port": _Spec("int", 0, 65535, optional=True),
-        "metrics_address": _Spec("str"),
-        "metrics_web_config": _Spec("str", optional=True),
+    # The key path in the file and the check of each field but the option groups.
+    _FILE = {
+        "base_url": ("anodot.base_url", _BASE_URL),
+        "spool_directory": ("spool.directory", _Spec("str")),
+        "token_env": ("anodot.token_env", _Spec("str", optional=True)),
+        "token_file": ("anodot.token_file", _Spec("str", optional=True)),
+        "interval_seconds": ("interval_seconds", _POSITIVE),
+        "scrape_timeout_seconds": ("scrape.timeout_seconds", _POSITIVE),
+        "metrics_port": ("metrics.port", _Spec("int", 0, 65535, optional=True)),
+        "metrics_address": ("metrics.address", _Spec("str")),
+        "metrics_web_config": ("metrics.web_config", _Spec("str", optional=True)),
     }
-    #: Key path in the file of each field above (and of ``targets``).
-    PATHS = {"base_url": "anodot.base_url", "spool_directory": "spool.directory",
-             "token_env": "anodot.token_env", "token_file": "anodot.token_file",
-             "interval_seconds": "interval_seconds", "scrape_timeout_seconds":
-             "scrape.timeout_seconds", "metrics_port": "metrics.port",
-             "metrics_address": "metrics.address", "metrics_web_config": "metrics.web_config",
-             "targets": "scrape.targets"}
+    _SPEC = {name: spec for name, (_, spec) in _FILE.items()}
+    PATHS = {**{name: path for name, (path, _) in _FILE.items()}, "targets": "scrape.targets"}
 
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> _Problems:
