@@ -115,12 +115,9 @@ def encode_batch(points: _Points) -> bytes:
 
 
 class Backoff:
-    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions.
-
-    Retry ``attempt`` (0-based) waits ``d = min(backoff_max_seconds,
-    backoff_initial_seconds * backoff_multiplier ** attempt)``, of which a fraction
-    ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
-    ``random_state`` seeds the jitter; ``overrides`` replace fields of ``options``.
+    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions
+    (``overrides`` replace some); ``random_state`` seeds the jitter. The delay ``d`` of
+    :class:`SendOptions` is drawn uniformly from ``[d * (1 - backoff_jitter), d]``.
 
     >>> b = Backoff(backoff_initial_seconds=1, backoff_max_seconds=8, backoff_jitter=0)
     >>> [b.delay(a) for a in range(5)]
@@ -234,14 +231,12 @@ class Sender:
     client : AnodotClient or callable
         Transport; any callable ``body -> Response`` works (a test seam).
     options : SendOptions, default=SendOptions()
-        Limits and retry timing.
+        Limits and retry timing; ``random_state`` seeds the backoff jitter.
     metrics, dead_letter : BridgeMetrics or DeadLetter or None, default=None
         Where to count (None: unregistered metrics) and where refused points go (None:
         they are only logged and counted).
-    random_state : None, int or random.Random, default=None
-        Seed of the backoff jitter.
-    redact : callable, default=None
-        Hides the token in logged or dead-lettered texts (default: the client's own).
+    redact : callable, default=the client's own
+        Hides the token in logged or dead-lettered texts.
     _clock, _monotonic : callable, default=time.time, time.monotonic
         Unix time (last-success gauge, HTTP-date ``Retry-After``); rate limiter clock.
     """

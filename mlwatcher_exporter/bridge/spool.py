@@ -102,6 +102,7 @@ class Spool:
             raise TypeError(f"directory == {directory!r}, must be a path.")
         self.options = dataclasses.replace(resolve(options, SpoolOptions, "options"), **overrides)
         self.directory = os.fspath(directory)
+        self._ack_path = os.path.join(self.directory, _ACK_FILE)
         self._on_drop = on_drop
         self._clock = _clock
         self._lock = threading.Lock()
@@ -112,13 +113,10 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         self._recover()
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
-
     def _recover(self) -> None:
         ack = (0, 0)
         try:
-            with open(self._path(_ACK_FILE), "rb") as f:
+            with open(self._ack_path, "rb") as f:
                 data = json.loads(f.read())
             ack = (int(data["segment"]), int(data["offset"]))
         except FileNotFoundError:
@@ -126,7 +124,7 @@ class Spool:
         except (ValueError, KeyError, TypeError):
             logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
         self._ack, self._ack_points = ack, 0
-        for seq, path in sorted((int(m.group(1)), self._path(m.group(0)))
+        for seq, path in sorted((int(m.group(1)), os.path.join(self.directory, m.group(0)))
                                 for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m):
             if seq < ack[0]:
                 _unlink(path)  # fully acknowledged before a crash
@@ -160,7 +158,7 @@ class Spool:
     def _open_new_segment(self) -> None:
         self._close_fd()
         seq = (self._segments[-1].seq if self._segments else self._ack[0]) + 1
-        path = self._path(f"segment-{seq:020d}.jsonl")
+        path = os.path.join(self.directory, f"segment-{seq:020d}.jsonl")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if not self._segments:
             self._ack, self._ack_points = (seq, 0), 0
@@ -305,7 +303,7 @@ class Spool:
             _unlink(path)
 
     def _write_ack(self) -> None:
-        path = self._path(_ACK_FILE)
+        path = self._ack_path
         data = {"segment": self._ack[0], "offset": self._ack[1], "points": self._ack_points}
         _write_file(path + ".tmp", json.dumps(data).encode(), "wb", self.options.fsync)
         os.replace(path + ".tmp", path)
