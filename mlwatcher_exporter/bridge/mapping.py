@@ -8,10 +8,10 @@ One sample becomes one point::
                     "ver": "1", "target_type": "gauge"},
      "tags": {}, "timestamp": 1700000000, "value": 0.93}
 
-Counters are sent as per-snapshot increases (``counters="delta"``) or as gauges; with
-``naming="mlwatcher-v1"`` the window statistics get the ancestor MLWatcher's names and
-properties (:data:`V1_NAMES`), one point per window stamped with its end. Anodot's
-limits on keys, values and properties are applied; skipped samples are counted.
+Counters are sent as per-snapshot increases or as gauges; with ``mlwatcher-v1`` naming
+the window statistics get the ancestor MLWatcher's names and properties (:data:`V1_NAMES`),
+one point per window stamped with its end. Anodot's limits on keys, values and
+properties are applied; skipped samples are counted.
 """
 
 from __future__ import annotations
@@ -147,9 +147,10 @@ class PointMapper:
         skipped: _Counter[str] = _Counter()
         sent_windows: Dict[str, float] = {}
         for family in families:
-            if family.type == "gauge" and family.name.endswith("_created"):
-                if family.name[: -len("_created")] in cumulative:
-                    continue
+            # The text format shows a counter's or histogram's _created as a gauge of its own.
+            if family.type == "gauge" and family.name.endswith("_created") and \
+                    family.name[: -len("_created")] in cumulative:
+                continue
             v1_name = V1_NAMES.get(family.name) if self._v1 else None
             for sample in family.samples:
                 kind = self._kind(family, sample.name)
