@@ -1,10 +1,10 @@
 """The bridge's options, checked the same way from Python and from ``config/anodot.yml``.
 
 Each option group (and :class:`BridgeConfig`, :class:`Target`) is a frozen dataclass whose
-``_SPEC`` gives each field's type and bounds. :func:`field_problems` returns every problem:
-the constructors raise the first one, and :func:`load_config` (reading the file with the
-shared bounded loader, :mod:`mlwatcher_exporter.configfile`) reports them all with their
-key paths, e.g. ``sending.batch_size: batch_size == 2000, must be <= 1000.``
+fields carry their check (type and bounds) and key path. :func:`field_problems` returns
+every problem: the constructors raise the first one, and :func:`load_config` (reading the
+file with the shared bounded loader, :mod:`mlwatcher_exporter.configfile`) reports them
+all with their key paths, e.g. ``sending.batch_size: batch_size == 2000, must be <= 1000.``
 ``config/anodot.yml`` documents every option, its key path and its default.
 """
 
@@ -139,6 +139,18 @@ class _Spec(NamedTuple):
 
 _POSITIVE = _Spec("number", 0, include_low=False)
 _BASE_URL = _Spec("url", bare=True)
+_STR, _OPTIONAL_STR, _STR_LIST = _Spec("str"), _Spec("str", optional=True), _Spec("str_list")
+
+
+def _opt(default: Any = MISSING, spec: Optional[_Spec] = None, path: str = "",
+         factory: Any = MISSING) -> Any:
+    """A field of an option group: its default (or ``factory``), check and key path in the file."""
+    return field(default=default, default_factory=factory, metadata={"spec": spec, "path": path})
+
+
+def _specs(cls: Type[Any]) -> Dict[str, _Spec]:
+    """The check of each checked field of ``cls``."""
+    return {f.name: f.metadata["spec"] for f in fields(cls) if f.metadata.get("spec")}
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -150,7 +162,7 @@ def field_problems(cls: Type[Any], values: Mapping[str, Any],
                    names: Mapping[str, str] = {}) -> _Problems:
     """Return ``(field, problem)`` for every invalid or unknown value of option group ``cls``;
     ``names`` gives the name a field has in the messages (default: its own)."""
-    spec = cls._SPEC
+    spec = _specs(cls)
     problems: _Problems = []
     for key, value in values.items():
         problem = spec[key].check(names.get(key, key), value) if key in spec else ValueError(
@@ -177,13 +189,12 @@ class _Checked:
     """Base of the option groups: the constructor raises the first problem, then stores
     lists as tuples and the values of mappings as strings."""
 
-    _SPEC: Mapping[str, _Spec] = {}
-
     def __post_init__(self) -> None:
-        problems = field_problems(type(self), {k: getattr(self, k) for k in self._SPEC})
+        specs = _specs(type(self))
+        problems = field_problems(type(self), {k: getattr(self, k) for k in specs})
         if problems:
             raise problems[0][1]
-        for name, spec in self._SPEC.items():
+        for name, spec in specs.items():
             value = getattr(self, name)
             if spec.kind == "str_list":
                 object.__setattr__(self, name, tuple(value))
@@ -209,25 +220,14 @@ class MappingOptions(_Checked):
     names and properties for the window statistics, for existing Anodot dashboards.
     """
 
-    include_prefixes: Tuple[str, ...] = ("mlwatcher_",)
-    exclude_prefixes: Tuple[str, ...] = ("mlwatcher_anodot_",)
-    ver: str = "1"
-    properties: Mapping[str, str] = field(default_factory=dict)
-    tag_label_prefixes: Tuple[str, ...] = ()
-    counters: str = "delta"
-    histogram_buckets: bool = False
-    naming: str = "prometheus"
-
-    _SPEC = {
-        "include_prefixes": _Spec("str_list"),
-        "exclude_prefixes": _Spec("str_list"),
-        "ver": _Spec("str"),
-        "properties": _Spec("str_map"),
-        "tag_label_prefixes": _Spec("str_list"),
-        "counters": _Spec("str", choices=COUNTER_MODES),
-        "histogram_buckets": _Spec("bool"),
-        "naming": _Spec("str", choices=NAMINGS),
-    }
+    include_prefixes: Tuple[str, ...] = _opt(("mlwatcher_",), _STR_LIST)
+    exclude_prefixes: Tuple[str, ...] = _opt(("mlwatcher_anodot_",), _STR_LIST)
+    ver: str = _opt("1", _STR)
+    properties: Mapping[str, str] = _opt(spec=_Spec("str_map"), factory=dict)
+    tag_label_prefixes: Tuple[str, ...] = _opt((), _STR_LIST)
+    counters: str = _opt("delta", _Spec("str", choices=COUNTER_MODES))
+    histogram_buckets: bool = _opt(False, _Spec("bool"))
+    naming: str = _opt("prometheus", _Spec("str", choices=NAMINGS))
 
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> _Problems:
@@ -247,27 +247,15 @@ class SendOptions(_Checked):
     ``max_retry_after_seconds``.
     """
 
-    batch_size: int = MAX_BATCH_SIZE
-    points_per_second: float = 2000.0
-    requests_per_minute: float = 5000.0
-    timeout_seconds: float = 30.0
-    backoff_initial_seconds: float = 1.0
-    backoff_max_seconds: float = 60.0
-    backoff_multiplier: float = 2.0
-    backoff_jitter: float = 0.5
-    max_retry_after_seconds: float = 600.0
-
-    _SPEC = {
-        "batch_size": _Spec("int", 1, MAX_BATCH_SIZE),
-        "points_per_second": _POSITIVE,
-        "requests_per_minute": _POSITIVE,
-        "timeout_seconds": _POSITIVE,
-        "backoff_initial_seconds": _Spec("number", 0),
-        "backoff_max_seconds": _Spec("number", 0),
-        "backoff_multiplier": _Spec("number", 1),
-        "backoff_jitter": _Spec("number", 0, 1),
-        "max_retry_after_seconds": _Spec("number", 0),
-    }
+    batch_size: int = _opt(MAX_BATCH_SIZE, _Spec("int", 1, MAX_BATCH_SIZE))
+    points_per_second: float = _opt(2000.0, _POSITIVE)
+    requests_per_minute: float = _opt(5000.0, _POSITIVE)
+    timeout_seconds: float = _opt(30.0, _POSITIVE)
+    backoff_initial_seconds: float = _opt(1.0, _Spec("number", 0))
+    backoff_max_seconds: float = _opt(60.0, _Spec("number", 0))
+    backoff_multiplier: float = _opt(2.0, _Spec("number", 1))
+    backoff_jitter: float = _opt(0.5, _Spec("number", 0, 1))
+    max_retry_after_seconds: float = _opt(600.0, _Spec("number", 0))
 
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> _Problems:
@@ -284,13 +272,10 @@ class SpoolOptions(_Checked):
     ``max_bytes / 2``); ``fsync`` every append and acknowledgement (off for benchmarks only).
     """
 
-    max_bytes: int = 256 * _MIB
-    max_age_seconds: float = 86400.0
-    segment_bytes: int = 4 * _MIB
-    fsync: bool = True
-
-    _SPEC = {"max_bytes": _Spec("int", 1024), "max_age_seconds": _POSITIVE,
-             "segment_bytes": _Spec("int", 256), "fsync": _Spec("bool")}
+    max_bytes: int = _opt(256 * _MIB, _Spec("int", 1024))
+    max_age_seconds: float = _opt(86400.0, _POSITIVE)
+    segment_bytes: int = _opt(4 * _MIB, _Spec("int", 256))
+    fsync: bool = _opt(True, _Spec("bool"))
 
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> _Problems:
@@ -304,10 +289,8 @@ class DeadLetterOptions(_Checked):
     """The JSON-lines file of points Anodot refused: ``path`` (None: ``dead-letter.jsonl``
     in the spool directory), up to ``max_bytes`` (64 MiB; beyond, dropped and counted)."""
 
-    path: Optional[str] = None
-    max_bytes: int = 64 * _MIB
-
-    _SPEC = {"path": _Spec("str", optional=True), "max_bytes": _Spec("int", 0)}
+    path: Optional[str] = _opt(None, _OPTIONAL_STR)
+    max_bytes: int = _opt(64 * _MIB, _Spec("int", 0))
 
 
 _GROUPS: Dict[str, Type[Any]] = {"mapping": MappingOptions, "sending": SendOptions,
@@ -318,50 +301,37 @@ _GROUPS: Dict[str, Type[Any]] = {"mapping": MappingOptions, "sending": SendOptio
 class Target(_Checked):
     """A ``/metrics`` address to scrape and the properties added to its points."""
 
-    url: str
-    properties: Mapping[str, str] = field(default_factory=dict)
-
-    _SPEC = {"url": _Spec("url"), "properties": _Spec("str_map")}
+    url: str = _opt(spec=_Spec("url"))
+    properties: Mapping[str, str] = _opt(spec=_Spec("str_map"), factory=dict)
 
 
 @dataclass(frozen=True)
 class BridgeConfig(_Checked):
     """The whole configuration of the ``anodot-bridge`` and ``anodot-send`` commands."""
 
-    base_url: str
-    spool_directory: str
-    token_env: Optional[str] = "ANODOT_TOKEN"
-    token_file: Optional[str] = None
-    interval_seconds: float = 60.0
-    scrape_timeout_seconds: float = 10.0
-    targets: Tuple[Target, ...] = ()
-    metrics_port: Optional[int] = None
-    metrics_address: str = "127.0.0.1"
-    metrics_web_config: Optional[str] = None
+    base_url: str = _opt(spec=_BASE_URL, path="anodot.base_url")
+    spool_directory: str = _opt(spec=_STR, path="spool.directory")
+    token_env: Optional[str] = _opt("ANODOT_TOKEN", _OPTIONAL_STR, "anodot.token_env")
+    token_file: Optional[str] = _opt(None, _OPTIONAL_STR, "anodot.token_file")
+    interval_seconds: float = _opt(60.0, _POSITIVE, "interval_seconds")
+    scrape_timeout_seconds: float = _opt(10.0, _POSITIVE, "scrape.timeout_seconds")
+    targets: Tuple[Target, ...] = _opt((), path="scrape.targets")  # checked by _targets()
+    metrics_port: Optional[int] = _opt(None, _Spec("int", 0, 65535, optional=True), "metrics.port")
+    metrics_address: str = _opt("127.0.0.1", _STR, "metrics.address")
+    metrics_web_config: Optional[str] = _opt(None, _OPTIONAL_STR, "metrics.web_config")
     mapping: MappingOptions = field(default_factory=MappingOptions)
     sending: SendOptions = field(default_factory=SendOptions)
     spool: SpoolOptions = field(default_factory=SpoolOptions)
     dead_letter: DeadLetterOptions = field(default_factory=DeadLetterOptions)
 
-    # The key path in the file and the check of each field but the option groups.
-    _FILE = {
-        "base_url": ("anodot.base_url", _BASE_URL),
-        "spool_directory": ("spool.directory", _Spec("str")),
-        "token_env": ("anodot.token_env", _Spec("str", optional=True)),
-        "token_file": ("anodot.token_file", _Spec("str", optional=True)),
-        "interval_seconds": ("interval_seconds", _POSITIVE),
-        "scrape_timeout_seconds": ("scrape.timeout_seconds", _POSITIVE),
-        "metrics_port": ("metrics.port", _Spec("int", 0, 65535, optional=True)),
-        "metrics_address": ("metrics.address", _Spec("str")),
-        "metrics_web_config": ("metrics.web_config", _Spec("str", optional=True)),
-    }
-    _SPEC = {name: spec for name, (_, spec) in _FILE.items()}
-    PATHS = {**{name: path for name, (path, _) in _FILE.items()}, "targets": "scrape.targets"}
-
     @staticmethod
     def _cross_check(values: Mapping[str, Any]) -> _Problems:
         none = values["token_env"] is None and values["token_file"] is None
         return [("token_env", ValueError("set token_env or token_file"))] if none else []
+
+
+#: Key path in the file of each field of BridgeConfig but the option groups.
+_PATHS = {f.name: f.metadata["path"] for f in fields(BridgeConfig) if f.metadata.get("path")}
 
 
 def load_config(path: "str | os.PathLike[str]") -> BridgeConfig:
@@ -382,7 +352,7 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     """Check already-parsed configuration ``data`` (a mapping) into a :class:`BridgeConfig`."""
     if not isinstance(data, Mapping):
         raise ConfigError([f"top level must be a mapping, got {type(data).__name__}"], source)
-    paths = {name: path.rpartition(".") for name, path in BridgeConfig.PATHS.items()}
+    paths = {name: path.rpartition(".") for name, path in _PATHS.items()}
     allowed: Dict[str, List[str]] = {"": ["anodot", "scrape", "metrics", *_GROUPS]}
     allowed.update((name, [f.name for f in fields(cls)]) for name, cls in _GROUPS.items())
     for section, _, key in paths.values():
@@ -402,13 +372,13 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     kwargs["targets"] = tuple(_targets(kwargs.get("targets") or [], problems))
     for required in ("base_url", "spool_directory"):
         if kwargs.get(required) is None:
-            problems.append(f"{BridgeConfig.PATHS[required]}: required")
+            problems.append(f"{_PATHS[required]}: required")
             kwargs.pop(required, None)
-    scalars = {k: v for k, v in kwargs.items() if k in BridgeConfig._SPEC}
-    problems += [_at(BridgeConfig.PATHS[key], problem)
-                 for key, problem in field_problems(BridgeConfig, scalars, BridgeConfig.PATHS)]
+    scalars = {k: v for k, v in kwargs.items() if k in _specs(BridgeConfig)}
+    problems += [_at(_PATHS[key], problem)
+                 for key, problem in field_problems(BridgeConfig, scalars, _PATHS)]
     for name, cls in _GROUPS.items():
-        values = {k: v for k, v in sections[name].items() if k in cls._SPEC}
+        values = {k: v for k, v in sections[name].items() if k in _specs(cls)}
         found = field_problems(cls, values)
         problems += [f"{name}.{key}: {problem}" for key, problem in found]
         if not found:
