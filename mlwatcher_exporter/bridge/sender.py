@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .config import _BASE_URL, SendOptions, check_positive, redact, resolve
 from .metrics import BridgeMetrics
@@ -66,9 +66,7 @@ class AnodotClient:
         parts = urllib.parse.urlsplit(base_url)
         self._token = token
         self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
-        https = parts.scheme == "https"
-        cls: Type[http.client.HTTPConnection] = (
-            http.client.HTTPSConnection if https else http.client.HTTPConnection)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self._new_connection = lambda: cls(parts.hostname or "", parts.port,
                                            timeout=self.timeout_seconds)
         prefix = parts.path.rstrip("/")
