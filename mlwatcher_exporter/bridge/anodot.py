@@ -65,8 +65,10 @@ class AnodotBridge:
         :class:`DeadLetterOptions` (default file ``<spool_dir>/dead-letter.jsonl``).
     metrics_registry : CollectorRegistry or None, default=REGISTRY
         Where the bridge's own ``mlwatcher_anodot_*`` metrics are registered.
-    random_state, _clock, _post : default=None, time.time, None
-        Seed of the retry jitter; Unix time; the HTTP transport ``body -> Response``.
+    random_state : None, int or random.Random, default=None
+        Seed of the retry jitter.
+    _clock, _post : callable, default=time.time, None
+        Unix time; the HTTP transport ``body -> Response`` in place of the client (tests).
 
     Examples
     --------

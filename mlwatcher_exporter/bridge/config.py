@@ -38,6 +38,8 @@ _Problems = List[Tuple[str, Exception]]
 def redact(text: str, token: Optional[str] = None) -> str:
     """Return ``text`` with every ``token=...`` query value, and ``token`` itself, hidden.
 
+    Examples
+    --------
     >>> redact("POST https://host/api/v1/metrics?token=s3cr3t&protocol=anodot20")
     'POST https://host/api/v1/metrics?token=REDACTED&protocol=anodot20'
     """
@@ -51,6 +53,8 @@ def is_http_url(url: Any, bare: bool = False) -> bool:
     """True for an ``http(s)://`` address with a host and a valid port (``bare``: and
     without a query or fragment).
 
+    Examples
+    --------
     >>> is_http_url("https://app.anodot.com"), is_http_url("ftp://h"), is_http_url("http://h:x")
     (True, False, False)
     """

@@ -117,6 +117,8 @@ class Backoff:
     (``overrides`` replace some); ``random_state`` seeds the jitter. The delay ``d`` of
     :class:`SendOptions` is drawn uniformly from ``[d * (1 - backoff_jitter), d]``.
 
+    Examples
+    --------
     >>> b = Backoff(backoff_initial_seconds=1, backoff_max_seconds=8, backoff_jitter=0)
     >>> [b.delay(a) for a in range(5)]
     [1.0, 2.0, 4.0, 8.0, 8.0]
@@ -145,6 +147,8 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
     """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait,
     None when it is absent or invalid; ``now`` is the current Unix time.
 
+    Examples
+    --------
     >>> parse_retry_after("3", now=0.0), parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", 4.0)
     (3.0, 6.0)
     """
@@ -165,6 +169,8 @@ class TokenBucket:
     """``rate`` tokens a second, up to ``capacity`` (the largest burst); callers reserve
     tokens ahead and are told how long to wait.
 
+    Examples
+    --------
     >>> bucket = TokenBucket(rate=10.0, capacity=10.0, _clock=lambda: 0.0)
     >>> bucket.reserve(10), bucket.reserve(5)
     (0.0, 0.5)

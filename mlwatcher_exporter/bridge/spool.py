@@ -80,8 +80,10 @@ class Spool:
         Directory of the segments; created if missing. One process at a time.
     options : SpoolOptions, default=SpoolOptions()
         Bounds and fsync; ``**overrides`` replace some of its fields (``max_bytes=2048``).
-    on_drop, _clock : callable, default=None, time.time
-        ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``; Unix time.
+    on_drop : callable, default=None
+        Called as ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``.
+    _clock : callable, default=time.time
+        The current Unix time.
 
     Examples
     --------
