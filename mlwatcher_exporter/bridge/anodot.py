@@ -88,7 +88,11 @@ class AnodotBridge:
     ) -> None:
         if not callable(getattr(registry, "collect", None)):
             raise TypeError(f"registry == {registry!r}, must have a collect() method.")
+        if not isinstance(spool_dir, (str, os.PathLike)):
+            raise TypeError(f"spool_dir == {spool_dir!r}, must be a path.")
+        mapping = resolve(mapping, MappingOptions, "mapping")
         self.sending = sending = resolve(sending, SendOptions, "sending")
+        spool = resolve(spool, SpoolOptions, "spool")
         dead_letter = resolve(dead_letter, DeadLetterOptions, "dead_letter")
         self._registry = registry
         self._clock = _clock
@@ -99,7 +103,7 @@ class AnodotBridge:
         self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
         self.dead_letter = DeadLetter(
             dead_letter.path or os.path.join(self.spool.directory, "dead-letter.jsonl"),
-            dead_letter.max_bytes, self.spool.options.fsync, self.metrics.dead_letter_dropped)
+            dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped)
         self.sender = Sender(self.client if _post is None else _post, sending, self.metrics,
                              self.dead_letter, random_state, self.client.redact, _clock)
         self._last_timestamp = 0
