@@ -162,14 +162,12 @@ def check_positive(name: str, value: Any) -> float:
     return float(_POSITIVE.require(name, value))
 
 
-def field_problems(cls: Type[Any], values: Mapping[str, Any],
-                   names: Mapping[str, str] = {}) -> _Problems:
-    """Return ``(field, problem)`` for every invalid or unknown value of option group ``cls``;
-    ``names`` gives the name a field has in the messages (default: its own)."""
+def field_problems(cls: Type[Any], values: Mapping[str, Any]) -> _Problems:
+    """Return ``(field, problem)`` for every invalid or unknown value of option group ``cls``."""
     spec = _specs(cls)
     problems: _Problems = []
     for key, value in values.items():
-        problem = spec[key].check(names.get(key, key), value) if key in spec else ValueError(
+        problem = spec[key].check(key, value) if key in spec else ValueError(
             f"unknown key, expected one of {sorted(spec)}")
         if problem is not None:
             problems.append((key, problem))
@@ -344,12 +342,12 @@ def load_config(path: "str | os.PathLike[str]") -> BridgeConfig:
     return check_file(path, lambda data, source: parse_config(data or {}, source))
 
 
-def _at(path: str, problem: Exception) -> str:
-    """``path: problem``, without the problem's own ``path ==`` (``a.b: 0, must be > 0``)."""
+def _at(path: str, key: str, problem: Exception) -> str:
+    """The ``problem`` of field ``key`` under its key path ``path`` (``a.b: 0, must be > 0``)."""
     text = str(problem)
-    if text.startswith(path + " == "):
-        return f"{path}: {text[len(path) + 4:]}"
-    return text if text.startswith(path) else f"{path}: {text}"
+    if text.startswith(key + " == "):
+        return f"{path}: {text[len(key) + 4:]}"
+    return path + text[len(key):] if text.startswith(key) else f"{path}: {text}"
 
 
 def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
@@ -379,8 +377,8 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
             problems.append(f"{_PATHS[required]}: required")
             kwargs.pop(required, None)
     scalars = {k: v for k, v in kwargs.items() if k in _specs(BridgeConfig)}
-    problems += [_at(_PATHS[key], problem)
-                 for key, problem in field_problems(BridgeConfig, scalars, _PATHS)]
+    problems += [_at(_PATHS[key], key, problem)
+                 for key, problem in field_problems(BridgeConfig, scalars)]
     for name, cls in _GROUPS.items():
         values = {k: v for k, v in sections[name].items() if k in _specs(cls)}
         found = field_problems(cls, values)
@@ -405,8 +403,8 @@ def _targets(raw: Any, problems: List[str]) -> List[Target]:
             problems.append(f"{path}: must be a URL or a mapping with url and properties")
             continue
         item = {**item, "properties": item.get("properties") or {}}
-        found = field_problems(Target, item, {key: f"{path}.{key}" for key in item})
-        problems += [_at(f"{path}.{key}", problem) for key, problem in found]
+        found = field_problems(Target, item)
+        problems += [_at(f"{path}.{key}", key, problem) for key, problem in found]
         if not found:
             targets.append(Target(**item))
     return targets
