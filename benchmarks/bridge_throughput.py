@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Gauge  # noqa: E402
 
 from fake_anodot import FakeAnodot  # noqa: E402
 from mlwatcher_exporter.bridge.anodot import AnodotBridge  # noqa: E402
-from mlwatcher_exporter.bridge.options import SendOptions, SpoolOptions  # noqa: E402
+from mlwatcher_exporter.bridge.config import SendOptions, SpoolOptions  # noqa: E402
 
 
 def _serve(conn: "multiprocessing.connection.Connection") -> None:

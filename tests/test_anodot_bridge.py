@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from conftest import ManualClock
 from fake_anodot import FakeAnodot, wait_until
 from mlwatcher_exporter.bridge.anodot import AnodotBridge
-from mlwatcher_exporter.bridge.options import SendOptions, SpoolOptions
+from mlwatcher_exporter.bridge.config import SendOptions, SpoolOptions
 
 T0 = 1_700_000_000.0
 FAST = SendOptions(backoff_initial_seconds=0.001, backoff_max_seconds=0.02,
@@ -285,7 +285,7 @@ def test_v1_naming_reaches_anodot_with_the_ancestors_names(
     import numpy as np
 
     from mlwatcher_exporter import ModelMonitor
-    from mlwatcher_exporter.bridge.options import MappingOptions
+    from mlwatcher_exporter.bridge.config import MappingOptions
 
     monotonic = ManualClock(0.0)
     monitor = ModelMonitor(model="digits", n_classes=3, window_seconds=60, registry=registry,

@@ -1,4 +1,4 @@
-"""Tests of mlwatcher_exporter.bridge.client: HTTP transport and token redaction."""
+"""Tests of mlwatcher_exporter.bridge.sender.AnodotClient: HTTP transport and token redaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Iterator
 import pytest
 
 from fake_anodot import FakeAnodot
-from mlwatcher_exporter.bridge.client import AnodotClient, redact
+from mlwatcher_exporter.bridge.config import redact
+from mlwatcher_exporter.bridge.sender import AnodotClient
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import pytest
 import yaml
 
 from mlwatcher_exporter.bridge.config import (
-    BridgeConfig, ConfigError, Target, load_config, parse_config, read_token,
-)
-from mlwatcher_exporter.bridge.options import (
-    DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
+    BridgeConfig, ConfigError, DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
+    Target, load_config, parse_config, read_token,
 )
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "anodot.yml"

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlwatcher_exporter.bridge.config import MappingOptions
 from mlwatcher_exporter.bridge.mapping import PointMapper, sanitize
-from mlwatcher_exporter.bridge.options import MappingOptions
 
 
 def by_what(points: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:

@@ -1,10 +1,10 @@
-"""Tests of mlwatcher_exporter.bridge.options: direct-API validation of the option groups."""
+"""Tests of the option groups of mlwatcher_exporter.bridge.config: direct-API validation."""
 
 from __future__ import annotations
 
 import pytest
 
-from mlwatcher_exporter.bridge.options import (
+from mlwatcher_exporter.bridge.config import (
     DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, field_problems,
 )
 

@@ -1,4 +1,4 @@
-"""Tests of mlwatcher_exporter.bridge.scrape.ScrapeSource against real /metrics servers."""
+"""Tests of mlwatcher_exporter.bridge.anodot.ScrapeSource against real /metrics servers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Iterator, Tuple
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from mlwatcher_exporter.bridge.anodot import ScrapeSource
 from mlwatcher_exporter.bridge.config import Target
 from mlwatcher_exporter.bridge.mapping import PointMapper
 from mlwatcher_exporter.bridge.metrics import BridgeMetrics
-from mlwatcher_exporter.bridge.scrape import ScrapeSource
 
 
 @pytest.fixture

@@ -12,11 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from conftest import ManualClock
 from fake_anodot import FakeAnodot
-from mlwatcher_exporter.bridge.client import AnodotClient, Response
+from mlwatcher_exporter.bridge.config import SendOptions
 from mlwatcher_exporter.bridge.metrics import BridgeMetrics
-from mlwatcher_exporter.bridge.options import SendOptions
 from mlwatcher_exporter.bridge.sender import (
-    Backoff, RateLimiter, Sender, TokenBucket, parse_retry_after,
+    AnodotClient, Backoff, RateLimiter, Response, Sender, TokenBucket, parse_retry_after,
 )
 from mlwatcher_exporter.bridge.spool import DeadLetter
 

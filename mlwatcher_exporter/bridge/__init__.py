@@ -1,10 +1,9 @@
 """Bridges from the exporter's metrics to other systems (Anodot)."""
 
-from .anodot import AnodotBridge, FlushResult
-from .config import BridgeConfig, ConfigError, Target, load_config, read_token
+from .anodot import AnodotBridge, FlushResult, ScrapeSource
+from .config import (BridgeConfig, ConfigError, DeadLetterOptions, MappingOptions, SendOptions,
+                     SpoolOptions, Target, load_config, read_token)
 from .mapping import PointMapper
-from .options import DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions
-from .scrape import ScrapeSource
 from .spool import Spool
 
 __all__ = ["AnodotBridge", "FlushResult", "BridgeConfig", "ConfigError", "Target", "load_config",

@@ -1,10 +1,10 @@
-"""AnodotBridge: forward a prometheus_client registry to Anodot, durably.
+"""AnodotBridge: forward a prometheus_client registry, or scraped ``/metrics`` pages, to Anodot.
 
-Like prometheus_client's ``GraphiteBridge`` it only reads ``registry.collect()``, so
-Anodot gets exactly the numbers Prometheus scrapes. Unlike it, a snapshot is mapped to
-points and fsync'd to an on-disk :class:`~.spool.Spool`, which a separate sender thread
-delivers oldest first, acknowledging after a 2xx: a slow or unreachable API never blocks
-the code that updates the metrics, and points survive restarts of the process.
+Like prometheus_client's ``GraphiteBridge`` it only reads ``collect()``, so Anodot gets
+exactly the numbers Prometheus scrapes. Unlike it, a snapshot is mapped to points and
+fsync'd to an on-disk :class:`~.spool.Spool`, which a separate sender thread delivers
+oldest first, acknowledging after a 2xx: a slow or unreachable API never blocks the code
+that updates the metrics, and points survive restarts of the process.
 """
 
 from __future__ import annotations
@@ -14,25 +14,28 @@ import os
 import random
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY
 
-from .client import AnodotClient, Response
+from .config import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions, Target,
+                     check_positive, redact, resolve)
 from .mapping import PointMapper
 from .metrics import BridgeMetrics
-from .options import (DeadLetterOptions, MappingOptions, SendOptions, SpoolOptions,
-                      check_positive, resolve)
-from .sender import Sender, SendResult
+from .sender import AnodotClient, Response, Sender, SendResult
 from .spool import DeadLetter, Spool
 
-__all__ = ["AnodotBridge", "FlushResult"]
+__all__ = ["AnodotBridge", "FlushResult", "ScrapeSource", "fetch_text"]
 
 logger = logging.getLogger(__name__)
 
 _IDLE_POLL_SECONDS = 1.0
+_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,11 @@ class AnodotBridge:
     Parameters
     ----------
     base_url, token : str
-        Anodot API address (``https://app.anodot.com``) and data collection token (see
-        :func:`~mlwatcher_exporter.bridge.config.read_token`; never logged).
+        Anodot API address (``https://app.anodot.com``) and data collection token (never logged).
     spool_dir : str or os.PathLike
         Directory of the spool (one bridge per directory).
     registry : object with ``collect()``, default=REGISTRY
-        What to forward: a ``CollectorRegistry`` or any collector, e.g. a
-        :class:`~mlwatcher_exporter.bridge.scrape.ScrapeSource`.
+        What to forward: a ``CollectorRegistry`` or any collector, e.g. a :class:`ScrapeSource`.
     mapping, sending, spool, dead_letter : option groups, default=their defaults
         :class:`MappingOptions`, :class:`SendOptions`, :class:`SpoolOptions` and
         :class:`DeadLetterOptions` (default file ``<spool_dir>/dead-letter.jsonl``).
@@ -67,28 +68,18 @@ class AnodotBridge:
     random_state : None, int or random.Random, default=None
         Seed of the retry jitter.
     _clock, _post : callable, default=time.time, None
-        Current Unix time (point timestamps, spool age); the HTTP transport
-        ``body -> Response`` in place of the client (tests).
+        Unix time; the HTTP transport ``body -> Response`` in place of the client (tests).
 
     Examples
     --------
-    In the exporter's process, reading the registry it serves::
-
-        bridge = AnodotBridge(
-            "https://app.anodot.com", os.environ["ANODOT_TOKEN"], "/var/lib/mlw/spool")
-        bridge.start(60.0)
+    >>> bridge = AnodotBridge("https://app.anodot.com", token, "/var/spool")  # doctest: +SKIP
+    >>> bridge.start(60.0)  # doctest: +SKIP
     """
 
     def __init__(
-        self,
-        base_url: str,
-        token: str,
-        spool_dir: "str | os.PathLike[str]",
-        registry: Any = REGISTRY,
-        *,
-        mapping: Optional[MappingOptions] = None,
-        sending: Optional[SendOptions] = None,
-        spool: Optional[SpoolOptions] = None,
+        self, base_url: str, token: str, spool_dir: "str | os.PathLike[str]",
+        registry: Any = REGISTRY, *, mapping: Optional[MappingOptions] = None,
+        sending: Optional[SendOptions] = None, spool: Optional[SpoolOptions] = None,
         dead_letter: Optional[DeadLetterOptions] = None,
         metrics_registry: Optional[CollectorRegistry] = REGISTRY,
         random_state: Union[None, int, random.Random] = None,
@@ -111,7 +102,7 @@ class AnodotBridge:
         self.metrics.track_spool(self.spool)
         self.mapper = PointMapper(mapping, state=self.spool.recovered_state)
         self.dead_letter = DeadLetter(
-            dead_letter.path or os.path.join(os.fspath(spool_dir), "dead-letter.jsonl"),
+            dead_letter.path or os.path.join(self.spool.directory, "dead-letter.jsonl"),
             dead_letter.max_bytes, spool.fsync, self.metrics.dead_letter_dropped)
         self.sender = Sender(self.client if _post is None else _post, sending, self.metrics,
                              self.dead_letter, random_state, self.client.redact, _clock)
@@ -126,12 +117,11 @@ class AnodotBridge:
                         self.spool.pending_points)
 
     def snapshot(self) -> int:
-        """Map the registry's current samples to points and spool them durably.
+        """Map the registry's current samples to points and spool them durably; return how
+        many (0 on a failure, logged and counted). No network I/O happens here.
 
-        No network I/O happens here. The timestamp is the current second, never
-        earlier than the previous snapshot's, so each series stays in time order.
-        Returns the points spooled (0 when the spool could not be written; that is
-        logged and counted in ``mlwatcher_anodot_spool_errors_total``).
+        The timestamp is the current second, never earlier than the previous snapshot's,
+        so each series stays in time order.
         """
         with self._snapshot_lock:
             timestamp = max(int(self._clock()), self._last_timestamp)
@@ -161,10 +151,8 @@ class AnodotBridge:
         return len(result.points)
 
     def _send_batch(self, **deliver: Any) -> "Optional[SendResult | bool]":
-        """Deliver the oldest spooled batch and acknowledge it unless it must be retried.
-
-        False when the spool is empty; None when stopping (the batch stays spooled).
-        """
+        """Deliver the oldest spooled batch and acknowledge it unless it must be retried
+        (False when the spool is empty; None when stopping: the batch stays spooled)."""
         batch = self.spool.read(self.sending.batch_size)
         if not batch.points:
             return False
@@ -175,11 +163,8 @@ class AnodotBridge:
         return result
 
     def flush(self, max_requests: Optional[int] = None) -> FlushResult:
-        """Send spooled points from the calling thread until the spool is empty.
-
-        Waits for the rate limits but does not retry: it stops at the first request
-        that must be retried, leaving the rest spooled for the next flush.
-        """
+        """Send spooled points from the calling thread until the spool is empty, waiting for
+        the rate limits but stopping at the first request that must be retried."""
         accepted = rejected = requests = 0
         with self._send_lock:
             while max_requests is None or requests < max_requests:
@@ -197,10 +182,8 @@ class AnodotBridge:
         return self.flush()
 
     def start(self, interval: float = 60.0) -> None:
-        """Snapshot every ``interval`` seconds and send continuously, in daemon threads.
-
-        Spooled points from an earlier run are sent first. Call :meth:`stop` to end.
-        """
+        """Snapshot every ``interval`` seconds and send continuously, in daemon threads,
+        spooled points from an earlier run first, until :meth:`stop`."""
         interval = check_positive("interval", interval)
         if self._threads:
             raise RuntimeError("the bridge is already started")
@@ -264,3 +247,62 @@ class AnodotBridge:
             except Exception:
                 logger.exception("anodot: sender error")
                 self._stop.wait(1.0)
+
+
+def fetch_text(url: str, timeout: float) -> str:
+    """GET ``url`` and return its body as text (raises ``OSError`` on failure)."""
+    request = urllib.request.Request(url, headers={"Accept": _ACCEPT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        charset = response.headers.get_content_charset() or "utf-8"
+        return response.read().decode(charset, "replace")
+
+
+class ScrapeSource:
+    """A collector whose ``collect()`` scrapes ``/metrics`` pages of other processes.
+
+    ``targets`` are :class:`Target` or URL strings; the target's properties are added to
+    each sample's labels (a label of the same name wins). A target that fails
+    (unreachable, not 200, unparsable) is skipped for this round, logged and counted in
+    ``metrics`` (``mlwatcher_anodot_scrape_failures_total{target}``, see
+    :meth:`use_metrics`); the others are still forwarded. ``_fetch(url, timeout) -> str``
+    replaces :func:`fetch_text` in tests.
+    """
+
+    def __init__(self, targets: Sequence[Union[Target, str]], timeout_seconds: float = 10.0,
+                 metrics: Optional[BridgeMetrics] = None,
+                 _fetch: Callable[[str, float], str] = fetch_text) -> None:
+        if isinstance(targets, (str, Target)):
+            raise TypeError(f"targets == {targets!r}, must be a list of targets.")
+        self.targets = [t if isinstance(t, Target) else Target(str(t)) for t in targets]
+        if not self.targets:
+            raise ValueError("targets == [], must name at least one /metrics address.")
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
+        self.metrics: Optional[BridgeMetrics] = None
+        self._fetch = _fetch
+        if metrics is not None:
+            self.use_metrics(metrics)
+
+    def use_metrics(self, metrics: BridgeMetrics) -> None:
+        """Count scrape failures in ``metrics`` (pre-initialised to 0 per target)."""
+        self.metrics = metrics
+        for target in self.targets:
+            metrics.scrape_failures.labels(redact(target.url))
+
+    def collect(self) -> Iterator[Metric]:
+        """Scrape each target in turn and yield its metric families."""
+        for target in self.targets:
+            try:
+                families = list(text_string_to_metric_families(
+                    self._fetch(target.url, self.timeout_seconds)))
+            except Exception as exc:  # a bad target must not stop the others
+                logger.warning("anodot: scrape of %s failed: %s", redact(target.url),
+                               redact(f"{type(exc).__name__}: {exc}"))
+                if self.metrics is not None:
+                    self.metrics.scrape_failures.labels(redact(target.url)).inc()
+                continue
+            for family in families:
+                if target.properties:
+                    family.samples = [
+                        s._replace(labels={**target.properties, **s.labels}) for s in family.samples
+                    ]
+                yield family

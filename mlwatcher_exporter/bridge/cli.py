@@ -1,16 +1,11 @@
-"""The ``anodot-bridge`` and ``anodot-send`` commands.
-
-``mlwatcher_exporter/cli.py`` adds them with :func:`add_commands`; they also run alone::
-
-    python -m mlwatcher_exporter.bridge.cli anodot-bridge --config config/anodot.yml
-    python -m mlwatcher_exporter.bridge.cli anodot-send --config config/anodot.yml FILE
+"""The ``anodot-bridge`` and ``anodot-send`` commands (``python -m mlwatcher_exporter.bridge.cli``
+runs them alone; ``mlwatcher_exporter/cli.py`` adds them with :func:`add_commands`).
 
 The token is read from the environment variable or file named in the configuration,
 never from the command line. Exit codes: 0 success; 1 something was not read or not
 delivered (a scrape target failed, points refused or still spooled, a file without
-points); 2 invalid
-configuration or arguments, or the bridge could not start (spool directory, port in
-use). Errors are one line each, never a traceback.
+points); 2 invalid configuration or arguments, or the bridge could not start (spool
+directory, port in use). Errors are one line each, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,11 +21,9 @@ from prometheus_client import CollectorRegistry
 
 from ..exposition import MetricsServer, start_http_server
 from ..signals import stop_on_signals
-from .anodot import AnodotBridge
-from .client import AnodotClient
+from .anodot import AnodotBridge, ScrapeSource
 from .config import BridgeConfig, ConfigError, load_config, read_token
-from .scrape import ScrapeSource
-from .sender import Sender
+from .sender import AnodotClient, Sender
 from .spool import DeadLetter, read_points
 
 __all__ = ["add_commands", "run_bridge", "run_send", "main"]
@@ -50,19 +43,12 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
         "spool the points on disk and send them to Anodot. The token comes from the "
         "environment variable or file named in the configuration.",
     )
-    bridge.add_argument("--config", required=True, metavar="FILE",
-                        help="YAML configuration (see config/anodot.yml)")
     bridge.add_argument("--web-config", default=None, metavar="FILE",
                         help="a web.yml (exporter-toolkit format) for TLS and basic auth "
                         "on the bridge's own metrics (default metrics.web_config)")
     bridge.add_argument("--once", action="store_true",
                         help="scrape once, send everything spooled, exit: 0 if every target "
                         "was read and every point accepted, else 1")
-    # SUPPRESS: given before the command (mlwatcher-exporter --log-level X ...), it stays.
-    bridge.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LEVELS,
-                        help="default: INFO")
-    bridge.set_defaults(func=run_bridge)
-
     send = subparsers.add_parser(
         "anodot-send",
         help="send a file of Anodot points (ancestor JSON files, dead letters) to Anodot",
@@ -71,15 +57,19 @@ def add_commands(subparsers: "argparse._SubParsersAction") -> None:
         "retries of the configuration. Refused and undelivered points are written to --failed.",
     )
     send.add_argument("file", metavar="FILE", help="points to send")
-    send.add_argument("--config", required=True, metavar="FILE",
-                      help="YAML configuration (anodot and sending sections are used)")
     send.add_argument("--max-attempts", type=int, default=5,
                       help="requests per batch before giving up (default: 5)")
     send.add_argument("--failed", default=None, metavar="FILE",
                       help="where refused or undelivered points go (default: FILE.failed.jsonl)")
-    send.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LEVELS,
-                      help="default: WARNING")
-    send.set_defaults(func=run_send)
+    for parser, run, level, uses in ((bridge, run_bridge, "INFO", "see config/anodot.yml"),
+                                     (send, run_send, "WARNING", "its anodot and sending "
+                                      "sections are used")):
+        parser.add_argument("--config", required=True, metavar="FILE",
+                            help=f"YAML configuration ({uses})")
+        # SUPPRESS: given before the command (mlwatcher-exporter --log-level X ...), it stays.
+        parser.add_argument("--log-level", default=argparse.SUPPRESS, choices=_LEVELS,
+                            help=f"default: {level}")
+        parser.set_defaults(func=run)
 
 
 def _start(command: str, args: argparse.Namespace, level: str) -> "tuple[BridgeConfig, str]":
@@ -99,9 +89,9 @@ def _fail(command: str, message: Any, code: int = 2) -> int:
     return code
 
 
-def _total(registry: CollectorRegistry, name: str) -> int:
-    """Sum of the samples called ``name`` in ``registry`` (over all label values)."""
-    return int(sum(s.value for m in registry.collect() for s in m.samples if s.name == name))
+def _total(registry: CollectorRegistry, *names: str) -> int:
+    """Sum of the samples called one of ``names`` in ``registry`` (over all label values)."""
+    return int(sum(s.value for m in registry.collect() for s in m.samples if s.name in names))
 
 
 def run_bridge(args: argparse.Namespace) -> int:
@@ -134,10 +124,9 @@ def run_bridge(args: argparse.Namespace) -> int:
             except ConfigError as exc:  # the web.yml: every problem, one per line
                 return _fail("anodot-bridge", exc)
             except (OSError, ValueError) as exc:
-                reason = getattr(exc, "strerror", None) or exc
                 return _fail("anodot-bridge", f"cannot serve its metrics on "
-                             f"{config.metrics_address}:{config.metrics_port} "
-                             f"(metrics.address, metrics.port): {reason}")
+                             f"{config.metrics_address}:{config.metrics_port} (metrics.address, "
+                             f"metrics.port): {getattr(exc, 'strerror', None) or exc}")
             logger.info("anodot-bridge: its own metrics are on %s", server.url)
         logger.info("anodot-bridge: %d targets every %ss to %s, spool %s",
                     len(config.targets), config.interval_seconds, bridge.client.url,
@@ -162,8 +151,8 @@ def _once(bridge: AnodotBridge, registry: CollectorRegistry, targets: int) -> in
           f"{result.pending} still spooled")
     failed = _total(registry, "mlwatcher_anodot_scrape_failures_total")
     problems = [f"{failed} of {targets} scrape targets could not be read"] if failed else []
-    if _total(registry, "mlwatcher_anodot_spool_errors_total") + _total(
-            registry, "mlwatcher_anodot_snapshot_errors_total"):
+    if _total(registry, "mlwatcher_anodot_spool_errors_total",
+              "mlwatcher_anodot_snapshot_errors_total"):
         problems.append("the scraped points could not be written to the spool")
     if result.rejected or result.pending:
         problems.append(f"{result.rejected + result.pending} points not delivered; "
@@ -197,10 +186,9 @@ def run_send(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail("anodot-send", f"cannot write --failed {failed}: {exc.strerror or exc}")
     for number, problem in loaded.problems[:_MAX_PROBLEMS_SHOWN]:
-        print(f"anodot-send: {args.file}:{number}: skipped, {problem}", file=sys.stderr)
+        _fail("anodot-send", f"{args.file}:{number}: skipped, {problem}")
     if len(loaded.problems) > _MAX_PROBLEMS_SHOWN:
-        print(f"anodot-send: ... {len(loaded.problems) - _MAX_PROBLEMS_SHOWN} more lines skipped",
-              file=sys.stderr)
+        _fail("anodot-send", f"... {len(loaded.problems) - _MAX_PROBLEMS_SHOWN} more lines skipped")
     # Anodot wants each series in time order; a stable sort keeps the file's order otherwise.
     points = sorted(loaded.points, key=lambda p: p["timestamp"])
     dead = DeadLetter(failed, max_bytes=2**62)

@@ -8,10 +8,10 @@ One sample becomes one point::
                     "ver": "1", "target_type": "gauge"},
      "tags": {}, "timestamp": 1700000000, "value": 0.93}
 
-Counters are sent as per-snapshot increases (``counters="delta"``) or as gauges; with
-``naming="mlwatcher-v1"`` the window statistics get the ancestor MLWatcher's names and
-properties (:data:`V1_NAMES`), one point per window stamped with its end. Anodot's
-limits on keys, values and properties are applied; skipped samples are counted.
+Counters are sent as per-snapshot increases or as gauges; with ``mlwatcher-v1`` naming
+the window statistics get the ancestor MLWatcher's names and properties (:data:`V1_NAMES`),
+one point per window stamped with its end. Anodot's limits on keys, values and
+properties are applied; skipped samples are counted.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.metrics_core import Metric
 
-from .options import MappingOptions, resolve
+from .config import MappingOptions, resolve
 
 __all__ = ["PointMapper", "MappingResult", "sanitize", "V1_NAMES", "MAX_PROPERTIES",
            "MAX_KEY_LENGTH", "MAX_VALUE_LENGTH", "SKIP_REASONS"]
@@ -53,8 +53,10 @@ V1_NAMES = {
     "mlwatcher_f1": ("f1", "gauge"),
 }
 _WINDOW_END = "mlwatcher_window_end_timestamp_seconds"
+_CUMULATIVE = ("counter", "histogram", "summary")
 _STATISTIC_LABELS = ("stat", "class", "feature", "value")
 _FEATURE_INDEX = re.compile(r"f(\d+)")
+_V1_LABELS = {"model": "agent_id", "class": "class_name", "feature": "feat_name"}
 
 
 def sanitize(text: str, limit: int = MAX_VALUE_LENGTH) -> str:
@@ -77,14 +79,12 @@ def _v1_labels(labels: Dict[str, str]) -> Dict[str, str]:
     """The ancestor's properties: agent_id, class_name ``class_<c>``, feat_name ``feat_<i>``."""
     out = {}
     for key, value in labels.items():
-        if key == "model":
-            key = "agent_id"
-        elif key == "class":
-            key, value = "class_name", "class_" + value
+        if key == "class":
+            value = "class_" + value
         elif key == "feature":
             match = _FEATURE_INDEX.fullmatch(value)
-            key, value = "feat_name", "feat_" + match.group(1) if match else value
-        out[key] = value
+            value = "feat_" + match.group(1) if match else value
+        out[_V1_LABELS.get(key, key)] = value
     return out
 
 
@@ -97,16 +97,9 @@ class MappingResult:
 
 
 class PointMapper:
-    """Map metric families to Anodot points, remembering counter values between calls.
-
-    Parameters
-    ----------
-    options : MappingOptions, default=MappingOptions()
-        What to send and how.
-    state : dict or None, default=None
-        Counter baselines (and, for ``mlwatcher-v1``, the windows already sent) from
-        :meth:`state` of an earlier mapper (after a restart).
-    """
+    """Map metric families to Anodot points as ``options`` say, remembering counter values
+    between calls; ``state`` (from :meth:`state` of an earlier mapper, after a restart)
+    holds the counter baselines and, for ``mlwatcher-v1``, the windows already sent."""
 
     def __init__(
         self, options: Optional[MappingOptions] = None, state: Optional[Dict[str, Any]] = None
@@ -122,9 +115,8 @@ class PointMapper:
         for key, end in (state or {}).get("windows", {}).items():
             if isinstance(end, (int, float)):
                 self._windows[str(key)] = float(end)
-        self._constant = {
-            sanitize(k, MAX_KEY_LENGTH): sanitize(v) for k, v in options.properties.items()
-        }
+        self._constant = {sanitize(k, MAX_KEY_LENGTH): sanitize(v)
+                          for k, v in options.properties.items()}
         self._ver = sanitize(options.ver)
         self._v1 = options.naming == "mlwatcher-v1"
 
@@ -141,30 +133,24 @@ class PointMapper:
         return self.options.counters == "delta" or self._v1
 
     def map(self, families: Iterable[Metric], timestamp: int) -> MappingResult:
-        """Return the points of ``families`` at ``timestamp`` (Unix seconds).
-
-        Parameters
-        ----------
-        families : iterable of prometheus_client.metrics_core.Metric
-            From ``registry.collect()`` or ``text_string_to_metric_families``.
-        timestamp : int
-            Timestamp of every point (with ``mlwatcher-v1``, of those that are not
-            window statistics).
-        """
+        """Return the points of ``families`` (from ``registry.collect()`` or
+        ``text_string_to_metric_families``) at ``timestamp`` (Unix seconds; with
+        ``mlwatcher-v1``, window statistics are stamped with their window's end)."""
         if isinstance(timestamp, bool) or not isinstance(timestamp, int):
             raise TypeError(f"timestamp == {timestamp!r}, must be an integer (Unix seconds).")
         families = list(families)
         ends = {_window_key(s.labels): s.value for f in families if f.name == _WINDOW_END
                 for s in f.samples} if self._v1 else {}
         families = [f for f in families if self._wanted(f.name)]
-        cumulative = {f.name for f in families if f.type in ("counter", "histogram", "summary")}
+        cumulative = {f.name for f in families if f.type in _CUMULATIVE}
         points: List[Dict[str, Any]] = []
         skipped: _Counter[str] = _Counter()
         sent_windows: Dict[str, float] = {}
         for family in families:
-            if family.type == "gauge" and family.name.endswith("_created"):
-                if family.name[: -len("_created")] in cumulative:
-                    continue
+            # The text format shows a counter's or histogram's _created as a gauge of its own.
+            if family.type == "gauge" and family.name.endswith("_created") and \
+                    family.name[: -len("_created")] in cumulative:
+                continue
             v1_name = V1_NAMES.get(family.name) if self._v1 else None
             for sample in family.samples:
                 kind = self._kind(family, sample.name)
@@ -203,28 +189,24 @@ class PointMapper:
 
     # ------------------------------------------------------------------ helpers
     def _wanted(self, name: str) -> bool:
-        opts = self.options
-        if opts.include_prefixes and not name.startswith(tuple(opts.include_prefixes)):
-            return False
-        return not name.startswith(tuple(opts.exclude_prefixes)) if opts.exclude_prefixes else True
+        include, exclude = tuple(self.options.include_prefixes), self.options.exclude_prefixes
+        return (not include or name.startswith(include)) and not name.startswith(tuple(exclude))
 
     def _kind(self, family: Metric, name: str) -> Optional[str]:
         """Return "gauge", "cumulative" or None (not sent) for one sample."""
-        if name.endswith("_created") and family.type in ("counter", "histogram", "summary"):
+        if family.type not in _CUMULATIVE:
+            return "gauge"
+        if name.endswith("_created"):
             return None
         if family.type == "counter":
             return "cumulative"
-        if family.type in ("histogram", "summary"):
-            if name.endswith("_bucket"):
-                return "cumulative" if self.options.histogram_buckets else None
-            if name.endswith("_count") or name.endswith("_sum"):
-                return "cumulative"
-            return "gauge"  # summary quantiles
-        return "gauge"
+        if name.endswith("_bucket"):
+            return "cumulative" if self.options.histogram_buckets else None
+        return "cumulative" if name.endswith(("_count", "_sum")) else "gauge"  # gauge: quantiles
 
-    def _delta(
-        self, name: str, labels: Dict[str, str], value: float, timestamp: int
-    ) -> Optional[float]:
+    def _delta(self, name: str, labels: Dict[str, str], value: float,
+               timestamp: int) -> Optional[float]:
+        """The increase since the last snapshot (None for the first: the baseline only)."""
         if not math.isfinite(value):
             return value  # reported as non_finite; the baseline is kept
         key = json.dumps([name, sorted(labels.items())], separators=(",", ":"))
@@ -236,8 +218,7 @@ class PointMapper:
 
     def _expire(self, timestamp: int) -> None:
         limit = timestamp - STATE_TTL_SECONDS
-        for key in [k for k, (_, seen) in self._last.items() if seen < limit]:
-            del self._last[key]
+        self._last = {key: entry for key, entry in self._last.items() if entry[1] >= limit}
 
     def _point(self, what: str, labels: Dict[str, str], value: float, target_type: str,
                timestamp: int) -> Optional[Dict[str, Any]]:
@@ -247,7 +228,7 @@ class PointMapper:
         for key, label_value in labels.items():
             if label_value == "":
                 continue
-            if tag_prefixes and key.startswith(tag_prefixes):
+            if key.startswith(tag_prefixes):
                 tags.setdefault(sanitize(key, MAX_KEY_LENGTH), []).append(sanitize(label_value))
                 continue
             if key in _RESERVED:
@@ -255,8 +236,7 @@ class PointMapper:
             properties[sanitize(key, MAX_KEY_LENGTH)] = sanitize(label_value)
         for key, constant in self._constant.items():
             properties.setdefault(key, constant)
-        properties["ver"] = self._ver
-        properties["target_type"] = target_type
+        properties.update(ver=self._ver, target_type=target_type)
         if len(properties) > MAX_PROPERTIES:
             return None
         return {"properties": properties, "tags": tags, "timestamp": timestamp, "value": value}

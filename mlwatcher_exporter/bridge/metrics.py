@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, get_type_hints
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import REGISTRY
@@ -19,71 +19,50 @@ DROP_REASONS = ("spool_size", "spool_age", "spool_corrupt", "dead_letter_full")
 # Distinct Anodot error codes kept as label values; further codes are counted as "other".
 MAX_CODE_LABELS = 30
 
-# (name after PREFIX, which is also the attribute; type; HELP; label; its values at start)
-_TABLE: Tuple[Tuple[str, type, str, Optional[str], Sequence[str]], ...] = (
-    ("points_spooled", Counter, "Points written to the spool, to be sent.", None, ()),
-    ("points_sent", Counter, "Points Anodot accepted.", None, ()),
-    ("points_rejected", Counter,
-     "Points Anodot refused one by one (indexed errors), by Anodot error code.", "code", ()),
-    ("points_dead_lettered", Counter,
-     "Points written to the dead-letter file instead of being retried, by reason.", "reason",
-     DEAD_LETTER_REASONS),
-    ("points_dropped", Counter,
-     "Points lost: spool over its size or age bound, unreadable, or dead-letter file full.",
-     "reason", DROP_REASONS),
-    ("points_skipped", Counter,
-     "Samples not turned into points: NaN/infinite value, or too many properties.", "reason",
-     SKIP_REASONS),
-    ("responses", Counter, "HTTP responses from the Anodot API, by status code.", "status", ()),
-    ("connection_errors", Counter,
-     "Requests that got no HTTP response (connection refused or dropped, timeout).", None, ()),
-    ("retries", Counter, "Requests retried, by reason.", "reason", RETRY_REASONS),
-    ("spool_errors", Counter,
-     "Snapshots that could not be written to the spool (their points are lost).", None, ()),
-    ("snapshot_errors", Counter,
-     "Snapshots that failed before reaching the spool (collect or mapping error).", None, ()),
-    ("scrape_failures", Counter,
-     "Failed scrapes of a /metrics target (anodot-bridge command), by target URL.", "target",
-     ()),
-    ("spool_bytes", Gauge, "Size of the spool's segment files.", None, ()),
-    ("spool_points", Gauge, "Points in the spool not yet accepted or dropped.", None, ()),
-    ("spool_oldest_age_seconds", Gauge,
-     "Age of the oldest point waiting in the spool (0 when empty).", None, ()),
-    ("last_success_timestamp_seconds", Gauge,
-     "Unix time of the last request Anodot answered with 2xx (0 before the first).", None, ()),
-)
+
+def _metric(documentation: str, label: Optional[str] = None, values: Sequence[str] = ()) -> Any:
+    """One row of the table below: HELP, label name and its values published at 0."""
+    return (documentation, label, values)
 
 
 class BridgeMetrics:
     """Counters and gauges describing the bridge, registered in ``registry``.
 
-    Each metric of the table above is an attribute named after it without the prefix,
-    e.g. ``metrics.points_sent``; labelled ones start with their known label values at 0.
-
-    Parameters
-    ----------
-    registry : CollectorRegistry or None, default=REGISTRY
-        Where to register; None keeps the metrics unregistered (still usable).
-    _clock : callable, default=time.time
-        Returns the current Unix time (for the spool age).
+    Each metric of the table below is the attribute of that name, registered as
+    ``mlwatcher_anodot_<name>``; labelled ones start with their known label values at 0.
+    ``registry=None`` keeps them unregistered (still usable); ``_clock`` (default
+    ``time.time``) gives the current Unix time, for the spool age.
     """
 
-    points_spooled: Counter
-    points_sent: Counter
-    points_rejected: Counter
-    points_dead_lettered: Counter
-    points_dropped: Counter
-    points_skipped: Counter
-    responses: Counter
-    connection_errors: Counter
-    retries: Counter
-    spool_errors: Counter
-    snapshot_errors: Counter
-    scrape_failures: Counter
-    spool_bytes: Gauge
-    spool_points: Gauge
-    spool_oldest_age_seconds: Gauge
-    last_success_timestamp_seconds: Gauge
+    points_spooled: Counter = _metric("Points written to the spool, to be sent.")
+    points_sent: Counter = _metric("Points Anodot accepted.")
+    points_rejected: Counter = _metric(
+        "Points Anodot refused one by one (indexed errors), by Anodot error code.", "code")
+    points_dead_lettered: Counter = _metric(
+        "Points written to the dead-letter file instead of being retried, by reason.", "reason",
+        DEAD_LETTER_REASONS)
+    points_dropped: Counter = _metric(
+        "Points lost: spool over its size or age bound, unreadable, or dead-letter file full.",
+        "reason", DROP_REASONS)
+    points_skipped: Counter = _metric(
+        "Samples not turned into points: NaN/infinite value, or too many properties.", "reason",
+        SKIP_REASONS)
+    responses: Counter = _metric("HTTP responses from the Anodot API, by status code.", "status")
+    connection_errors: Counter = _metric(
+        "Requests that got no HTTP response (connection refused or dropped, timeout).")
+    retries: Counter = _metric("Requests retried, by reason.", "reason", RETRY_REASONS)
+    spool_errors: Counter = _metric(
+        "Snapshots that could not be written to the spool (their points are lost).")
+    snapshot_errors: Counter = _metric(
+        "Snapshots that failed before reaching the spool (collect or mapping error).")
+    scrape_failures: Counter = _metric(
+        "Failed scrapes of a /metrics target (anodot-bridge command), by target URL.", "target")
+    spool_bytes: Gauge = _metric("Size of the spool's segment files.")
+    spool_points: Gauge = _metric("Points in the spool not yet accepted or dropped.")
+    spool_oldest_age_seconds: Gauge = _metric(
+        "Age of the oldest point waiting in the spool (0 when empty).")
+    last_success_timestamp_seconds: Gauge = _metric(
+        "Unix time of the last request Anodot answered with 2xx (0 before the first).")
 
     def __init__(
         self,
@@ -91,9 +70,9 @@ class BridgeMetrics:
         _clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = _clock
-        for name, kind, documentation, label, values in _TABLE:
-            labels = [label] if label else []
-            metric = kind(PREFIX + name, documentation, labels, registry=registry)
+        for name, kind in get_type_hints(BridgeMetrics).items():
+            documentation, label, values = getattr(BridgeMetrics, name)
+            metric = kind(PREFIX + name, documentation, [label] if label else [], registry=registry)
             for value in values:
                 metric.labels(value)
             setattr(self, name, metric)

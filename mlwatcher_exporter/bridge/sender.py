@@ -1,35 +1,110 @@
-"""Send batches of points: rate limits, response classification, retries, dead letters.
+"""Deliver batches of points to Anodot's API: HTTP transport, rate limits, retries.
 
 What each Anodot answer leads to (accepted, retried, dead-lettered) is the table of
-``docs/anodot.md``, "Errors, retries, rate limits".
+``docs/anodot.md``, "Errors, retries, rate limits". The token is kept out of every
+message, log line and dead letter.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import http.client
 import json
 import logging
 import math
 import random
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .client import AnodotClient, Response
+from .config import _BASE_URL, SendOptions, check_positive, redact, resolve
 from .metrics import BridgeMetrics
-from .options import _POSITIVE, SendOptions, resolve
 from .spool import DeadLetter
 
-__all__ = ["Sender", "SendResult", "Backoff", "TokenBucket", "RateLimiter", "parse_retry_after",
-           "RATE_LIMIT_CODES", "encode_batch"]
+__all__ = ["AnodotClient", "Response", "Sender", "SendResult", "Backoff", "TokenBucket",
+           "RateLimiter", "parse_retry_after", "encode_batch", "RATE_LIMIT_CODES",
+           "METRICS_PATH", "PROTOCOL"]
 
 logger = logging.getLogger(__name__)
 
+METRICS_PATH = "/api/v1/metrics"
+PROTOCOL = "anodot20"
 # Error codes Anodot reports, without an index, when an account limit is hit.
 RATE_LIMIT_CODES = frozenset({"1004", "2002", "2003"})
 _Points = Sequence[Dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Response:
+    """What one POST got back: the HTTP ``status`` (None when no response arrived:
+    connection error, timeout; then ``error`` says why, token redacted), the ``body``
+    and the ``Retry-After`` header."""
+
+    status: Optional[int]
+    body: bytes = b""
+    retry_after: Optional[str] = None
+    error: Optional[str] = None
+
+
+class AnodotClient:
+    """POST JSON bodies to ``{base_url}/api/v1/metrics?token=...&protocol=anodot20``.
+
+    ``base_url`` is the ``http(s)://`` address of the API (``https://app.anodot.com``);
+    ``token`` appears only in the request line, never in :attr:`url`, logs or errors;
+    ``timeout_seconds`` bounds connecting and reading. One persistent connection is reused
+    and reopened after any failure. Network problems never raise: they return a
+    :class:`Response` whose ``status`` is None.
+    """
+
+    def __init__(self, base_url: str, token: str, timeout_seconds: float = 30.0) -> None:
+        _BASE_URL.require("base_url", base_url)
+        if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+            raise ValueError("token must be a non-empty string without whitespace (value hidden).")
+        parts = urllib.parse.urlsplit(base_url)
+        self._token = token
+        self.timeout_seconds = check_positive("timeout_seconds", timeout_seconds)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self._new_connection = lambda: cls(parts.hostname or "", parts.port,
+                                           timeout=self.timeout_seconds)
+        prefix = parts.path.rstrip("/")
+        query = urllib.parse.urlencode({"token": token, "protocol": PROTOCOL})
+        self._path = f"{prefix}{METRICS_PATH}?{query}"
+        #: The request address with the token hidden, for logs.
+        self.url = (f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{prefix}{METRICS_PATH}"
+                    f"?token=REDACTED&protocol={PROTOCOL}")
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with this client's token hidden."""
+        return redact(text, self._token)
+
+    def post(self, body: bytes) -> Response:
+        """POST ``body`` (a JSON array of points) and return the response."""
+        if self._conn is None:
+            self._conn = self._new_connection()
+        try:
+            self._conn.request("POST", self._path, body=body, headers={
+                "Content-Type": "application/json", "Content-Length": str(len(body))})
+            response = self._conn.getresponse()
+            answer = Response(response.status, response.read(), response.getheader("Retry-After"))
+            if response.will_close:
+                self.close()
+            return answer
+        except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
+            self.close()
+            return Response(None, error=self.redact(f"{type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        """Close the connection (a later :meth:`post` reopens it)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __repr__(self) -> str:
+        return f"AnodotClient({self.url!r})"
 
 
 def encode_batch(points: _Points) -> bytes:
@@ -38,12 +113,9 @@ def encode_batch(points: _Points) -> bytes:
 
 
 class Backoff:
-    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions.
-
-    Retry ``attempt`` (0-based) waits ``d = min(backoff_max_seconds,
-    backoff_initial_seconds * backoff_multiplier ** attempt)``, of which a fraction
-    ``backoff_jitter`` is random: uniform in ``[d * (1 - backoff_jitter), d]``.
-    ``random_state`` seeds the jitter; ``overrides`` replace fields of ``options``.
+    """Capped exponential backoff with jitter, timed by the ``backoff_*`` of SendOptions
+    (``overrides`` replace some); ``random_state`` seeds the jitter. The delay ``d`` of
+    :class:`SendOptions` is drawn uniformly from ``[d * (1 - backoff_jitter), d]``.
 
     Examples
     --------
@@ -68,14 +140,12 @@ class Backoff:
             base = float(min(o.backoff_max_seconds, o.backoff_initial_seconds * growth))
         except OverflowError:
             base = float(o.backoff_max_seconds)
-        return base * (1.0 - o.backoff_jitter * self._random.random()) if o.backoff_jitter \
-            else base
+        return base * (1.0 - o.backoff_jitter * self._random.random())
 
 
 def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
-    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait.
-
-    None when the header is absent or invalid; ``now`` is the current Unix time.
+    """Return the seconds a ``Retry-After`` header (seconds or an HTTP date) asks to wait,
+    None when it is absent or invalid; ``now`` is the current Unix time.
 
     Examples
     --------
@@ -96,9 +166,8 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
 
 
 class TokenBucket:
-    """A token bucket that lets callers reserve tokens ahead and tells them how long to wait.
-
-    ``rate`` tokens are added per second, up to ``capacity`` (the largest burst).
+    """``rate`` tokens a second, up to ``capacity`` (the largest burst); callers reserve
+    tokens ahead and are told how long to wait.
 
     Examples
     --------
@@ -107,16 +176,11 @@ class TokenBucket:
     (0.0, 0.5)
     """
 
-    def __init__(
-        self, rate: float, capacity: float, _clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        for name, value in (("rate", rate), ("capacity", capacity)):
-            problem = _POSITIVE.check(name, value)
-            if problem is not None:
-                raise problem
-        self.rate, self.capacity = float(rate), float(capacity)
+    def __init__(self, rate: float, capacity: float,
+                 _clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = check_positive("rate", rate)
+        self.capacity = self._tokens = check_positive("capacity", capacity)
         self._clock = _clock
-        self._tokens = self.capacity
         self._last = _clock()
         self._lock = threading.Lock()
 
@@ -133,10 +197,8 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """Both limits of an Anodot account: points per second and requests per minute.
-
-    The points bucket holds at least one full batch of ``batch_size`` points.
-    """
+    """Both limits of an Anodot account: points per second (a bucket holding at least one
+    batch of ``batch_size`` points) and requests per minute."""
 
     def __init__(self, points_per_second: float, requests_per_minute: float,
                  batch_size: int = 1000, _clock: Callable[[], float] = time.monotonic) -> None:
@@ -173,38 +235,31 @@ class Sender:
     client : AnodotClient or callable
         Transport; any callable ``body -> Response`` works (a test seam).
     options : SendOptions, default=SendOptions()
-        Limits and retry timing.
-    metrics : BridgeMetrics or None, default=None
-        Where to count; None creates unregistered metrics.
-    dead_letter : DeadLetter or None, default=None
-        Where refused points go; None only logs them.
-    random_state : None, int or random.Random, default=None
-        Seed of the backoff jitter.
-    redact : callable, default=None
-        Hides the token in logged or dead-lettered texts (default: the client's own).
+        Limits and retry timing; ``random_state`` seeds the backoff jitter.
+    metrics, dead_letter : BridgeMetrics or DeadLetter or None, default=None
+        Where to count (None: unregistered metrics) and where refused points go (None:
+        they are only logged and counted).
+    redact : callable, default=the client's own
+        Hides the token in logged or dead-lettered texts.
     _clock, _monotonic : callable, default=time.time, time.monotonic
         Unix time (last-success gauge, HTTP-date ``Retry-After``); rate limiter clock.
     """
 
     def __init__(
-        self,
-        client: Union[AnodotClient, Callable[[bytes], Response]],
-        options: Optional[SendOptions] = None,
-        metrics: Optional[BridgeMetrics] = None,
+        self, client: Union[AnodotClient, Callable[[bytes], Response]],
+        options: Optional[SendOptions] = None, metrics: Optional[BridgeMetrics] = None,
         dead_letter: Optional[DeadLetter] = None,
         random_state: Union[None, int, random.Random] = None,
-        redact: Optional[Callable[[str], str]] = None,
-        _clock: Callable[[], float] = time.time,
+        redact: Optional[Callable[[str], str]] = None, _clock: Callable[[], float] = time.time,
         _monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.options = options = resolve(options, SendOptions, "options")
         if isinstance(client, AnodotClient):
-            self._post: Callable[[bytes], Response] = client.post
             redact = redact or client.redact
+            client = client.post
         elif not callable(client):
             raise TypeError(f"client == {client!r}, must be an AnodotClient or a callable.")
-        else:
-            self._post = client
+        self._post: Callable[[bytes], Response] = client
         self._redact: Callable[[str], str] = redact or (lambda text: text)
         self.metrics = metrics if metrics is not None else BridgeMetrics(registry=None)
         self.dead_letter = dead_letter
@@ -213,14 +268,12 @@ class Sender:
         self.backoff = Backoff(options, random_state)
         self._clock = _clock
 
-    # ------------------------------------------------------------------ one request
     def send_once(self, points: _Points, body: Optional[bytes] = None) -> SendResult:
         """Send ``points`` (at most ``batch_size``; ``body`` their JSON, if at hand) in one
         request, without waiting, and account for the answer."""
-        if len(points) > self.options.batch_size:
-            raise ValueError(
-                f"len(points) == {len(points)}, must be <= batch_size ({self.options.batch_size})."
-            )
+        size = self.options.batch_size
+        if len(points) > size:
+            raise ValueError(f"len(points) == {len(points)}, must be <= batch_size ({size}).")
         response = self._post(encode_batch(points) if body is None else body)
         status = response.status
         if status is None:
@@ -247,7 +300,7 @@ class Sender:
         description = self._redact(response.body[:500].decode("utf-8", "replace"))
         logger.error("anodot: HTTP %d (%s): %d points dead-lettered: %s",
                      status, reason, len(points), description)
-        return self._refuse_all(points, reason, status, None, description)
+        return self._dead_letter(points, reason, status, None, description)
 
     def _on_success(self, points: _Points, response: Response) -> SendResult:
         indexed, unindexed = _parse_errors(response.body, len(points))
@@ -261,8 +314,8 @@ class Sender:
             description = self._redact(str(first.get("description", "")))
             logger.error("anodot: error %s without index: %s; %d points dead-lettered",
                          first.get("error"), description, len(points))
-            return self._refuse_all(points, "client_error", status, first.get("error"),
-                                    description)
+            return self._dead_letter(points, "client_error", status, first.get("error"),
+                                     description)
         for index, (code, description) in sorted(indexed.items()):
             self.metrics.rejected(code)
             self._dead_letter([points[index]], "rejected", status, code, self._redact(description))
@@ -274,43 +327,28 @@ class Sender:
         self.metrics.last_success_timestamp_seconds.set(self._clock())
         return SendResult("ok", accepted=accepted, rejected=len(indexed), status=status)
 
-    def _refuse_all(self, points: _Points, reason: str, status: Optional[int], error: Any,
-                    description: str) -> SendResult:
-        self._dead_letter(points, reason, status, error, description)
+    def _dead_letter(self, points: _Points, reason: str, status: Optional[int], error: Any,
+                     description: Optional[str]) -> SendResult:
+        """Dead-letter ``points``; the result of a request all of whose points were refused."""
+        self.metrics.points_dead_lettered.labels(reason).inc(len(points))
+        if self.dead_letter is not None:
+            try:
+                self.dead_letter.write(points, reason, status, error, description)
+            except OSError as exc:
+                logger.error("anodot: could not write the dead-letter file %s: %s",
+                             self.dead_letter.path, exc)
+                self.metrics.dead_letter_dropped(len(points))
         return SendResult("dead_letter", rejected=len(points), reason=reason, status=status)
 
-    def _dead_letter(self, points: _Points, reason: str, status: Optional[int], error: Any,
-                     description: Optional[str]) -> None:
-        self.metrics.points_dead_lettered.labels(reason).inc(len(points))
-        if self.dead_letter is None:
-            return
-        try:
-            self.dead_letter.write(points, reason, status, error, description)
-        except OSError as exc:
-            logger.error("anodot: could not write the dead-letter file %s: %s",
-                         self.dead_letter.path, exc)
-            self.metrics.dead_letter_dropped(len(points))
-
-    # ------------------------------------------------------------------ with retries
     def deliver(self, points: _Points, body: Optional[bytes] = None,
                 wait: Optional[Callable[[float], bool]] = None,
                 max_attempts: Optional[int] = None) -> Optional[SendResult]:
         """Send one batch, waiting for the rate limits and retrying transient failures.
 
-        Parameters
-        ----------
-        points : sequence of dict
-            One batch (``body``: its JSON encoding, if at hand).
-        wait : callable, default=time.sleep
-            ``wait(seconds)`` sleeps and returns False when the caller is stopping.
-        max_attempts : int or None, default=None
-            Give up after this many requests (None: retry until ``wait`` says stop).
-
-        Returns
-        -------
-        SendResult or None
-            The last result (``kind == "retry"`` if attempts ran out), or None when
-            ``wait`` asked to stop before an answer was final.
+        ``body`` is the JSON of ``points``, if at hand. ``wait(seconds)`` (default: sleep)
+        returns False when the caller is stopping; ``max_attempts`` requests at most (None:
+        retry until ``wait`` says stop). Returns the last result (``kind == "retry"`` if
+        attempts ran out), or None when ``wait`` asked to stop before an answer was final.
         """
         if max_attempts is not None and max_attempts < 1:
             raise ValueError(f"max_attempts == {max_attempts!r}, must be >= 1 or None.")

@@ -11,6 +11,7 @@ letters and spool segments. The spool directory holds append-only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .options import DeadLetterOptions, SpoolOptions, resolve
+from .config import DeadLetterOptions, SpoolOptions, resolve
 
 __all__ = ["Spool", "SpoolBatch", "DeadLetter", "DEAD_LETTER_REASONS", "PointsFile",
            "read_points", "encode_point"]
@@ -78,13 +79,11 @@ class Spool:
     directory : str or os.PathLike
         Directory of the segments; created if missing. One process at a time.
     options : SpoolOptions, default=SpoolOptions()
-        Bounds and fsync (checked there, once).
+        Bounds and fsync; ``**overrides`` replace some of its fields (``max_bytes=2048``).
     on_drop : callable, default=None
         Called as ``on_drop(reason, points)``, reason ``"size"``, ``"age"`` or ``"corrupt"``.
     _clock : callable, default=time.time
-        Returns the current Unix time.
-    **overrides
-        Fields of ``options`` to replace, e.g. ``max_bytes=2048``.
+        The current Unix time.
 
     Examples
     --------
@@ -92,25 +91,18 @@ class Spool:
     >>> spool = Spool(tempfile.mkdtemp(), _clock=lambda: 100.0)
     >>> spool.append([{"properties": {"what": "x"}, "timestamp": 99, "value": 1.0}])
     >>> batch = spool.read(1000)
-    >>> [p["value"] for p in batch.points]
-    [1.0]
-    >>> spool.ack(batch)
-    >>> spool.pending_points
-    0
+    >>> [p["value"] for p in batch.points], spool.ack(batch), spool.pending_points
+    ([1.0], None, 0)
     """
 
-    def __init__(
-        self,
-        directory: "str | os.PathLike[str]",
-        options: Optional[SpoolOptions] = None,
-        on_drop: Optional[Callable[[str, int], None]] = None,
-        _clock: Callable[[], float] = time.time,
-        **overrides: Any,
-    ) -> None:
+    def __init__(self, directory: "str | os.PathLike[str]", options: Optional[SpoolOptions] = None,
+                 on_drop: Optional[Callable[[str, int], None]] = None,
+                 _clock: Callable[[], float] = time.time, **overrides: Any) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise TypeError(f"directory == {directory!r}, must be a path.")
         self.options = dataclasses.replace(resolve(options, SpoolOptions, "options"), **overrides)
         self.directory = os.fspath(directory)
+        self._ack_path = os.path.join(self.directory, _ACK_FILE)
         self._on_drop = on_drop
         self._clock = _clock
         self._lock = threading.Lock()
@@ -121,45 +113,37 @@ class Spool:
         os.makedirs(self.directory, exist_ok=True)
         self._recover()
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
-
     def _recover(self) -> None:
+        ack = (0, 0)
         try:
-            with open(self._path(_ACK_FILE), "rb") as f:
+            with open(self._ack_path, "rb") as f:
                 data = json.loads(f.read())
             ack = (int(data["segment"]), int(data["offset"]))
         except FileNotFoundError:
-            ack = (0, 0)
+            pass
         except (ValueError, KeyError, TypeError):
             logger.warning("spool: %s is unreadable, replaying every segment", _ACK_FILE)
-            ack = (0, 0)
         self._ack, self._ack_points = ack, 0
-        found = sorted((int(m.group(1)), self._path(m.group(0)))
-                       for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m)
-        for seq, path in found:
+        for seq, path in sorted((int(m.group(1)), os.path.join(self.directory, m.group(0)))
+                                for m in map(_SEGMENT_RE.match, os.listdir(self.directory)) if m):
             if seq < ack[0]:
                 _unlink(path)  # fully acknowledged before a crash
                 continue
-            with open(path, "rb") as f:
-                data = f.read()
-            cut = data.rfind(b"\n") + 1
-            if cut != len(data):
-                logger.warning("spool: truncating %d bytes of an unfinished write in %s",
-                               len(data) - cut, path)
-                with open(path, "r+b") as f:
-                    f.truncate(cut)
-                    os.fsync(f.fileno())
-                data = data[:cut]
-            points = pos = 0
-            for line in data.splitlines(keepends=True):
+            segment, size = _Segment(seq, path, 0, 0), os.path.getsize(path)
+            for line in _lines(path, 0, size):
                 if line.startswith(_STATE_PREFIX):
                     self._state_line = line
                 else:
-                    points += 1
-                    self._ack_points += seq == ack[0] and pos < ack[1]
-                pos += len(line)
-            self._segments.append(_Segment(seq, path, len(data), points))
+                    segment.points += 1
+                    self._ack_points += seq == ack[0] and segment.size < ack[1]
+                segment.size += len(line)
+            if segment.size != size:
+                logger.warning("spool: truncating %d bytes of an unfinished write in %s",
+                               size - segment.size, path)
+                with open(path, "r+b") as f:
+                    f.truncate(segment.size)
+                    os.fsync(f.fileno())
+            self._segments.append(segment)
         if self._segments and self._segments[0].seq != ack[0]:
             # The acknowledged segment was dropped (size bound) before the crash.
             self._ack, self._ack_points = (self._segments[0].seq, 0), 0
@@ -171,11 +155,10 @@ class Spool:
                 self._state_line = None
         self._open_new_segment()
 
-    # ------------------------------------------------------------------ writing
     def _open_new_segment(self) -> None:
         self._close_fd()
         seq = (self._segments[-1].seq if self._segments else self._ack[0]) + 1
-        path = self._path(f"segment-{seq:020d}.jsonl")
+        path = os.path.join(self.directory, f"segment-{seq:020d}.jsonl")
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if not self._segments:
             self._ack, self._ack_points = (seq, 0), 0
@@ -202,17 +185,12 @@ class Spool:
         segment.size += len(data)
         segment.points += points
 
-    def append(
-        self, points: Sequence[Dict[str, Any]], state: Optional[Dict[str, Any]] = None
-    ) -> None:
+    def append(self, points: Sequence[Dict[str, Any]],
+               state: Optional[Dict[str, Any]] = None) -> None:
         """Durably append ``points`` (and ``state``, if given) in one write.
 
-        Raises
-        ------
-        ValueError
-            If a point holds NaN or an infinity (nothing is written then).
-        OSError
-            If the disk write fails.
+        Raises ValueError if a point holds NaN or an infinity (nothing is written then),
+        OSError if the disk write fails.
         """
         state_line = None if state is None else encode_point({"__state__": state})
         blob = b"".join(encode_point(p) for p in points) + (state_line or b"")
@@ -240,7 +218,6 @@ class Spool:
                 # The active segment alone is too big: start a new one, drop it next time.
                 self._open_new_segment()
 
-    # ------------------------------------------------------------------ reading
     def read(self, max_points: int) -> SpoolBatch:
         """Return up to ``max_points`` of the oldest unacknowledged points.
 
@@ -301,7 +278,6 @@ class Spool:
                 counted += not line.startswith(_STATE_PREFIX)
                 yield ((segment.seq, pos), counted), line
 
-    # ------------------------------------------------------------------ acknowledging
     def ack(self, batch: SpoolBatch) -> None:
         """Record that every point of ``batch`` (and all before it) was delivered."""
         with self._lock:
@@ -327,7 +303,7 @@ class Spool:
             _unlink(path)
 
     def _write_ack(self) -> None:
-        path = self._path(_ACK_FILE)
+        path = self._ack_path
         data = {"segment": self._ack[0], "offset": self._ack[1], "points": self._ack_points}
         _write_file(path + ".tmp", json.dumps(data).encode(), "wb", self.options.fsync)
         os.replace(path + ".tmp", path)
@@ -341,7 +317,6 @@ class Spool:
             except Exception:  # pragma: no cover - a metrics bug must not break the spool
                 logger.exception("spool: on_drop failed")
 
-    # ------------------------------------------------------------------ introspection
     @property
     def bytes(self) -> int:
         """Total size of the segment files."""
@@ -379,19 +354,9 @@ class Spool:
 
 
 class DeadLetter:
-    """Append refused points to the JSON-lines file ``path``, up to ``max_bytes``.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file; its directory is created if missing.
-    max_bytes : int, default=67108864
-        Past this size further points are dropped and reported through ``on_drop``.
-    fsync : bool, default=True
-        fsync after every write.
-    on_drop : callable, default=None
-        Called as ``on_drop(points)`` for points not written because the file is full.
-    """
+    """Append refused points to the JSON-lines file ``path`` (its directory created if
+    missing), fsync'd if ``fsync``, up to ``max_bytes``: past it, further points are
+    dropped and reported as ``on_drop(points)``."""
 
     def __init__(self, path: "str | os.PathLike[str]", max_bytes: int = 64 * 1024 * 1024,
                  fsync: bool = True, on_drop: Optional[Callable[[int], None]] = None) -> None:
@@ -455,9 +420,7 @@ class PointsFile:
 
 
 def _is_finite(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_points(path: "str | os.PathLike[str]") -> PointsFile:
@@ -491,19 +454,16 @@ def read_points(path: "str | os.PathLike[str]") -> PointsFile:
     return out
 
 
-def _lines(path: str, start: int, end: int, chunk: int = 1 << 16) -> Iterator[bytes]:
+def _lines(path: str, start: int, end: int) -> Iterator[bytes]:
     """Yield the newline-terminated lines of ``path`` between ``start`` and ``end``, lazily."""
     with open(path, "rb") as f:
         f.seek(start)
-        remaining, tail = end - start, b""
-        while remaining > 0:
-            data = f.read(min(chunk, remaining))
-            if not data:
-                break
-            remaining -= len(data)
-            *parts, tail = (tail + data).split(b"\n")
-            for part in parts:
-                yield part + b"\n"
+        while start < end:
+            line = f.readline(end - start)
+            if not line.endswith(b"\n"):
+                return
+            start += len(line)
+            yield line
 
 
 def _write_file(path: str, data: bytes, mode: str, fsync: bool) -> None:
@@ -515,18 +475,14 @@ def _write_file(path: str, data: bytes, mode: str, fsync: bool) -> None:
 
 
 def _unlink(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _fsync_dir(directory: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # platforms without directory fds
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        pass
