@@ -185,18 +185,33 @@ class SeriesBudget:
         self._lock = threading.Lock()
         # Per model and part, the series left out per unit (bounded by the units).
         self._dropped: Dict[str, Dict[str, Dict[str, int]]] = {}
+        # Per model, the most series the core and each unit have had: the cut is planned
+        # with them, so that a window with fewer series (unlabeled, or none yet) does
+        # not move the cut's edge, and the series at the edge do not come and go.
+        self._core: Dict[str, int] = {}
+        self._sizes: Dict[str, Dict[str, Dict[str, int]]] = {}
         self._logged: Set[Tuple[str, str]] = set()
 
     def forget(self, model: str) -> None:
         """Drop a model's state (its monitor was removed)."""
         with self._lock:
             self._dropped.pop(model, None)
+            self._core.pop(model, None)
+            self._sizes.pop(model, None)
             self._logged = {key for key in self._logged if key[0] != model}
 
     def plan(self, model: str, samples: Mapping[str, List[Sample]], limit: int,
              unavailable: Optional[Mapping[str, int]] = None) -> Cut:
         """The cut of one model's scrape; counts and logs what it leaves out."""
         core, units = split(samples)
+        with self._lock:
+            core = self._core[model] = max(core, self._core.get(model, 0))
+            sizes = self._sizes.setdefault(model, {part: {} for part in PARTS})
+            for part, part_units in units.items():
+                largest = sizes[part]
+                for unit, size in part_units:
+                    largest[unit] = max(size, largest.get(unit, 0))
+                units[part] = [(unit, largest[unit]) for unit, _ in part_units]
         cut = plan_cut(core, units, limit, unavailable)
         with self._lock:
             seen = self._dropped.setdefault(model, {part: {} for part in PARTS})

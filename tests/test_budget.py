@@ -113,6 +113,29 @@ def test_a_huge_model_stays_under_its_cap_and_says_what_was_cut(caplog):
     monitor.close()
 
 
+def test_the_cut_stays_put_when_a_window_has_fewer_series():
+    registry = CollectorRegistry()
+    names = [f"f{i}" for i in range(800)]
+    monitor = ModelMonitor(model="m", n_classes=10, registry=registry, background=False,
+                           reservoir_size=50, feature_names=names)
+    rng = np.random.default_rng(1)
+
+    def window(labeled):
+        monitor.observe(rng.dirichlet(np.ones(10), size=50),
+                        features=rng.normal(size=(50, 800)),
+                        labels=rng.integers(0, 10, 50) if labeled else None)
+        monitor.close_window()
+        return {line.split('feature="')[1].split('"')[0] for line in scrape(registry)
+                if line.startswith("mlwatcher_feature_values_total{")}
+
+    first = window(labeled=True)
+    assert 0 < len(first) < 800  # the counters are cut
+    # An unlabeled window has 4 class gauges fewer per class: the same features stay.
+    assert window(labeled=False) == first
+    assert window(labeled=True) == first
+    monitor.close()
+
+
 def test_confusion_matrix_beyond_its_cap_is_reported():
     monitor, registry = fed(30, 2, confusion_matrix=True, confusion_max_classes=20)
     assert value(registry, "mlwatcher_series_dropped_total",
