@@ -257,11 +257,14 @@ def _names(names: List[str]) -> str:
 
 
 def estimate_series(n_classes: int, continuous: int, categorical: int,
-                    max_categories: int, layout: Any) -> Dict[str, int]:
+                    max_categories: int, layout: Any,
+                    reference: bool = False) -> Dict[str, int]:
     """Series one model publishes at most, per part (before the budget), ``core`` first.
 
     Categorical features are counted with ``max_categories`` values and ``__other__``;
     `continuous` and `categorical` are the features published (``fleet.features``).
+    With a `reference` profile (docs/drift.md) the core has the prediction drift, the
+    estimates and the profile's info, and each feature its drift scores.
     """
     late = (2 + len(n.UNMATCHED_REASONS) + len(n.LATE_LABEL_REJECT_REASONS)
             + len(n.EXPIRED_REASONS) + 1 + len(n.LABEL_DELAY_BUCKETS) + 3)
@@ -276,6 +279,13 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         + late
         + BUDGET_SERIES
     )
+    drift = 0
+    if reference:
+        # 3 categorical methods on the predicted class, 4 continuous ones on pred1 and
+        # on spread12; drifted features, estimated accuracy, its stderr, macro F1,
+        # F1 per class; mlwatcher_reference_info.
+        core += 3 + 4 + 4 + 4 + n_classes + 1
+        drift = 4 * continuous + 3 * categorical
     confusion = n_classes * n_classes if layout.confusion_kept(n_classes) else 0
     # "reference" edges: a profile's default 10 bins have 9 edges.
     histograms = sum((9 if isinstance(edges, str) else len(edges)) + 3
@@ -286,6 +296,6 @@ def estimate_series(n_classes: int, continuous: int, categorical: int,
         "confusion_matrix": confusion,
         "class_statistics": 6 * n_classes,
         "feature_statistics": (len(layout.feature_statistics) + 1) * continuous
-        + (max_categories + 2) * categorical,
+        + (max_categories + 2) * categorical + drift,
         "feature_histograms": histograms,
     }

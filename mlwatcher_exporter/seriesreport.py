@@ -29,7 +29,8 @@ def series_report(settings: MonitorSettings) -> Optional[str]:
     published = [name for name in names if layout.publishes(name)]
     n_categorical = sum(name in categorical for name in published)
     parts = estimate_series(n_classes, len(published) - n_categorical, n_categorical,
-                            settings.max_categories, layout)
+                            settings.max_categories, layout,
+                            reference=settings.reference is not None)
     total = sum(parts.values())
     # One unit per part (a conservative cut: whole parts) is enough to say what goes.
     cut = plan_cut(parts["core"] - 2 - len(PARTS),

@@ -7,7 +7,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mlwatcher_exporter import ModelMonitor
-from mlwatcher_exporter.budget import PARTS, plan_cut
+from mlwatcher_exporter.budget import PARTS, estimate_series, plan_cut
 from mlwatcher_exporter.cli import main
 from mlwatcher_exporter.config import parse_config
 from mlwatcher_exporter.seriesreport import series_report
@@ -133,6 +133,27 @@ def test_the_cut_stays_put_when_a_window_has_fewer_series():
     # An unlabeled window has 4 class gauges fewer per class: the same features stay.
     assert window(labeled=False) == first
     assert window(labeled=True) == first
+    monitor.close()
+
+
+def test_the_estimate_counts_what_a_reference_adds():
+    registry = CollectorRegistry()
+    monitor = ModelMonitor(model="m", n_classes=3, registry=registry, background=False,
+                           feature_names=["a", "b", "colour"], categorical_features=[2])
+    rng = np.random.default_rng(2)
+
+    def batch(rows):
+        features = rng.normal(size=(rows, 3))
+        features[:, 2] = np.arange(rows) % 40  # more values than max_categories
+        return rng.dirichlet(np.ones(3), size=rows), features, rng.integers(0, 3, rows)
+
+    proba, features, labels = batch(400)
+    monitor.fit_reference(features, proba, labels)
+    proba, features, labels = batch(300)
+    monitor.observe(proba, features=features, labels=labels)
+    monitor.close_window()
+    estimate = estimate_series(3, 2, 1, 10, monitor.snapshot().counts.layout, reference=True)
+    assert len(scrape(registry)) == sum(estimate.values())
     monitor.close()
 
 
