@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -28,6 +28,7 @@ __all__ = [
     "MonitorSettings",
     "HttpSettings",
     "HistorySettings",
+    "relative_to",
     "DEFAULT_PORT",
     "LIMITS",
     "MAX_CLASSES",
@@ -521,4 +522,18 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> MonitorSettings:
         Listing every problem, each with its key path; also when the file is missing,
         unreadable, too large or not YAML (see :func:`~mlwatcher_exporter.configfile.load_yaml`).
     """
-    return check_file(path, parse_config)
+    base_dir = os.path.dirname(os.path.abspath(os.fspath(path)))
+    return relative_to(check_file(path, parse_config), base_dir)
+
+
+def relative_to(settings: MonitorSettings, base_dir: str) -> MonitorSettings:
+    """`settings` with its relative file names (``reference``, ``history.directory``)
+    taken relative to `base_dir`, the directory of the file they were read from (as
+    Prometheus does for the files a configuration names)."""
+    def resolved(name: Any) -> Any:
+        if isinstance(name, (str, os.PathLike)) and not os.path.isabs(name):
+            return os.path.join(base_dir, os.fspath(name))
+        return name
+
+    history = replace(settings.history, directory=resolved(settings.history.directory))
+    return replace(settings, reference=resolved(settings.reference), history=history)

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .config import (_HTTP_CHECKS, _MONITOR_CHECKS, Check, HttpSettings, MonitorSettings,
                      _cross_checks, _int_in, _name, _positive_seconds, _problems, _settings,
-                     _show, history_section)
+                     _show, history_section, relative_to)
 from .configfile import ConfigError, check_file, join_path, unknown_keys
 
 __all__ = ["ServeSettings", "ApiSettings", "MAX_MODELS", "parse_serve_config",
@@ -148,8 +148,11 @@ def parse_serve_config(data: Any, source: str = "configuration") -> ServeSetting
     token_file = api.get("token_file")
     if token_file is not None and not os.path.isabs(token_file) and os.path.exists(source):
         api["token_file"] = os.path.join(os.path.dirname(os.path.abspath(source)), token_file)
-    return ServeSettings(tuple(_settings(values, http, history) for values in models),
-                         HttpSettings(**http), ApiSettings(**api))
+    monitors = [_settings(values, http, history) for values in models]
+    if os.path.exists(source):  # read from a file: its file names are relative to it
+        base_dir = os.path.dirname(os.path.abspath(source))
+        monitors = [relative_to(settings, base_dir) for settings in monitors]
+    return ServeSettings(tuple(monitors), HttpSettings(**http), ApiSettings(**api))
 
 
 def load_serve_config(path: Union[str, "os.PathLike[str]"]) -> ServeSettings:

@@ -228,3 +228,18 @@ def test_late_label_bounds_are_checked_in_files_and_arguments():
     with pytest.raises(TypeError, match=r"id_ttl_seconds == '1h', must be a number"):
         check_monitor_arguments(id_ttl_seconds="1h")
     assert LIMITS["max_ids"] == 10_000_000
+
+
+def test_file_names_in_a_file_are_relative_to_it(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "model.yml"
+    path.write_text("reference: profiles/ref.json\nhistory:\n  directory: history\n")
+    monkeypatch.chdir(tmp_path)  # not the file's folder
+    settings = load_config(path)
+    assert settings.reference == str(folder / "profiles" / "ref.json")
+    assert settings.history.directory == str(folder / "history")
+    path.write_text(f"reference: {tmp_path / 'abs.json'}\n")
+    assert load_config(path).reference == str(tmp_path / "abs.json")
+    # A mapping has no file: its names stay as given.
+    assert parse_config({"reference": "ref.json"}).reference == "ref.json"

@@ -57,3 +57,15 @@ def test_a_relative_token_file_is_next_to_the_configuration(tmp_path):
     path = tmp_path / "serve.yml"
     path.write_text("serve:\n  token_file: secrets/token\n")
     assert load_serve_config(path).api.token_file == str(tmp_path / "secrets" / "token")
+
+
+def test_file_names_are_relative_to_the_file(tmp_path, monkeypatch):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = folder / "serve.yml"
+    path.write_text("models:\n  - model: a\n    reference: a.json\n"
+                    "history:\n  directory: windows\n")
+    monkeypatch.chdir(tmp_path)
+    (model,) = load_serve_config(path).models
+    assert model.reference == str(folder / "a.json")
+    assert model.history.directory == str(folder / "windows")
