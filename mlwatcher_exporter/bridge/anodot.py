@@ -72,8 +72,10 @@ class AnodotBridge:
 
     Examples
     --------
-    >>> bridge = AnodotBridge("https://app.anodot.com", token, "/var/spool")  # doctest: +SKIP
-    >>> bridge.start(60.0)  # doctest: +SKIP
+    In the exporter's process, reading the registry it serves::
+
+        bridge = AnodotBridge("https://app.anodot.com", token, "/var/spool")
+        bridge.start(60.0)
     """
 
     def __init__(
