@@ -35,6 +35,10 @@ get_buffer(PyObject *obj, Py_buffer *view, int writable, char kind, int ndim,
     if (kind == 'd') {
         ok = format[0] == 'd' && format[1] == '\0' && view->itemsize == 8;
     }
+    else if (kind == '?') { /* a mask: numpy bool or uint8 */
+        ok = (format[0] == '?' || format[0] == 'B') && format[1] == '\0'
+             && view->itemsize == 1;
+    }
     else { /* a 64-bit signed integer: 'q', or 'l' where long is 64 bits */
         ok = (format[0] == 'q' || format[0] == 'l') && format[1] == '\0'
              && view->itemsize == 8;
@@ -43,7 +47,7 @@ get_buffer(PyObject *obj, Py_buffer *view, int writable, char kind, int ndim,
         PyErr_Format(PyExc_TypeError,
                      "%s has format %s and %d dimensions, must be %s with %d",
                      name, view->format ? view->format : "B", view->ndim,
-                     kind == 'd' ? "float64" : "int64", ndim);
+                     kind == 'd' ? "float64" : kind == '?' ? "bool" : "int64", ndim);
         PyBuffer_Release(view);
         return -1;
     }
@@ -213,6 +217,411 @@ stage_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(copied);
 }
 
+
+/* Rows per bucket of `values` (searchsorted side left over increasing `edges`, NaN in
+ * the last bucket), added into `out` (int64, n_edges + 1); as summarize buckets pred1. */
+static PyObject *
+add_buckets(PyObject *self, PyObject *args)
+{
+    PyObject *edges_obj, *values_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &edges_obj, &values_obj, &out_obj)) return NULL;
+    Py_buffer edges, values, out;
+    if (get_buffer(edges_obj, &edges, 0, 'd', 1, "edges") < 0) return NULL;
+    if (get_buffer(values_obj, &values, 0, 'd', 1, "values") < 0) {
+        PyBuffer_Release(&edges);
+        return NULL;
+    }
+    if (get_buffer(out_obj, &out, 1, 'q', 1, "out") < 0) {
+        PyBuffer_Release(&edges);
+        PyBuffer_Release(&values);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t n_edges = edges.shape[0], n = values.shape[0];
+    if (out.shape[0] != n_edges + 1) {
+        PyErr_SetString(PyExc_ValueError, "add_buckets: out must have len(edges) + 1 cells");
+        goto done;
+    }
+    const double *restrict e = (const double *)edges.buf;
+    const double *restrict v = (const double *)values.buf;
+    int64_t *restrict o = (int64_t *)out.buf;
+    Py_ssize_t search_start = 1;
+    while (search_start * 2 <= n_edges) search_start *= 2;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = v[i];
+        Py_ssize_t lo = 0;
+        for (Py_ssize_t half = search_start; half > 0; half >>= 1) {
+            lo = lo + half <= n_edges && e[lo + half - 1] < x ? lo + half : lo;
+        }
+        o[x != x ? n_edges : lo]++;
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&edges);
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+
+/* Per column of the float64 table (n_rows, width), over the rows whose mask byte is set
+ * (every row without a mask), of the columns listed (every column without a list):
+ * finite values counted, non-finite counted as missing, and the sums of the positive
+ * values, of minus the negative ones and of the squares, the non-finite taken as 0.
+ * Each sum runs row after row from 0 and is then added to its counter: the order of
+ * numpy's x.sum(axis=0), so both give the same bits. */
+static PyObject *
+add_feature_sums(PyObject *self, PyObject *args)
+{
+    PyObject *objs[8];
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &objs[6], &objs[7])) {
+        return NULL;
+    }
+    /* table, columns or None, mask or None, values, missing, positive, negative, squares */
+    static const char kinds[8] = {'d', 'q', '?', 'q', 'q', 'd', 'd', 'd'};
+    static const int dims[8] = {2, 1, 1, 1, 1, 1, 1, 1};
+    static const char *names[8] = {"table", "columns", "mask", "values", "missing",
+                                   "positive", "negative", "squares"};
+    Py_buffer views[8];
+    int have[8] = {0};
+    PyObject *result = NULL;
+    double *partial = NULL;
+    for (int i = 0; i < 8; i++) {
+        if ((i == 1 || i == 2) && objs[i] == Py_None) continue;
+        if (get_buffer(objs[i], &views[i], i >= 3, kinds[i], dims[i], names[i]) < 0) {
+            goto done;
+        }
+        have[i] = 1;
+    }
+    Py_ssize_t n_rows = views[0].shape[0], width = views[0].shape[1];
+    Py_ssize_t n_out = views[3].shape[0];
+    const int64_t *cols = have[1] ? (const int64_t *)views[1].buf : NULL;
+    int bad = (have[1] ? views[1].shape[0] : width) != n_out
+              || (have[2] && views[2].shape[0] != n_rows);
+    for (int i = 4; i < 8; i++) bad |= views[i].shape[0] != n_out;
+    for (Py_ssize_t j = 0; cols && j < n_out && !bad; j++) {
+        bad |= cols[j] < 0 || cols[j] >= width;
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError,
+                        "add_feature_sums: columns, mask and counters do not fit the table");
+        goto done;
+    }
+    partial = PyMem_Calloc((size_t)(4 * n_out + 1), sizeof(double));
+    int64_t *found = PyMem_Calloc((size_t)(n_out + 1), sizeof(int64_t));
+    if (partial == NULL || found == NULL) {
+        PyMem_Free(found);
+        PyErr_NoMemory();
+        goto done;
+    }
+    const double *restrict t = (const double *)views[0].buf;
+    const char *mask = have[2] ? (const char *)views[2].buf : NULL;
+    double *restrict pos = partial, *restrict neg = partial + n_out;
+    double *restrict sq = partial + 2 * n_out;
+    Py_ssize_t rows_seen = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t row = 0; row < n_rows; row++) {
+        if (mask && !mask[row]) continue;
+        rows_seen++;
+        const double *r = t + row * width;
+        if (cols == NULL) {
+            for (Py_ssize_t j = 0; j < n_out; j++) {  /* branch-free: vectorised */
+                double v = r[j];
+                int finite = v - v == 0.0;
+                double c = finite ? v : 0.0;
+                found[j] += finite;
+                pos[j] += c > 0.0 ? c : 0.0;
+                neg[j] += c < 0.0 ? c : 0.0;
+                sq[j] += c * c;
+            }
+        }
+        else {
+            for (Py_ssize_t j = 0; j < n_out; j++) {
+                double v = r[cols[j]];
+                int finite = v - v == 0.0;
+                double c = finite ? v : 0.0;
+                found[j] += finite;
+                pos[j] += c > 0.0 ? c : 0.0;
+                neg[j] += c < 0.0 ? c : 0.0;
+                sq[j] += c * c;
+            }
+        }
+    }
+    int64_t *values = (int64_t *)views[3].buf, *missing = (int64_t *)views[4].buf;
+    double *positive = (double *)views[5].buf, *negative = (double *)views[6].buf;
+    double *squares = (double *)views[7].buf;
+    for (Py_ssize_t j = 0; j < n_out; j++) {
+        values[j] += found[j];
+        missing[j] += rows_seen - found[j];
+        positive[j] += pos[j];
+        negative[j] -= neg[j];
+        squares[j] += sq[j];
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_Free(found);
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_Free(partial);
+    for (int i = 0; i < 8; i++) {
+        if (have[i]) PyBuffer_Release(&views[i]);
+    }
+    return result;
+}
+
+
+/* ---- the request path's common case in one call (stage_call) ---------------------- */
+
+static PyObject *s_clock, *s_lock, *s_locked, *s_window_end, *s_current, *s_stage_rows,
+    *s_last_offer, *s_n, *s_capacity, *s_proba, *s_features, *s_labels, *s_meta,
+    *s_thresholds, *s_batches, *s_n_classes, *s_plain_width, *s_index_labels,
+    *s_worker_started, *s_threshold;
+
+static int
+intern_names(void)
+{
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return -1
+    INTERN(s_clock, "_clock");
+    INTERN(s_lock, "lock");
+    INTERN(s_locked, "locked");
+    INTERN(s_window_end, "window_end");
+    INTERN(s_current, "_current");
+    INTERN(s_stage_rows, "stage_rows");
+    INTERN(s_last_offer, "last_offer");
+    INTERN(s_n, "n");
+    INTERN(s_capacity, "capacity");
+    INTERN(s_proba, "proba");
+    INTERN(s_features, "features");
+    INTERN(s_labels, "labels");
+    INTERN(s_meta, "meta");
+    INTERN(s_thresholds, "thresholds");
+    INTERN(s_batches, "batches");
+    INTERN(s_n_classes, "n_classes");
+    INTERN(s_plain_width, "plain_width");
+    INTERN(s_index_labels, "index_labels");
+    INTERN(s_worker_started, "_worker_started");
+    INTERN(s_threshold, "threshold");
+#undef INTERN
+    return 0;
+}
+
+/* An aligned, C-contiguous, native-order exact ndarray of `type` and `ndim`. */
+static int
+plain_array(PyObject *obj, int type, int ndim)
+{
+    if (!PyArray_CheckExact(obj)) return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    return PyArray_NDIM(a) == ndim && PyArray_TYPE(a) == type
+           && PyArray_IS_C_CONTIGUOUS(a) && PyArray_ISALIGNED(a)
+           && !PyArray_ISBYTESWAPPED(a);
+}
+
+/* An attribute as a Py_ssize_t (-2 when missing or not an int; errors cleared). */
+static Py_ssize_t
+size_attr(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return -2;
+    }
+    Py_ssize_t size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : -2;
+    Py_DECREF(value);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -2;
+    }
+    return size;
+}
+
+static int
+set_size_attr(PyObject *obj, PyObject *name, Py_ssize_t size)
+{
+    PyObject *value = PyLong_FromSsize_t(size);
+    if (value == NULL) return -1;
+    int status = PyObject_SetAttr(obj, name, value);
+    Py_DECREF(value);
+    return status;
+}
+
+/* A block attribute of the stage that the batch's rows fit: an exact writable C-order
+ * ndarray of `type` with `rows` rows at least and `width` columns (ndim 2) or 1-D. */
+static PyArrayObject *
+block_attr(PyObject *stage, PyObject *name, int type, int ndim, Py_ssize_t rows,
+           Py_ssize_t width)
+{
+    PyObject *block = PyObject_GetAttr(stage, name);
+    if (block == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)block;
+    if (!plain_array(block, type, ndim) || !PyArray_ISWRITEABLE(a)
+        || PyArray_DIMS(a)[0] < rows || (ndim == 2 && PyArray_DIMS(a)[1] != width)) {
+        Py_DECREF(block);
+        return NULL;
+    }
+    return a;  /* a new reference */
+}
+
+/* stage_call(state, result, args, kwargs) -> bool
+ *
+ * state = (monitor, staging, schema, labels_var). The decorator's whole request path
+ * for the common case, what ModelMonitor.observe_common -> Intake.offer_common ->
+ * Staging.put -> Stage.add do in Python: a float64 result of the learned width, the
+ * call's first argument a float64 feature matrix of the learned width (or no argument),
+ * the labels block holding None or int64 class indices, the current stage with room,
+ * the window not due, staging's lock free. Copies the rows into the stage and returns
+ * True; returns False, having changed nothing, in every other case (the caller then
+ * takes the Python path, which handles it).
+ *
+ * No lock is taken: with the GIL held and no Python code run between the test that
+ * staging's lock is free and the last store, no other thread can run, which is what
+ * the lock would guarantee. Not so without a GIL: there, always False. */
+static PyObject *
+stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+#ifdef Py_GIL_DISABLED
+    Py_RETURN_FALSE;
+#else
+    if (nargs != 4 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 4
+        || !PyTuple_CheckExact(args[2])) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *monitor = PyTuple_GET_ITEM(args[0], 0);
+    PyObject *staging = PyTuple_GET_ITEM(args[0], 1);
+    PyObject *schema = PyTuple_GET_ITEM(args[0], 2);
+    PyObject *labels_var = PyTuple_GET_ITEM(args[0], 3);
+    PyObject *result = args[1], *call_args = args[2], *kwargs = args[3];
+    if (kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs))) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *features = NULL;
+    if (PyTuple_GET_SIZE(call_args)) {
+        features = PyTuple_GET_ITEM(call_args, 0);
+        if (!plain_array(features, NPY_DOUBLE, 2)) Py_RETURN_FALSE;
+    }
+    if (!plain_array(result, NPY_DOUBLE, 2)) Py_RETURN_FALSE;
+    PyArrayObject *proba = (PyArrayObject *)result;
+    Py_ssize_t n_rows = PyArray_DIMS(proba)[0], width = PyArray_DIMS(proba)[1];
+    if (n_rows < 1 || size_attr(schema, s_n_classes) != width) Py_RETURN_FALSE;
+    Py_ssize_t n_features = 0;
+    if (features != NULL) {
+        PyArrayObject *f = (PyArrayObject *)features;
+        n_features = PyArray_DIMS(f)[1];
+        if (PyArray_DIMS(f)[0] != n_rows || size_attr(schema, s_plain_width) != n_features) {
+            Py_RETURN_FALSE;
+        }
+    }
+    PyObject *labels = NULL;
+    if (PyContextVar_Get(labels_var, NULL, &labels) < 0) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    /* From here on every exit goes through `out`, which drops the references. */
+    PyObject *answer = Py_False, *now = NULL, *stage = NULL, *locked = NULL;
+    PyArrayObject *proba_block = NULL, *features_block = NULL, *labels_block = NULL;
+    PyArrayObject *meta = NULL, *thresholds = NULL;
+    int has_labels = labels != NULL && labels != Py_None;
+    if (has_labels) {
+        if (!plain_array(labels, NPY_INT64, 1)
+            || PyArray_DIMS((PyArrayObject *)labels)[0] != n_rows) {
+            goto out;
+        }
+        PyObject *index_labels = PyObject_GetAttr(schema, s_index_labels);
+        int usable = index_labels == Py_True;
+        Py_XDECREF(index_labels);
+        if (!usable) {
+            PyErr_Clear();
+            goto out;
+        }
+    }
+    PyObject *started = PyObject_GetAttr(monitor, s_worker_started);
+    int worker_started = started == Py_True;
+    Py_XDECREF(started);
+    PyObject *threshold_obj = PyObject_GetAttr(monitor, s_threshold);
+    double threshold = threshold_obj ? PyFloat_AsDouble(threshold_obj) : -1.0;
+    Py_XDECREF(threshold_obj);
+    if (!worker_started || PyErr_Occurred()) goto out;
+    /* The clock may run Python code (tests pass their own): before the lock's test. */
+    PyObject *clock = PyObject_GetAttr(staging, s_clock);
+    if (clock == NULL) goto out;
+    now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL || !PyFloat_Check(now)) goto out;
+    PyObject *lock = PyObject_GetAttr(staging, s_lock);
+    if (lock == NULL) goto out;
+    locked = PyObject_CallMethodNoArgs(lock, s_locked);
+    Py_DECREF(lock);
+    if (locked != Py_False) goto out;
+    /* ---- nothing below runs Python code: this thread keeps the GIL to the end ---- */
+    PyObject *window_end = PyObject_GetAttr(staging, s_window_end);
+    int due = window_end == NULL || !PyFloat_Check(window_end)
+              || PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(window_end);
+    Py_XDECREF(window_end);
+    if (due || n_rows > size_attr(staging, s_stage_rows)) goto out;
+    stage = PyObject_GetAttr(staging, s_current);
+    if (stage == NULL || stage == Py_None) goto out;
+    Py_ssize_t start = size_attr(stage, s_n), batch = size_attr(stage, s_batches);
+    Py_ssize_t capacity = size_attr(stage, s_capacity);
+    if (start < 0 || batch < 0 || start + n_rows > capacity) goto out;
+    proba_block = block_attr(stage, s_proba, NPY_DOUBLE, 2, capacity, width);
+    labels_block = block_attr(stage, s_labels, NPY_INT64, 1, capacity, 0);
+    meta = block_attr(stage, s_meta, NPY_INT64, 1, batch + 1, 0);
+    thresholds = block_attr(stage, s_thresholds, NPY_DOUBLE, 1, batch + 1, 0);
+    if (features != NULL) {
+        features_block = block_attr(stage, s_features, NPY_DOUBLE, 2, capacity, n_features);
+        if (features_block == NULL) goto out;
+    }
+    if (!proba_block || !labels_block || !meta || !thresholds) goto out;
+    Py_ssize_t end = start + n_rows;
+    /* The stores that can fail, first: then nothing has changed. */
+    if (set_size_attr(stage, s_n, end) < 0) goto fail;
+    if (set_size_attr(stage, s_batches, batch + 1) < 0) goto fail;
+    if (PyObject_SetAttr(staging, s_last_offer, now) < 0) goto fail;
+    memcpy(PyArray_BYTES(proba_block) + start * width * 8, PyArray_DATA(proba),
+           (size_t)(n_rows * width * 8));
+    if (features != NULL) {
+        memcpy(PyArray_BYTES(features_block) + start * n_features * 8,
+               PyArray_DATA((PyArrayObject *)features), (size_t)(n_rows * n_features * 8));
+    }
+    if (has_labels) {  /* rows without labels keep the -1 of Stage.reset */
+        memcpy(PyArray_BYTES(labels_block) + start * 8,
+               PyArray_DATA((PyArrayObject *)labels), (size_t)(n_rows * 8));
+    }
+    /* Stage's record of a batch (staging._pack): end, label kind (1: indices), features. */
+    ((int64_t *)PyArray_DATA(meta))[batch] =
+        ((int64_t)end << 3) | ((int64_t)has_labels << 1) | (features != NULL);
+    ((double *)PyArray_DATA(thresholds))[batch] = threshold;
+    answer = Py_True;
+    goto out;
+fail:
+    /* A store failed (out of memory): put the counters back; the caller's Python path
+     * stages the batch. */
+    PyErr_Clear();
+    set_size_attr(stage, s_n, start);
+    set_size_attr(stage, s_batches, batch);
+    PyErr_Clear();
+out:
+    PyErr_Clear();
+    Py_XDECREF(labels);
+    Py_XDECREF(now);
+    Py_XDECREF(locked);
+    Py_XDECREF(stage);
+    Py_XDECREF(proba_block);
+    Py_XDECREF(features_block);
+    Py_XDECREF(labels_block);
+    Py_XDECREF(meta);
+    Py_XDECREF(thresholds);
+    Py_INCREF(answer);
+    return answer;
+#endif
+}
+
 static PyMethodDef kernel_methods[] = {
     {"summarize", summarize, METH_VARARGS,
      "summarize(proba, edges, threshold, predicted, pred1, pred2, buckets, class_rows)"
@@ -227,6 +636,21 @@ static PyMethodDef kernel_methods[] = {
      "Copy each batch array into rows start.. of its block with one memcpy where it is\n"
      "C-contiguous float64 (int64 for labels) of the block's width; returns a bit per\n"
      "pair copied (1: proba, 2: features, 4: labels), the others are the caller's."},
+    {"add_buckets", add_buckets, METH_VARARGS,
+     "add_buckets(edges, values, out)\n\n"
+     "Add to out (int64, len(edges) + 1) the rows of values per bucket:\n"
+     "searchsorted(edges, values, side='left'), NaN in the last."},
+    {"add_feature_sums", add_feature_sums, METH_VARARGS,
+     "add_feature_sums(table, columns, mask, values, missing, positive, negative, squares)"
+     "\n\nAdd, per listed column of the float64 table (all without columns) over the\n"
+     "rows whose mask is set (all without a mask): finite values, missing values, sums\n"
+     "of the positive values, of minus the negative ones and of the squares."},
+    {"stage_call", (PyCFunction)(void (*)(void))stage_call, METH_FASTCALL,
+     "stage_call(state, result, args, kwargs) -> bool\n\n"
+     "The decorator's request path for the common case in one call: stage a\n"
+     "float64 result, the float64 features of args[0] and the int64 labels of the\n"
+     "labels block into staging's current stage; False, having changed nothing, for\n"
+     "anything else. state = (monitor, staging, schema, labels_var)."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -239,5 +663,6 @@ PyMODINIT_FUNC
 PyInit__kernel(void)
 {
     import_array();
+    if (intern_names() < 0) return NULL;
     return PyModule_Create(&kernel_module);
 }

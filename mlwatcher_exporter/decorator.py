@@ -21,6 +21,9 @@ from typing import (
 
 import numpy as np
 
+from . import kernel
+from .schema import InputSchema
+from .staging import Staging
 from .tables import is_table
 
 __all__ = [
@@ -139,6 +142,10 @@ def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[An
     return None
 
 
+def _never(state: Any, result: Any, args: Any, kwargs: Any) -> bool:
+    return False
+
+
 def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
     try:
         # The common call, predict_proba(X) with an array, skips find_features.
@@ -154,6 +161,24 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
             monitor.observe_quietly(result, features, block)
     except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
         pass
+
+
+def _fast_state(monitor: Observer) -> Optional[Tuple[Any, Any, Any, Any]]:
+    """What :func:`.kernel.stage_call` needs of `monitor` to stage a common call in
+    one compiled step: ``(monitor, staging, schema, labels_var)``, or None when the
+    monitor is not a :class:`~.monitor.ModelMonitor` with those parts (a test double)
+    or the kernel is not compiled."""
+    staging = getattr(monitor, "_staging", None)
+    schema = getattr(monitor, "_schema", None)
+    labels_var = getattr(monitor, "_labels_var", None)
+    if (
+        not kernel.COMPILED
+        or not isinstance(staging, Staging)
+        or not isinstance(schema, InputSchema)
+        or not isinstance(labels_var, contextvars.ContextVar)
+    ):
+        return None
+    return (monitor, staging, schema, labels_var)
 
 
 def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,6 +204,8 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     """
     key = id(monitor)
     watchers = monitor.watchers
+    state = _fast_state(monitor)
+    stage_call = kernel.stage_call if state is not None else _never
 
     if inspect.iscoroutinefunction(func):
 
@@ -211,6 +238,13 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
                 _OBSERVING.reset(token)
         else:
             result = func(*args, **kwargs)
+        # The common call in one compiled step; anything else (or a refusal of it) in
+        # Python. stage_call does not raise but for a bug of ours: never into the caller.
+        try:
+            if stage_call(state, result, args, kwargs):
+                return result
+        except Exception:  # noqa: BLE001 - the Python path below handles the batch
+            pass
         _observe(monitor, result, args, kwargs)
         return result
 

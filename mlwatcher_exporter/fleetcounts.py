@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from . import naming
+from .kernel import add_buckets, add_feature_sums
 from .window import top_two
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -165,11 +166,19 @@ def add_inputs(
     features: Optional[np.ndarray],
     has_features: Optional[np.ndarray],
     schema: "InputSchema",
+    pred2: Optional[np.ndarray] = None,
 ) -> None:
-    """Count the spread12 and the continuous features of a batch of accepted rows."""
+    """Count the spread12 and the continuous features of a batch of accepted rows.
+
+    `pred2`, the second probability of every row when the caller has it (the compiled
+    :func:`.kernel.summarize`), saves finding it again: spread12 is ``pred1 - pred2``
+    (with two classes ``|p1 - p0|``, the same number)."""
     layout = counts.layout
-    spread = spread12_of(proba, pred1)
-    counts.spread12_buckets += _buckets(layout.spread12_edges, spread)
+    if pred2 is not None and proba.shape[1] >= 2:
+        spread = pred1 - pred2
+    else:
+        spread = spread12_of(proba, pred1)
+    add_buckets(layout.spread12_edges, spread, counts.spread12_buckets)
     counts.spread12_sum += float(spread.sum())
     if features is None:
         return
@@ -182,19 +191,20 @@ def add_inputs(
     assert columns is not None
     if not columns.names:
         return
+    # One pass over the rows (kernel.py), without copies of the table.
+    add_feature_sums(
+        features, None if columns.all_columns else columns.columns, has_features,
+        counts.feature_values, counts.feature_missing, counts.feature_positive_sum,
+        counts.feature_negative_sum, counts.feature_squares,
+    )
+    if not columns.histograms:
+        return
     table = features if has_features is None else features[has_features]
     if not table.shape[0]:
         return
     if not columns.all_columns:
         table = table[:, columns.columns]
     finite = np.isfinite(table)
-    clean = np.where(finite, table, 0.0)
-    found = finite.sum(axis=0)
-    counts.feature_values += found
-    counts.feature_missing += table.shape[0] - found
-    counts.feature_positive_sum += np.where(clean > 0, clean, 0.0).sum(axis=0)
-    counts.feature_negative_sum -= np.where(clean < 0, clean, 0.0).sum(axis=0)
-    counts.feature_squares += np.einsum("ij,ij->j", clean, clean)
     for position, edges, offset in columns.histograms:
         column = table[:, position]
         counts.feature_buckets[offset:offset + edges.size + 1] += _buckets(

@@ -18,7 +18,18 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["RowSummary", "summarize", "summarize_pure", "stage_rows", "COMPILED"]
+__all__ = [
+    "RowSummary",
+    "summarize",
+    "summarize_pure",
+    "stage_rows",
+    "stage_call",
+    "add_buckets",
+    "add_buckets_pure",
+    "add_feature_sums",
+    "add_feature_sums_pure",
+    "COMPILED",
+]
 
 try:
     if os.environ.get("MLWATCHER_PURE", "") not in ("", "0"):
@@ -43,6 +54,79 @@ def _copy_nothing(*blocks_and_batches: object) -> int:
 #: Three numpy slice assignments of a 1-row batch cost about 1 µs, this call 0.1 µs.
 #: Without the compiled kernel it copies nothing and returns 0.
 stage_rows = _copy_nothing if _kernel is None else _kernel.stage_rows
+
+
+def _stage_nothing(state: object, result: object, args: object, kwargs: object) -> bool:
+    return False
+
+
+#: ``stage_call(state, result, args, kwargs) -> bool``: the decorator's request path for
+#: the common case in one compiled call (``state`` is ``(monitor, staging, schema,
+#: labels_var)``): a float64 result of the learned width, ``args[0]`` a float64 feature
+#: matrix of the learned width (or no argument, no keyword), the labels block holding
+#: None or int64 class indices, room in the current stage, the window not due and
+#: staging's lock free; the rows are copied into the stage as ``Staging.put`` would.
+#: Returns False, having done nothing, in every other case (and always without the
+#: compiled kernel): the caller then takes the Python path, which handles them all.
+stage_call = _stage_nothing if _kernel is None else _kernel.stage_call
+
+
+def add_buckets_pure(edges: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """:func:`add_buckets` in numpy."""
+    out += np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+
+
+def add_buckets(edges: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """Add to `out` (int64, ``edges.size + 1``) the rows of `values` per bucket:
+    ``searchsorted(edges, values, side="left")``, NaN in the last, in one pass."""
+    if _kernel is None:
+        add_buckets_pure(edges, values, out)
+        return
+    _kernel.add_buckets(np.ascontiguousarray(edges, dtype=np.float64),
+                        np.ascontiguousarray(values, dtype=np.float64), out)
+
+
+def add_feature_sums_pure(
+    table: np.ndarray, columns: Optional[np.ndarray], mask: Optional[np.ndarray],
+    values: np.ndarray, missing: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    squares: np.ndarray,
+) -> None:
+    """:func:`add_feature_sums` in numpy."""
+    if mask is not None:
+        table = table[mask]
+    if columns is not None:
+        table = table[:, columns]
+    finite = np.isfinite(table)
+    clean = np.where(finite, table, 0.0)
+    found = finite.sum(axis=0)
+    values += found
+    missing += table.shape[0] - found
+    positive += np.where(clean > 0, clean, 0.0).sum(axis=0)
+    negative -= np.where(clean < 0, clean, 0.0).sum(axis=0)
+    squares += (clean * clean).sum(axis=0)
+
+
+def add_feature_sums(
+    table: np.ndarray, columns: Optional[np.ndarray], mask: Optional[np.ndarray],
+    values: np.ndarray, missing: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    squares: np.ndarray,
+) -> None:
+    """Add, per column of `table` (those in `columns`, all when None), over its rows
+    (those where `mask` is True, all when None): finite values to `values`, the others
+    to `missing`, and with non-finite values taken as 0, the sum of the positive values
+    to `positive`, minus the sum of the negative ones to `negative`, the sum of squares
+    to `squares` (the fleet's feature counters), in one pass without the GIL. Sums run
+    row after row, as numpy's ``sum(axis=0)``: both paths give the same bits."""
+    if _kernel is None:
+        add_feature_sums_pure(table, columns, mask, values, missing, positive, negative,
+                              squares)
+        return
+    _kernel.add_feature_sums(
+        np.ascontiguousarray(table, dtype=np.float64),
+        None if columns is None else np.ascontiguousarray(columns, dtype=np.int64),
+        None if mask is None else np.ascontiguousarray(mask, dtype=bool),
+        values, missing, positive, negative, squares,
+    )
 
 
 class RowSummary(NamedTuple):
