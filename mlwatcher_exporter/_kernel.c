@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -291,8 +292,8 @@ sum_row(const double *restrict r, double *restrict acc, Py_ssize_t n)
  * (every row without a mask), of the columns listed (every column without a list):
  * finite values counted, non-finite counted as missing, and the sums of the positive
  * values, of minus the negative ones and of the squares, the non-finite taken as 0.
- * Each sum runs row after row from 0 and is then added to its counter: the order of
- * numpy's x.sum(axis=0), so both give the same bits. */
+ * Each sum runs row after row from 0 and is then added to its counter (numpy sums a
+ * C-order table's columns in that order too, a single column pairwise). */
 static PyObject *
 add_feature_sums(PyObject *self, PyObject *args)
 {
@@ -632,6 +633,151 @@ out:
 #endif
 }
 
+
+/* ---- the labels block (decorator.LabelsBlock's compiled base) --------------------- */
+
+/* What `with monitor.labels(y):` costs on every monitored call: a Python class's
+ * __init__, __enter__ and __exit__ frames are three quarters of it. The same object
+ * in C: the context variable, what it holds inside the block, the reset token. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *var;
+    PyObject *labels;
+    PyObject *token;
+} BlockObject;
+
+static int
+block_traverse(BlockObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->var);
+    Py_VISIT(self->labels);
+    Py_VISIT(self->token);
+    return 0;
+}
+
+static int
+block_clear(BlockObject *self)
+{
+    Py_CLEAR(self->var);
+    Py_CLEAR(self->labels);
+    Py_CLEAR(self->token);
+    return 0;
+}
+
+static void
+block_dealloc(BlockObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    block_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *s_with_ids;
+
+/* LabelsBlock(var, labels, ids=None): with ids, the block holds
+ * type(self)._with_ids(labels, ids) (decorator.LabelsWithIds). */
+static int
+block_init(BlockObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"var", "labels", "ids", NULL};
+    PyObject *var, *labels, *ids = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:LabelsBlock", keywords, &var,
+                                     &labels, &ids)) {
+        return -1;
+    }
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "LabelsBlock: var must be a ContextVar");
+        return -1;
+    }
+    PyObject *held;
+    if (ids == Py_None) {
+        Py_INCREF(labels);
+        held = labels;
+    }
+    else {
+        PyObject *with_ids = PyObject_GetAttr((PyObject *)Py_TYPE(self), s_with_ids);
+        if (with_ids == NULL) return -1;
+        held = PyObject_CallFunctionObjArgs(with_ids, labels, ids, NULL);
+        Py_DECREF(with_ids);
+        if (held == NULL) return -1;
+    }
+    Py_INCREF(var);
+    Py_XSETREF(self->var, var);
+    Py_XSETREF(self->labels, held);
+    Py_CLEAR(self->token);
+    return 0;
+}
+
+static PyObject *
+block_enter(BlockObject *self, PyObject *unused)
+{
+    if (self->var == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "LabelsBlock: not initialised");
+        return NULL;
+    }
+    PyObject *token = PyContextVar_Set(self->var, self->labels ? self->labels : Py_None);
+    if (token == NULL) return NULL;
+    Py_XSETREF(self->token, token);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+block_exit(BlockObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (self->token != NULL) {
+        PyObject *token = self->token;
+        self->token = NULL;
+        int status = PyContextVar_Reset(self->var, token);
+        Py_DECREF(token);
+        if (status < 0) return NULL;
+    }
+    Py_RETURN_FALSE;  /* never swallows the block's exception */
+}
+
+/* contextlib.ContextDecorator's hook: a fresh block per decorated call (reentrancy). */
+static PyObject *
+block_recreate(BlockObject *self, PyObject *unused)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    BlockObject *other = (BlockObject *)type->tp_alloc(type, 0);
+    if (other == NULL) return NULL;
+    Py_XINCREF(self->var);
+    other->var = self->var;
+    Py_XINCREF(self->labels);
+    other->labels = self->labels;
+    return (PyObject *)other;
+}
+
+static PyMethodDef block_methods[] = {
+    {"__enter__", (PyCFunction)block_enter, METH_NOARGS, "Set the labels for the block."},
+    {"__exit__", (PyCFunction)(void (*)(void))block_exit, METH_FASTCALL,
+     "Reset the labels; never suppresses an exception."},
+    {"_recreate_cm", (PyCFunction)block_recreate, METH_NOARGS,
+     "A fresh block holding the same (contextlib.ContextDecorator)."},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyMemberDef block_members[] = {
+    {"_var", T_OBJECT, offsetof(BlockObject, var), READONLY, "The context variable."},
+    {"_labels", T_OBJECT, offsetof(BlockObject, labels), READONLY, "What the block holds."},
+    {NULL, 0, 0, 0, NULL}
+};
+
+static PyTypeObject BlockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mlwatcher_exporter._kernel.LabelsBlock",
+    .tp_basicsize = sizeof(BlockObject),
+    .tp_dealloc = (destructor)block_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "LabelsBlock(var, labels, ids=None): sets var to labels inside a with block.",
+    .tp_traverse = (traverseproc)block_traverse,
+    .tp_clear = (inquiry)block_clear,
+    .tp_methods = block_methods,
+    .tp_members = block_members,
+    .tp_init = (initproc)block_init,
+    .tp_new = PyType_GenericNew,
+};
+
 static PyMethodDef kernel_methods[] = {
     {"summarize", summarize, METH_VARARGS,
      "summarize(proba, edges, threshold, predicted, pred1, pred2, buckets, class_rows)"
@@ -674,5 +820,15 @@ PyInit__kernel(void)
 {
     import_array();
     if (intern_names() < 0) return NULL;
-    return PyModule_Create(&kernel_module);
+    if ((s_with_ids = PyUnicode_InternFromString("_with_ids")) == NULL) return NULL;
+    if (PyType_Ready(&BlockType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&kernel_module);
+    if (module == NULL) return NULL;
+    Py_INCREF(&BlockType);
+    if (PyModule_AddObject(module, "LabelsBlock", (PyObject *)&BlockType) < 0) {
+        Py_DECREF(&BlockType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -28,6 +28,7 @@ __all__ = [
     "add_buckets_pure",
     "add_feature_sums",
     "add_feature_sums_pure",
+    "LabelsBlockBase",
     "COMPILED",
 ]
 
@@ -54,6 +55,12 @@ def _copy_nothing(*blocks_and_batches: object) -> int:
 #: Three numpy slice assignments of a 1-row batch cost about 1 µs, this call 0.1 µs.
 #: Without the compiled kernel it copies nothing and returns 0.
 stage_rows = _copy_nothing if _kernel is None else _kernel.stage_rows
+
+
+#: The compiled base of :class:`.decorator.LabelsBlock` (``__init__(var, labels,
+#: ids=None)``, ``__enter__``, ``__exit__``, ``_recreate_cm``), or None without the
+#: compiled kernel.
+LabelsBlockBase: Optional[type] = None if _kernel is None else _kernel.LabelsBlock
 
 
 def _stage_nothing(state: object, result: object, args: object, kwargs: object) -> bool:
@@ -115,8 +122,9 @@ def add_feature_sums(
     (those where `mask` is True, all when None): finite values to `values`, the others
     to `missing`, and with non-finite values taken as 0, the sum of the positive values
     to `positive`, minus the sum of the negative ones to `negative`, the sum of squares
-    to `squares` (the fleet's feature counters), in one pass without the GIL. Sums run
-    row after row, as numpy's ``sum(axis=0)``: both paths give the same bits."""
+    to `squares` (the fleet's feature counters), in one pass without the GIL. The
+    counts are exact; the sums run row after row, numpy's sometimes pairwise: the two
+    paths agree to rounding (about 1e-16 relative), not always to the bit."""
     if _kernel is None:
         add_feature_sums_pure(table, columns, mask, values, missing, positive, negative,
                               squares)
