@@ -672,10 +672,39 @@ block_dealloc(BlockObject *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *s_with_ids;
+/* Set once by decorator.py (configure_labels_block): LabelsWithIds, and the function
+ * that makes a decorator of a block (contextlib.ContextDecorator's job). */
+static PyObject *with_ids_type, *decorate_hook;
+
+static int
+block_fill(BlockObject *self, PyObject *var, PyObject *labels, PyObject *ids)
+{
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "LabelsBlock: var must be a ContextVar");
+        return -1;
+    }
+    PyObject *held;
+    if (ids == NULL || ids == Py_None) {
+        Py_INCREF(labels);
+        held = labels;
+    }
+    else {
+        if (with_ids_type == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "LabelsBlock: configure_labels_block first");
+            return -1;
+        }
+        held = PyObject_CallFunctionObjArgs(with_ids_type, labels, ids, NULL);
+        if (held == NULL) return -1;
+    }
+    Py_INCREF(var);
+    Py_XSETREF(self->var, var);
+    Py_XSETREF(self->labels, held);
+    Py_CLEAR(self->token);
+    return 0;
+}
 
 /* LabelsBlock(var, labels, ids=None): with ids, the block holds
- * type(self)._with_ids(labels, ids) (decorator.LabelsWithIds). */
+ * LabelsWithIds(labels, ids). */
 static int
 block_init(BlockObject *self, PyObject *args, PyObject *kwds)
 {
@@ -685,27 +714,91 @@ block_init(BlockObject *self, PyObject *args, PyObject *kwds)
                                      &labels, &ids)) {
         return -1;
     }
-    if (!PyContextVar_CheckExact(var)) {
-        PyErr_SetString(PyExc_TypeError, "LabelsBlock: var must be a ContextVar");
-        return -1;
+    return block_fill(self, var, labels, ids);
+}
+
+static PyTypeObject BlockType;
+
+/* The same as a call of the type, without an argument tuple (the block is made on
+ * every monitored call). */
+static PyObject *
+block_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *ids = nargs == 3 ? args[2] : NULL;
+    int ok = nargs == 2 || nargs == 3;
+    if (ok && nkw == 1 && nargs == 2) {
+        ok = PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "ids") == 0;
+        ids = args[2];
     }
-    PyObject *held;
-    if (ids == Py_None) {
-        Py_INCREF(labels);
-        held = labels;
+    else if (nkw) {
+        ok = 0;
     }
-    else {
-        PyObject *with_ids = PyObject_GetAttr((PyObject *)Py_TYPE(self), s_with_ids);
-        if (with_ids == NULL) return -1;
-        held = PyObject_CallFunctionObjArgs(with_ids, labels, ids, NULL);
-        Py_DECREF(with_ids);
-        if (held == NULL) return -1;
+    if (!ok || type != (PyObject *)&BlockType) {  /* anything else: the general way */
+        PyObject *tuple = PyTuple_New(nargs);
+        if (tuple == NULL) return NULL;
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        PyObject *kwargs = NULL;
+        if (nkw) {
+            kwargs = PyDict_New();
+            for (Py_ssize_t i = 0; kwargs && i < nkw; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                    Py_CLEAR(kwargs);
+                }
+            }
+            if (kwargs == NULL) {
+                Py_DECREF(tuple);
+                return NULL;
+            }
+        }
+        PyObject *result = PyType_Type.tp_call(type, tuple, kwargs);
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return result;
     }
-    Py_INCREF(var);
-    Py_XSETREF(self->var, var);
-    Py_XSETREF(self->labels, held);
-    Py_CLEAR(self->token);
-    return 0;
+    BlockObject *self = (BlockObject *)BlockType.tp_alloc(&BlockType, 0);
+    if (self == NULL) return NULL;
+    if (block_fill(self, args[0], args[1], ids) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* block(func): a function that runs func inside a fresh copy of the block, as
+ * contextlib.ContextDecorator makes one (the hook is decorator.py's). */
+static PyObject *
+block_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    if (decorate_hook == NULL) {
+        PyErr_SetString(PyExc_TypeError, "LabelsBlock is not callable before "
+                                         "configure_labels_block");
+        return NULL;
+    }
+    PyObject *func;
+    if ((kwds && PyDict_GET_SIZE(kwds)) || !PyArg_ParseTuple(args, "O:LabelsBlock", &func)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "LabelsBlock takes one function to decorate");
+        }
+        return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(decorate_hook, self, func, NULL);
+}
+
+static PyObject *
+configure_labels_block(PyObject *module, PyObject *args)
+{
+    PyObject *with_ids, *decorate;
+    if (!PyArg_ParseTuple(args, "OO", &with_ids, &decorate)) return NULL;
+    Py_INCREF(with_ids);
+    Py_XSETREF(with_ids_type, with_ids);
+    Py_INCREF(decorate);
+    Py_XSETREF(decorate_hook, decorate);
+    Py_RETURN_NONE;
 }
 
 static PyObject *
@@ -776,6 +869,8 @@ static PyTypeObject BlockType = {
     .tp_members = block_members,
     .tp_init = (initproc)block_init,
     .tp_new = PyType_GenericNew,
+    .tp_call = block_call,
+    .tp_vectorcall = block_vectorcall,
 };
 
 static PyMethodDef kernel_methods[] = {
@@ -807,6 +902,10 @@ static PyMethodDef kernel_methods[] = {
      "float64 result, the float64 features of args[0] and the int64 labels of the\n"
      "labels block into staging's current stage; False, having changed nothing, for\n"
      "anything else. state = (monitor, staging, schema, labels_var)."},
+    {"configure_labels_block", configure_labels_block, METH_VARARGS,
+     "configure_labels_block(with_ids, decorate)\n\n"
+     "What a LabelsBlock with ids holds (with_ids(labels, ids)), and decorate(block,\n"
+     "func), what calling a block returns."},
     {NULL, NULL, 0, NULL}
 };
 
@@ -820,7 +919,6 @@ PyInit__kernel(void)
 {
     import_array();
     if (intern_names() < 0) return NULL;
-    if ((s_with_ids = PyUnicode_InternFromString("_with_ids")) == NULL) return NULL;
     if (PyType_Ready(&BlockType) < 0) return NULL;
     PyObject *module = PyModule_Create(&kernel_module);
     if (module == NULL) return NULL;

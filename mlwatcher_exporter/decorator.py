@@ -130,19 +130,26 @@ class _PureLabelsBlock(contextlib.ContextDecorator):
         return False
 
 
+def _decorate(block: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    """What calling a compiled labels block returns, as
+    :class:`contextlib.ContextDecorator` does: `func` run inside a fresh copy of it."""
+
+    @functools.wraps(func)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        with block._recreate_cm():
+            return func(*args, **kwargs)
+
+    return inner
+
+
+#: The context manager of :meth:`ModelMonitor.labels`: :class:`_PureLabelsBlock`, or
+#: the same object compiled (``_kernel.c``) where the kernel is: the block is made,
+#: entered and left on every monitored call, and the three Python frames of
+#: ``__init__``, ``__enter__`` and ``__exit__`` were most of its cost.
+LabelsBlock: Any = _PureLabelsBlock
 if kernel.LabelsBlockBase is not None:
-
-    class _CompiledLabelsBlock(kernel.LabelsBlockBase, contextlib.ContextDecorator):  # type: ignore[misc, name-defined]
-        """:class:`_PureLabelsBlock` with its ``__init__``, ``__enter__`` and
-        ``__exit__`` compiled (``_kernel.c``): the block is entered on every monitored
-        call, and its three Python frames were three quarters of its cost."""
-
-        __slots__ = ()
-        _with_ids = LabelsWithIds
-
-    LabelsBlock: Any = _CompiledLabelsBlock
-else:
-    LabelsBlock = _PureLabelsBlock
+    kernel.configure_labels_block(LabelsWithIds, _decorate)
+    LabelsBlock = kernel.LabelsBlockBase
 
 
 def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[Any]:

@@ -29,6 +29,7 @@ __all__ = [
     "add_feature_sums",
     "add_feature_sums_pure",
     "LabelsBlockBase",
+    "configure_labels_block",
     "COMPILED",
 ]
 
@@ -57,10 +58,17 @@ def _copy_nothing(*blocks_and_batches: object) -> int:
 stage_rows = _copy_nothing if _kernel is None else _kernel.stage_rows
 
 
-#: The compiled base of :class:`.decorator.LabelsBlock` (``__init__(var, labels,
-#: ids=None)``, ``__enter__``, ``__exit__``, ``_recreate_cm``), or None without the
-#: compiled kernel.
+#: The compiled :class:`.decorator.LabelsBlock` (``LabelsBlock(var, labels,
+#: ids=None)``, ``__enter__``, ``__exit__``, ``_recreate_cm``, and calling it decorates
+#: a function), or None without the compiled kernel.
 LabelsBlockBase: Optional[type] = None if _kernel is None else _kernel.LabelsBlock
+
+
+def configure_labels_block(with_ids: type, decorate: object) -> None:
+    """Tell the compiled labels block what it holds with ids (``with_ids(labels,
+    ids)``) and what calling it returns (``decorate(block, func)``)."""
+    if _kernel is not None:
+        _kernel.configure_labels_block(with_ids, decorate)
 
 
 def _stage_nothing(state: object, result: object, args: object, kwargs: object) -> bool:
