@@ -431,17 +431,31 @@ plain_array(PyObject *obj, int type, int ndim)
            && !PyArray_ISBYTESWAPPED(a);
 }
 
-/* An attribute as a Py_ssize_t (-2 when missing or not an int; errors cleared). */
-static Py_ssize_t
-size_attr(PyObject *obj, PyObject *name)
+/* The instance dictionary of `obj` (a new reference), or NULL (error cleared). The
+ * fast path reads and writes the plain attributes of Staging, Stage, InputSchema and
+ * ModelMonitor there: a type lookup per name cost as much as the copies. */
+static PyObject *
+dict_of(PyObject *obj)
 {
-    PyObject *value = PyObject_GetAttr(obj, name);
-    if (value == NULL) {
+    PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+    if (dict == NULL || !PyDict_CheckExact(dict)) {
+        PyErr_Clear();
+        Py_XDECREF(dict);
+        return NULL;
+    }
+    return dict;
+}
+
+/* An item of `dict` as a Py_ssize_t (-2 when missing or not an int). */
+static Py_ssize_t
+size_item(PyObject *dict, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, name);
+    if (value == NULL || !PyLong_CheckExact(value)) {
         PyErr_Clear();
         return -2;
     }
-    Py_ssize_t size = PyLong_Check(value) ? PyLong_AsSsize_t(value) : -2;
-    Py_DECREF(value);
+    Py_ssize_t size = PyLong_AsSsize_t(value);
     if (size == -1 && PyErr_Occurred()) {
         PyErr_Clear();
         return -2;
@@ -450,22 +464,22 @@ size_attr(PyObject *obj, PyObject *name)
 }
 
 static int
-set_size_attr(PyObject *obj, PyObject *name, Py_ssize_t size)
+set_size_item(PyObject *dict, PyObject *name, Py_ssize_t size)
 {
     PyObject *value = PyLong_FromSsize_t(size);
     if (value == NULL) return -1;
-    int status = PyObject_SetAttr(obj, name, value);
+    int status = PyDict_SetItem(dict, name, value);
     Py_DECREF(value);
     return status;
 }
 
-/* A block attribute of the stage that the batch's rows fit: an exact writable C-order
+/* A block of the stage (borrowed) that the batch's rows fit: an exact writable C-order
  * ndarray of `type` with `rows` rows at least and `width` columns (ndim 2) or 1-D. */
 static PyArrayObject *
-block_attr(PyObject *stage, PyObject *name, int type, int ndim, Py_ssize_t rows,
+block_item(PyObject *stage, PyObject *name, int type, int ndim, Py_ssize_t rows,
            Py_ssize_t width)
 {
-    PyObject *block = PyObject_GetAttr(stage, name);
+    PyObject *block = PyDict_GetItemWithError(stage, name);
     if (block == NULL) {
         PyErr_Clear();
         return NULL;
@@ -473,10 +487,9 @@ block_attr(PyObject *stage, PyObject *name, int type, int ndim, Py_ssize_t rows,
     PyArrayObject *a = (PyArrayObject *)block;
     if (!plain_array(block, type, ndim) || !PyArray_ISWRITEABLE(a)
         || PyArray_DIMS(a)[0] < rows || (ndim == 2 && PyArray_DIMS(a)[1] != width)) {
-        Py_DECREF(block);
         return NULL;
     }
-    return a;  /* a new reference */
+    return a;
 }
 
 /* stage_call(state, result, args, kwargs) -> bool
@@ -503,10 +516,6 @@ stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         || !PyTuple_CheckExact(args[2])) {
         Py_RETURN_FALSE;
     }
-    PyObject *monitor = PyTuple_GET_ITEM(args[0], 0);
-    PyObject *staging = PyTuple_GET_ITEM(args[0], 1);
-    PyObject *schema = PyTuple_GET_ITEM(args[0], 2);
-    PyObject *labels_var = PyTuple_GET_ITEM(args[0], 3);
     PyObject *result = args[1], *call_args = args[2], *kwargs = args[3];
     if (kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs))) {
         Py_RETURN_FALSE;
@@ -519,81 +528,78 @@ stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if (!plain_array(result, NPY_DOUBLE, 2)) Py_RETURN_FALSE;
     PyArrayObject *proba = (PyArrayObject *)result;
     Py_ssize_t n_rows = PyArray_DIMS(proba)[0], width = PyArray_DIMS(proba)[1];
-    if (n_rows < 1 || size_attr(schema, s_n_classes) != width) Py_RETURN_FALSE;
-    Py_ssize_t n_features = 0;
-    if (features != NULL) {
-        PyArrayObject *f = (PyArrayObject *)features;
-        n_features = PyArray_DIMS(f)[1];
-        if (PyArray_DIMS(f)[0] != n_rows || size_attr(schema, s_plain_width) != n_features) {
-            Py_RETURN_FALSE;
-        }
+    Py_ssize_t n_features = features ? PyArray_DIMS((PyArrayObject *)features)[1] : 0;
+    if (n_rows < 1 || (features && PyArray_DIMS((PyArrayObject *)features)[0] != n_rows)) {
+        Py_RETURN_FALSE;
     }
     PyObject *labels = NULL;
-    if (PyContextVar_Get(labels_var, NULL, &labels) < 0) {
+    if (PyContextVar_Get(PyTuple_GET_ITEM(args[0], 3), NULL, &labels) < 0) {
         PyErr_Clear();
         Py_RETURN_FALSE;
     }
     /* From here on every exit goes through `out`, which drops the references. */
-    PyObject *answer = Py_False, *now = NULL, *stage = NULL, *locked = NULL;
-    PyArrayObject *proba_block = NULL, *features_block = NULL, *labels_block = NULL;
-    PyArrayObject *meta = NULL, *thresholds = NULL;
+    PyObject *answer = Py_False, *monitor = NULL, *staging = NULL, *schema = NULL;
+    PyObject *stage = NULL, *clock = NULL, *now = NULL, *locked = NULL;
     int has_labels = labels != NULL && labels != Py_None;
-    if (has_labels) {
-        if (!plain_array(labels, NPY_INT64, 1)
-            || PyArray_DIMS((PyArrayObject *)labels)[0] != n_rows) {
-            goto out;
-        }
-        PyObject *index_labels = PyObject_GetAttr(schema, s_index_labels);
-        int usable = index_labels == Py_True;
-        Py_XDECREF(index_labels);
-        if (!usable) {
-            PyErr_Clear();
-            goto out;
-        }
+    if (has_labels && (!plain_array(labels, NPY_INT64, 1)
+                       || PyArray_DIMS((PyArrayObject *)labels)[0] != n_rows)) {
+        goto out;
     }
-    PyObject *started = PyObject_GetAttr(monitor, s_worker_started);
-    int worker_started = started == Py_True;
-    Py_XDECREF(started);
-    PyObject *threshold_obj = PyObject_GetAttr(monitor, s_threshold);
-    double threshold = threshold_obj ? PyFloat_AsDouble(threshold_obj) : -1.0;
-    Py_XDECREF(threshold_obj);
-    if (!worker_started || PyErr_Occurred()) goto out;
-    /* The clock may run Python code (tests pass their own): before the lock's test. */
-    PyObject *clock = PyObject_GetAttr(staging, s_clock);
+    monitor = dict_of(PyTuple_GET_ITEM(args[0], 0));
+    staging = dict_of(PyTuple_GET_ITEM(args[0], 1));
+    schema = dict_of(PyTuple_GET_ITEM(args[0], 2));
+    if (!monitor || !staging || !schema) goto out;
+    if (size_item(schema, s_n_classes) != width
+        || (features && size_item(schema, s_plain_width) != n_features)
+        || (has_labels && PyDict_GetItemWithError(schema, s_index_labels) != Py_True)
+        || PyDict_GetItemWithError(monitor, s_worker_started) != Py_True) {
+        goto out;
+    }
+    PyObject *threshold_obj = PyDict_GetItemWithError(monitor, s_threshold);
+    if (threshold_obj == NULL || !PyFloat_CheckExact(threshold_obj)) goto out;
+    double threshold = PyFloat_AS_DOUBLE(threshold_obj);
+    /* The clock may run Python code (tests pass their own): before the lock's test,
+     * and nothing borrowed is kept across it. */
+    clock = PyDict_GetItemWithError(staging, s_clock);
     if (clock == NULL) goto out;
+    Py_INCREF(clock);
     now = PyObject_CallNoArgs(clock);
-    Py_DECREF(clock);
     if (now == NULL || !PyFloat_Check(now)) goto out;
-    PyObject *lock = PyObject_GetAttr(staging, s_lock);
+    PyObject *lock = PyDict_GetItemWithError(staging, s_lock);
     if (lock == NULL) goto out;
     locked = PyObject_CallMethodNoArgs(lock, s_locked);
-    Py_DECREF(lock);
     if (locked != Py_False) goto out;
     /* ---- nothing below runs Python code: this thread keeps the GIL to the end ---- */
-    PyObject *window_end = PyObject_GetAttr(staging, s_window_end);
-    int due = window_end == NULL || !PyFloat_Check(window_end)
-              || PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(window_end);
-    Py_XDECREF(window_end);
-    if (due || n_rows > size_attr(staging, s_stage_rows)) goto out;
-    stage = PyObject_GetAttr(staging, s_current);
-    if (stage == NULL || stage == Py_None) goto out;
-    Py_ssize_t start = size_attr(stage, s_n), batch = size_attr(stage, s_batches);
-    Py_ssize_t capacity = size_attr(stage, s_capacity);
+    PyObject *window_end = PyDict_GetItemWithError(staging, s_window_end);
+    if (window_end == NULL || !PyFloat_Check(window_end)
+        || PyFloat_AS_DOUBLE(now) >= PyFloat_AS_DOUBLE(window_end)
+        || n_rows > size_item(staging, s_stage_rows)) {
+        goto out;
+    }
+    PyObject *current = PyDict_GetItemWithError(staging, s_current);
+    if (current == NULL || current == Py_None || (stage = dict_of(current)) == NULL) goto out;
+    Py_ssize_t start = size_item(stage, s_n), batch = size_item(stage, s_batches);
+    Py_ssize_t capacity = size_item(stage, s_capacity);
     if (start < 0 || batch < 0 || start + n_rows > capacity) goto out;
-    proba_block = block_attr(stage, s_proba, NPY_DOUBLE, 2, capacity, width);
-    labels_block = block_attr(stage, s_labels, NPY_INT64, 1, capacity, 0);
-    meta = block_attr(stage, s_meta, NPY_INT64, 1, batch + 1, 0);
-    thresholds = block_attr(stage, s_thresholds, NPY_DOUBLE, 1, batch + 1, 0);
+    PyArrayObject *proba_block = block_item(stage, s_proba, NPY_DOUBLE, 2, capacity, width);
+    PyArrayObject *labels_block = block_item(stage, s_labels, NPY_INT64, 1, capacity, 0);
+    PyArrayObject *meta = block_item(stage, s_meta, NPY_INT64, 1, batch + 1, 0);
+    PyArrayObject *thresholds = block_item(stage, s_thresholds, NPY_DOUBLE, 1, batch + 1, 0);
+    PyArrayObject *features_block = NULL;
     if (features != NULL) {
-        features_block = block_attr(stage, s_features, NPY_DOUBLE, 2, capacity, n_features);
+        features_block = block_item(stage, s_features, NPY_DOUBLE, 2, capacity, n_features);
         if (features_block == NULL) goto out;
     }
     if (!proba_block || !labels_block || !meta || !thresholds) goto out;
+    /* The blocks are borrowed from the stage's dict: hold them across the stores. */
     Py_ssize_t end = start + n_rows;
     /* The stores that can fail, first: then nothing has changed. */
-    if (set_size_attr(stage, s_n, end) < 0) goto fail;
-    if (set_size_attr(stage, s_batches, batch + 1) < 0) goto fail;
-    if (PyObject_SetAttr(staging, s_last_offer, now) < 0) goto fail;
+    PyObject *new_n = PyLong_FromSsize_t(end), *new_batches = PyLong_FromSsize_t(batch + 1);
+    if (new_n == NULL || new_batches == NULL) {
+        Py_XDECREF(new_n);
+        Py_XDECREF(new_batches);
+        goto out;
+    }
     memcpy(PyArray_BYTES(proba_block) + start * width * 8, PyArray_DATA(proba),
            (size_t)(n_rows * width * 8));
     if (features != NULL) {
@@ -608,31 +614,36 @@ stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     ((int64_t *)PyArray_DATA(meta))[batch] =
         ((int64_t)end << 3) | ((int64_t)has_labels << 1) | (features != NULL);
     ((double *)PyArray_DATA(thresholds))[batch] = threshold;
+    /* Replacing an int or a float in a dict runs no Python code (no finalizer). */
+    int failed = PyDict_SetItem(stage, s_n, new_n) < 0;
+    failed = failed || PyDict_SetItem(stage, s_batches, new_batches) < 0;
+    failed = failed || PyDict_SetItem(staging, s_last_offer, now) < 0;
+    Py_DECREF(new_n);
+    Py_DECREF(new_batches);
+    if (failed) {  /* out of memory inside a dict: put the stage back as it was */
+        PyErr_Clear();
+        for (Py_ssize_t row = start; has_labels && row < end; row++) {
+            ((int64_t *)PyArray_DATA(labels_block))[row] = -1;
+        }
+        set_size_item(stage, s_n, start);
+        set_size_item(stage, s_batches, batch);
+        goto out;
+    }
     answer = Py_True;
-    goto out;
-fail:
-    /* A store failed (out of memory): put the counters back; the caller's Python path
-     * stages the batch. */
-    PyErr_Clear();
-    set_size_attr(stage, s_n, start);
-    set_size_attr(stage, s_batches, batch);
-    PyErr_Clear();
 out:
     PyErr_Clear();
     Py_XDECREF(labels);
+    Py_XDECREF(monitor);
+    Py_XDECREF(staging);
+    Py_XDECREF(schema);
+    Py_XDECREF(stage);
+    Py_XDECREF(clock);
     Py_XDECREF(now);
     Py_XDECREF(locked);
-    Py_XDECREF(stage);
-    Py_XDECREF(proba_block);
-    Py_XDECREF(features_block);
-    Py_XDECREF(labels_block);
-    Py_XDECREF(meta);
-    Py_XDECREF(thresholds);
     Py_INCREF(answer);
     return answer;
 #endif
 }
-
 
 /* ---- the labels block (decorator.LabelsBlock's compiled base) --------------------- */
 
