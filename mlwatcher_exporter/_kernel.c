@@ -506,48 +506,42 @@ block_item(PyObject *stage, PyObject *name, int type, int ndim, Py_ssize_t rows,
  * No lock is taken: with the GIL held and no Python code run between the test that
  * staging's lock is free and the last store, no other thread can run, which is what
  * the lock would guarantee. Not so without a GIL: there, always False. */
-static PyObject *
-stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The core of stage_call: 1 if staged, 0 if not (no error set either way). `first`
+ * is the call's first positional argument (NULL: none), `keywords` whether the call
+ * had keyword arguments. */
+static int
+stage_core(PyObject *state, PyObject *result, PyObject *first, int keywords)
 {
 #ifdef Py_GIL_DISABLED
-    Py_RETURN_FALSE;
+    return 0;
 #else
-    if (nargs != 4 || !PyTuple_CheckExact(args[0]) || PyTuple_GET_SIZE(args[0]) != 4
-        || !PyTuple_CheckExact(args[2])) {
-        Py_RETURN_FALSE;
-    }
-    PyObject *result = args[1], *call_args = args[2], *kwargs = args[3];
-    if (kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs))) {
-        Py_RETURN_FALSE;
-    }
-    PyObject *features = NULL;
-    if (PyTuple_GET_SIZE(call_args)) {
-        features = PyTuple_GET_ITEM(call_args, 0);
-        if (!plain_array(features, NPY_DOUBLE, 2)) Py_RETURN_FALSE;
-    }
-    if (!plain_array(result, NPY_DOUBLE, 2)) Py_RETURN_FALSE;
+    if (keywords || !PyTuple_CheckExact(state) || PyTuple_GET_SIZE(state) != 4) return 0;
+    PyObject *features = first;
+    if (features != NULL && !plain_array(features, NPY_DOUBLE, 2)) return 0;
+    if (!plain_array(result, NPY_DOUBLE, 2)) return 0;
     PyArrayObject *proba = (PyArrayObject *)result;
     Py_ssize_t n_rows = PyArray_DIMS(proba)[0], width = PyArray_DIMS(proba)[1];
     Py_ssize_t n_features = features ? PyArray_DIMS((PyArrayObject *)features)[1] : 0;
     if (n_rows < 1 || (features && PyArray_DIMS((PyArrayObject *)features)[0] != n_rows)) {
-        Py_RETURN_FALSE;
+        return 0;
     }
     PyObject *labels = NULL;
-    if (PyContextVar_Get(PyTuple_GET_ITEM(args[0], 3), NULL, &labels) < 0) {
+    if (PyContextVar_Get(PyTuple_GET_ITEM(state, 3), NULL, &labels) < 0) {
         PyErr_Clear();
-        Py_RETURN_FALSE;
+        return 0;
     }
     /* From here on every exit goes through `out`, which drops the references. */
-    PyObject *answer = Py_False, *monitor = NULL, *staging = NULL, *schema = NULL;
+    int answer = 0;
+    PyObject *monitor = NULL, *staging = NULL, *schema = NULL;
     PyObject *stage = NULL, *clock = NULL, *now = NULL, *locked = NULL;
     int has_labels = labels != NULL && labels != Py_None;
     if (has_labels && (!plain_array(labels, NPY_INT64, 1)
                        || PyArray_DIMS((PyArrayObject *)labels)[0] != n_rows)) {
         goto out;
     }
-    monitor = dict_of(PyTuple_GET_ITEM(args[0], 0));
-    staging = dict_of(PyTuple_GET_ITEM(args[0], 1));
-    schema = dict_of(PyTuple_GET_ITEM(args[0], 2));
+    monitor = dict_of(PyTuple_GET_ITEM(state, 0));
+    staging = dict_of(PyTuple_GET_ITEM(state, 1));
+    schema = dict_of(PyTuple_GET_ITEM(state, 2));
     if (!monitor || !staging || !schema) goto out;
     if (size_item(schema, s_n_classes) != width
         || (features && size_item(schema, s_plain_width) != n_features)
@@ -629,7 +623,7 @@ stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         set_size_item(stage, s_batches, batch);
         goto out;
     }
-    answer = Py_True;
+    answer = 1;
 out:
     PyErr_Clear();
     Py_XDECREF(labels);
@@ -640,10 +634,201 @@ out:
     Py_XDECREF(clock);
     Py_XDECREF(now);
     Py_XDECREF(locked);
-    Py_INCREF(answer);
     return answer;
 #endif
 }
+
+static PyObject *
+stage_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyTuple_CheckExact(args[2])) Py_RETURN_FALSE;
+    PyObject *kwargs = args[3];
+    int keywords = kwargs != Py_None && (!PyDict_Check(kwargs) || PyDict_GET_SIZE(kwargs));
+    PyObject *first = PyTuple_GET_SIZE(args[2]) ? PyTuple_GET_ITEM(args[2], 0) : NULL;
+    if (stage_core(args[0], args[1], first, keywords)) Py_RETURN_TRUE;
+    Py_RETURN_FALSE;
+}
+
+/* ---- the watched function (decorator.watch's wrapper) ------------------------------ */
+
+/* What `monitor.watch(func)` returns where the kernel is built: calls func with the
+ * caller's arguments as they came (vectorcall: no tuple, no dict), then stage_core;
+ * any call stage_core declines goes to decorator._observe with a tuple and a dict, as
+ * the Python wrapper does. While a monitor watches more than one function
+ * (watchers.live > 1), the whole call goes to the Python wrapper `slow`, which keeps
+ * the re-entrancy guard. Has a __dict__ (functools.update_wrapper fills it), binds as a
+ * method in a class body, and is weakly referenceable (WatchCount). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *func, *state, *watchers, *slow, *observe, *monitor;
+    PyObject *dict, *weakreflist;
+    vectorcallfunc vectorcall;
+} WatchedObject;
+
+static PyObject *s_live;
+
+static int
+watched_traverse(WatchedObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->func);
+    Py_VISIT(self->state);
+    Py_VISIT(self->watchers);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->observe);
+    Py_VISIT(self->monitor);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+watched_clear(WatchedObject *self)
+{
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->watchers);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->observe);
+    Py_CLEAR(self->monitor);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+watched_dealloc(WatchedObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) PyObject_ClearWeakRefs((PyObject *)self);
+    watched_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The Python path of a call stage_core declined: _observe(monitor, result, args,
+ * kwargs), which never raises an Exception; anything else it raises propagates (as
+ * from the Python wrapper). Returns 0, or -1 with an error set. */
+static int
+watched_observe(WatchedObject *self, PyObject *result, PyObject *const *args,
+                Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *tuple = PyTuple_New(nargs), *kwargs = PyDict_New(), *done = NULL;
+    if (tuple == NULL || kwargs == NULL) goto end;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+            goto end;
+        }
+    }
+    done = PyObject_CallFunctionObjArgs(self->observe, self->monitor, result, tuple, kwargs,
+                                        NULL);
+end:
+    Py_XDECREF(tuple);
+    Py_XDECREF(kwargs);
+    if (done != NULL) {
+        Py_DECREF(done);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_Exception)) {  /* ours (memory): never the caller's */
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
+}
+
+static PyObject *
+watched_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                   PyObject *kwnames)
+{
+    WatchedObject *self = (WatchedObject *)callable;
+    PyObject *live = PyObject_GetAttr(self->watchers, s_live);
+    if (live == NULL) return NULL;
+    long watching = PyLong_Check(live) ? PyLong_AsLong(live) : 2;
+    Py_DECREF(live);
+    if (watching > 1 || watching < 0) {  /* the re-entrancy guard: Python */
+        PyErr_Clear();
+        return PyObject_Vectorcall(self->slow, args, nargsf, kwnames);
+    }
+    PyObject *result = PyObject_Vectorcall(self->func, args, nargsf, kwnames);
+    if (result == NULL) return NULL;  /* the model's own exception, untouched */
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    int keywords = kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0;
+    if (stage_core(self->state, result, nargs ? args[0] : NULL, keywords)) return result;
+    if (watched_observe(self, result, args, nargs, kwnames) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+watched_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    return PyVectorcall_Call(self, args, kwargs);
+}
+
+static PyObject *
+watched_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+/* Watched(func, state, watchers, slow, observe) */
+static PyObject *
+watched_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *func, *state, *watchers, *slow, *observe;
+    if ((kwds && PyDict_GET_SIZE(kwds))
+        || !PyArg_ParseTuple(args, "OO!OOO:Watched", &func, &PyTuple_Type, &state,
+                             &watchers, &slow, &observe)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Watched takes 5 arguments");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(state) != 4) {
+        PyErr_SetString(PyExc_ValueError, "Watched: state is (monitor, staging, schema, var)");
+        return NULL;
+    }
+    WatchedObject *self = (WatchedObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    PyObject *parts[6] = {func, state, watchers, slow, observe, PyTuple_GET_ITEM(state, 0)};
+    PyObject **slots[6] = {&self->func, &self->state, &self->watchers, &self->slow,
+                           &self->observe, &self->monitor};
+    for (int i = 0; i < 6; i++) {
+        Py_INCREF(parts[i]);
+        *slots[i] = parts[i];
+    }
+    self->vectorcall = watched_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyGetSetDef watched_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL}
+};
+
+static PyTypeObject WatchedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mlwatcher_exporter._kernel.Watched",
+    .tp_basicsize = sizeof(WatchedObject),
+    .tp_dealloc = (destructor)watched_dealloc,
+    .tp_vectorcall_offset = offsetof(WatchedObject, vectorcall),
+    .tp_call = watched_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Watched(func, state, watchers, slow, observe): func, monitored.",
+    .tp_traverse = (traverseproc)watched_traverse,
+    .tp_clear = (inquiry)watched_clear,
+    .tp_weaklistoffset = offsetof(WatchedObject, weakreflist),
+    .tp_getset = watched_getset,
+    .tp_descr_get = watched_get,
+    .tp_dictoffset = offsetof(WatchedObject, dict),
+    .tp_new = watched_new,
+};
 
 /* ---- the labels block (decorator.LabelsBlock's compiled base) --------------------- */
 
@@ -931,11 +1116,19 @@ PyInit__kernel(void)
     import_array();
     if (intern_names() < 0) return NULL;
     if (PyType_Ready(&BlockType) < 0) return NULL;
+    if (PyType_Ready(&WatchedType) < 0) return NULL;
+    if ((s_live = PyUnicode_InternFromString("live")) == NULL) return NULL;
     PyObject *module = PyModule_Create(&kernel_module);
     if (module == NULL) return NULL;
     Py_INCREF(&BlockType);
     if (PyModule_AddObject(module, "LabelsBlock", (PyObject *)&BlockType) < 0) {
         Py_DECREF(&BlockType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&WatchedType);
+    if (PyModule_AddObject(module, "Watched", (PyObject *)&WatchedType) < 0) {
+        Py_DECREF(&WatchedType);
         Py_DECREF(module);
         return NULL;
     }

@@ -270,8 +270,16 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
         _observe(monitor, result, args, kwargs)
         return result
 
-    watchers.add(monitored)
-    return monitored
+    if state is None or kernel.Watched is None:
+        watchers.add(monitored)
+        return monitored
+    # The same wrapper compiled: the call and the common case's staging in C, the rest
+    # (and every call while the monitor watches more than one function) in `monitored`.
+    watched = functools.update_wrapper(
+        kernel.Watched(func, state, watchers, monitored, _observe), func
+    )
+    watchers.add(watched)
+    return watched
 
 
 class MonitoredEstimator:

@@ -30,6 +30,7 @@ __all__ = [
     "add_feature_sums_pure",
     "LabelsBlockBase",
     "configure_labels_block",
+    "Watched",
     "COMPILED",
 ]
 
@@ -62,6 +63,13 @@ stage_rows = _copy_nothing if _kernel is None else _kernel.stage_rows
 #: ids=None)``, ``__enter__``, ``__exit__``, ``_recreate_cm``, and calling it decorates
 #: a function), or None without the compiled kernel.
 LabelsBlockBase: Optional[type] = None if _kernel is None else _kernel.LabelsBlock
+
+
+#: The compiled wrapper of :func:`.decorator.watch` (``Watched(func, state, watchers,
+#: slow, observe)``): calls ``func``, then :data:`stage_call`'s core; what that declines
+#: goes to ``observe(monitor, result, args, kwargs)``, and every call while
+#: ``watchers.live > 1`` to ``slow`` (the Python wrapper). None without the kernel.
+Watched: Optional[type] = None if _kernel is None else _kernel.Watched
 
 
 def configure_labels_block(with_ids: type, decorate: object) -> None:

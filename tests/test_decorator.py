@@ -255,24 +255,23 @@ def _stream(seed, n_calls, rows):
         yield proba, rng.normal(size=(n, 4)), rng.integers(0, 4, size=n)  # 3: a bad label
 
 
-def _observed_through(stage_call, monkeypatch, registry, clock):
-    """The counters and window of a stream of decorated calls, the compiled request
-    path given as `stage_call` (None: the Python path only)."""
-    from mlwatcher_exporter import kernel
+def _observed_through(compiled, monkeypatch, clock):
+    """The counters and window of a stream of decorated calls, and how many calls the
+    Python path (decorator._observe) took; `compiled` False: the Python path only."""
+    from mlwatcher_exporter import decorator, kernel
 
-    if stage_call is None:
+    if not compiled:
         monkeypatch.setattr(kernel, "COMPILED", False)
     m = ModelMonitor(model="m", n_classes=3, registry=None, background=False,
                      _clock=clock, random_state=0, reservoir_size=50)
-    calls = []
-    real = kernel.stage_call
+    slow_calls = []
+    real = decorator._observe
 
     def counting(*args):
-        done = real(*args)
-        calls.append(done)
-        return done
+        slow_calls.append(1)
+        return real(*args)
 
-    monkeypatch.setattr(kernel, "stage_call", counting)
+    monkeypatch.setattr(decorator, "_observe", counting)
     for proba, X, y in _stream(1, 300, 40):
         watched = m.watch(lambda X, proba=proba: proba)
         with m.labels(y):
@@ -282,18 +281,17 @@ def _observed_through(stage_call, monkeypatch, registry, clock):
     snapshot = m.snapshot()
     window = m.close_window()
     monkeypatch.undo()
-    return snapshot, window, calls
+    return snapshot, window, len(slow_calls)
 
 
-def test_the_compiled_request_path_records_what_the_python_path_does(
-        monkeypatch, registry, clock):
+def test_the_compiled_request_path_records_what_the_python_path_does(monkeypatch, clock):
     from mlwatcher_exporter import kernel
 
     if not kernel.COMPILED:
         pytest.skip("the compiled kernel is not built")
-    fast, fast_window, calls = _observed_through(True, monkeypatch, registry, clock)
-    slow, slow_window, none = _observed_through(None, monkeypatch, registry, clock)
-    assert not none and sum(calls) > 500  # the fast path took nearly every call
+    fast, fast_window, fast_slow = _observed_through(True, monkeypatch, clock)
+    slow, slow_window, slow_slow = _observed_through(False, monkeypatch, clock)
+    assert slow_slow == 600 and fast_slow < 100  # the compiled path took nearly all
     for name, value in vars(fast.counts).items():
         if isinstance(value, np.ndarray):
             np.testing.assert_allclose(value, getattr(slow.counts, name), rtol=1e-12,
