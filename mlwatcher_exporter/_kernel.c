@@ -385,6 +385,66 @@ done:
 }
 
 
+/* Label counters of LifetimeCounts.add_labels in one pass: per row whose label is not
+ * -1, labeled[label], labeled_by_predicted[predicted], correct[label] when they agree,
+ * and confusion[label * n + predicted] (when given, n * n cells). */
+static PyObject *
+add_label_counts(PyObject *self, PyObject *args)
+{
+    PyObject *objs[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5])) {
+        return NULL;
+    }
+    static const char *names[6] = {"predicted", "labels", "labeled", "correct",
+                                   "labeled_by_predicted", "confusion"};
+    Py_buffer views[6];
+    int have[6] = {0};
+    PyObject *result = NULL;
+    for (int i = 0; i < 6; i++) {
+        if (i == 5 && objs[i] == Py_None) continue;
+        if (get_buffer(objs[i], &views[i], i >= 2, 'q', 1, names[i]) < 0) goto done;
+        have[i] = 1;
+    }
+    Py_ssize_t n_rows = views[0].shape[0], n = views[2].shape[0];
+    if (views[1].shape[0] != n_rows || views[3].shape[0] != n || views[4].shape[0] != n
+        || (have[5] && views[5].shape[0] != n * n)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "add_label_counts: predicted and labels, or the counters, differ "
+                        "in length");
+        goto done;
+    }
+    const int64_t *p = (const int64_t *)views[0].buf, *l = (const int64_t *)views[1].buf;
+    int64_t *labeled = (int64_t *)views[2].buf, *correct = (int64_t *)views[3].buf;
+    int64_t *by_predicted = (int64_t *)views[4].buf;
+    int64_t *confusion = have[5] ? (int64_t *)views[5].buf : NULL;
+    /* Checked first, so that a bad row changes nothing. */
+    int bad = 0;
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        bad |= l[i] >= n || l[i] < -1 || (l[i] >= 0 && (p[i] < 0 || p[i] >= n));
+    }
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError,
+                        "add_label_counts: a label or a predicted class is not a class index");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_rows; i++) {
+        int64_t label = l[i], predicted = p[i];
+        if (label < 0) continue;
+        labeled[label]++;
+        by_predicted[predicted]++;
+        correct[label] += label == predicted;
+        if (confusion) confusion[label * n + predicted]++;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    for (int i = 0; i < 6; i++) {
+        if (have[i]) PyBuffer_Release(&views[i]);
+    }
+    return result;
+}
+
 /* ---- the request path's common case in one call (stage_call) ---------------------- */
 
 static PyObject *s_clock, *s_lock, *s_locked, *s_window_end, *s_current, *s_stage_rows,
@@ -1092,6 +1152,11 @@ static PyMethodDef kernel_methods[] = {
      "\n\nAdd, per listed column of the float64 table (all without columns) over the\n"
      "rows whose mask is set (all without a mask): finite values, missing values, sums\n"
      "of the positive values, of minus the negative ones and of the squares."},
+    {"add_label_counts", add_label_counts, METH_VARARGS,
+     "add_label_counts(predicted, labels, labeled, correct, labeled_by_predicted, "
+     "confusion)\n\n"
+     "Add the label counters of the rows whose label is not -1 (int64 arrays; confusion,\n"
+     "n * n cells true-major, or None)."},
     {"stage_call", (PyCFunction)(void (*)(void))stage_call, METH_FASTCALL,
      "stage_call(state, result, args, kwargs) -> bool\n\n"
      "The decorator's request path for the common case in one call: stage a\n"

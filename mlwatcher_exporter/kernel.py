@@ -28,6 +28,8 @@ __all__ = [
     "add_buckets_pure",
     "add_feature_sums",
     "add_feature_sums_pure",
+    "add_label_counts",
+    "add_label_counts_pure",
     "LabelsBlockBase",
     "configure_labels_block",
     "Watched",
@@ -107,6 +109,42 @@ def add_buckets(edges: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
         return
     _kernel.add_buckets(np.ascontiguousarray(edges, dtype=np.float64),
                         np.ascontiguousarray(values, dtype=np.float64), out)
+
+
+def add_label_counts_pure(
+    predicted: np.ndarray, labels: np.ndarray, labeled: np.ndarray, correct: np.ndarray,
+    labeled_by_predicted: np.ndarray, confusion: Optional[np.ndarray],
+) -> None:
+    """:func:`add_label_counts` in numpy."""
+    mask = labels >= 0
+    if not mask.all():
+        predicted, labels = predicted[mask], labels[mask]
+    n_classes = labeled.size
+    labeled += np.bincount(labels, minlength=n_classes)
+    correct += np.bincount(labels[labels == predicted], minlength=n_classes)
+    labeled_by_predicted += np.bincount(predicted, minlength=n_classes)
+    if confusion is not None:
+        confusion += np.bincount(labels * n_classes + predicted,
+                                 minlength=n_classes * n_classes)
+
+
+def add_label_counts(
+    predicted: np.ndarray, labels: np.ndarray, labeled: np.ndarray, correct: np.ndarray,
+    labeled_by_predicted: np.ndarray, confusion: Optional[np.ndarray],
+) -> None:
+    """Add the label counters of the rows whose label (a class index) is not -1: rows
+    per true class to `labeled` and per predicted class to `labeled_by_predicted`, the
+    correct ones per class to `correct`, and with `confusion` (``n_classes ** 2`` cells,
+    true-major) rows per (true, predicted) cell; one pass where the kernel is built."""
+    if _kernel is None:
+        add_label_counts_pure(predicted, labels, labeled, correct, labeled_by_predicted,
+                              confusion)
+        return
+    _kernel.add_label_counts(
+        np.ascontiguousarray(predicted, dtype=np.int64),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        labeled, correct, labeled_by_predicted, confusion,
+    )
 
 
 def add_feature_sums_pure(

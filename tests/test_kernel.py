@@ -272,3 +272,38 @@ def test_feature_sums_refuse_what_does_not_fit() -> None:
         _kernel.add_feature_sums(table, None, None, np.zeros(2), *good[1:])
     with pytest.raises(ValueError, match="len"):
         _kernel.add_buckets(np.array([0.5]), np.zeros(3), np.zeros(3, np.int64))
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    n_classes=st.integers(1, 6),
+    rows=st.integers(0, 40),
+    seed=st.integers(0, 1000),
+    confusion=st.booleans(),
+)
+def test_label_counts_compiled_equal_numpy(
+    n_classes: int, rows: int, seed: int, confusion: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    predicted = rng.integers(0, n_classes, rows)
+    labels = rng.integers(-1, n_classes, rows)
+    start = rng.integers(0, 5, size=(3, n_classes))
+    cells = rng.integers(0, 5, n_classes * n_classes) if confusion else None
+    fast = [c.copy() for c in start] + [None if cells is None else cells.copy()]
+    pure = [c.copy() for c in start] + [None if cells is None else cells.copy()]
+    kernel.add_label_counts(predicted, labels, *fast)
+    kernel.add_label_counts_pure(predicted, labels, *pure)
+    for a, b in zip(fast, pure):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+@compiled
+def test_label_counts_refuse_what_is_not_a_class_index() -> None:
+    counters = [np.zeros(2, np.int64) for _ in range(3)]
+    with pytest.raises(ValueError, match="not a class index"):
+        kernel.add_label_counts(np.array([0, 1]), np.array([0, 2]), *counters, None)
+    with pytest.raises(ValueError, match="differ"):
+        kernel.add_label_counts(np.array([0]), np.array([0, 1]), *counters, None)
+    assert not any(c.any() for c in counters)
