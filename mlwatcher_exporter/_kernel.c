@@ -288,12 +288,36 @@ sum_row(const double *restrict r, double *restrict acc, Py_ssize_t n)
     }
 }
 
+/* Four rows of add_feature_sums (r, r + width, ...): each running sum is loaded and
+ * stored once per four rows, not once per row (what bounded the one-row loop), the four
+ * values added pairwise first. */
+static void
+sum_rows4(const double *restrict r, Py_ssize_t width, double *restrict acc, Py_ssize_t n)
+{
+    double *restrict pos = acc, *restrict neg = acc + n, *restrict sq = acc + 2 * n;
+    double *restrict found = acc + 3 * n;
+    const double *r1 = r + width, *r2 = r + 2 * width, *r3 = r + 3 * width;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        double v0 = r[j], v1 = r1[j], v2 = r2[j], v3 = r3[j];
+        double f0 = v0 - v0 == 0.0 ? 1.0 : 0.0, f1 = v1 - v1 == 0.0 ? 1.0 : 0.0;
+        double f2 = v2 - v2 == 0.0 ? 1.0 : 0.0, f3 = v3 - v3 == 0.0 ? 1.0 : 0.0;
+        double c0 = f0 != 0.0 ? v0 : 0.0, c1 = f1 != 0.0 ? v1 : 0.0;
+        double c2 = f2 != 0.0 ? v2 : 0.0, c3 = f3 != 0.0 ? v3 : 0.0;
+        found[j] += (f0 + f1) + (f2 + f3);
+        pos[j] += ((c0 > 0.0 ? c0 : 0.0) + (c1 > 0.0 ? c1 : 0.0))
+                  + ((c2 > 0.0 ? c2 : 0.0) + (c3 > 0.0 ? c3 : 0.0));
+        neg[j] += ((c0 < 0.0 ? c0 : 0.0) + (c1 < 0.0 ? c1 : 0.0))
+                  + ((c2 < 0.0 ? c2 : 0.0) + (c3 < 0.0 ? c3 : 0.0));
+        sq[j] += (c0 * c0 + c1 * c1) + (c2 * c2 + c3 * c3);
+    }
+}
+
 /* Per column of the float64 table (n_rows, width), over the rows whose mask byte is set
  * (every row without a mask), of the columns listed (every column without a list):
  * finite values counted, non-finite counted as missing, and the sums of the positive
  * values, of minus the negative ones and of the squares, the non-finite taken as 0.
- * Each sum runs row after row from 0 and is then added to its counter (numpy sums a
- * C-order table's columns in that order too, a single column pairwise). */
+ * Each sum runs from 0, four rows at a time, and is then added to its counter (numpy
+ * sums in another order: the two agree to rounding). */
 static PyObject *
 add_feature_sums(PyObject *self, PyObject *args)
 {
@@ -344,7 +368,12 @@ add_feature_sums(PyObject *self, PyObject *args)
     for (Py_ssize_t row = 0; row < n_rows; row++) {
         if (mask && !mask[row]) continue;
         rows_seen++;
-        if (cols == NULL) {
+        if (cols == NULL && mask == NULL && row + 4 <= n_rows) {
+            sum_rows4(t + row * width, width, partial, n_out);
+            rows_seen += 3;
+            row += 3;
+        }
+        else if (cols == NULL) {
             sum_row(t + row * width, partial, n_out);
         }
         else {
