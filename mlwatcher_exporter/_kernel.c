@@ -269,6 +269,11 @@ done:
 
 
 
+/* A feature value counts when |v| <= FEATURE_LIMIT (kernel.FEATURE_LIMIT): beyond, its
+ * square, or a sum of a few, would overflow a counter to +Inf for good; it counts as
+ * missing, like NaN and the infinities. */
+#define FEATURE_LIMIT 1e150
+
 /* One row of add_feature_sums over every column: branch-free, so the compiler
  * vectorises it across columns. `acc` holds four runs of n sums: positive, negative,
  * squares, finite values. */
@@ -279,7 +284,7 @@ sum_row(const double *restrict r, double *restrict acc, Py_ssize_t n)
     double *restrict found = acc + 3 * n;
     for (Py_ssize_t j = 0; j < n; j++) {
         double v = r[j];
-        double finite = v - v == 0.0 ? 1.0 : 0.0;  /* NaN and infinities: v - v is NaN */
+        double finite = fabs(v) <= FEATURE_LIMIT ? 1.0 : 0.0;  /* false for NaN too */
         double c = finite != 0.0 ? v : 0.0;
         found[j] += finite;
         pos[j] += c > 0.0 ? c : 0.0;
@@ -299,8 +304,10 @@ sum_rows4(const double *restrict r, Py_ssize_t width, double *restrict acc, Py_s
     const double *r1 = r + width, *r2 = r + 2 * width, *r3 = r + 3 * width;
     for (Py_ssize_t j = 0; j < n; j++) {
         double v0 = r[j], v1 = r1[j], v2 = r2[j], v3 = r3[j];
-        double f0 = v0 - v0 == 0.0 ? 1.0 : 0.0, f1 = v1 - v1 == 0.0 ? 1.0 : 0.0;
-        double f2 = v2 - v2 == 0.0 ? 1.0 : 0.0, f3 = v3 - v3 == 0.0 ? 1.0 : 0.0;
+        double f0 = fabs(v0) <= FEATURE_LIMIT ? 1.0 : 0.0;
+        double f1 = fabs(v1) <= FEATURE_LIMIT ? 1.0 : 0.0;
+        double f2 = fabs(v2) <= FEATURE_LIMIT ? 1.0 : 0.0;
+        double f3 = fabs(v3) <= FEATURE_LIMIT ? 1.0 : 0.0;
         double c0 = f0 != 0.0 ? v0 : 0.0, c1 = f1 != 0.0 ? v1 : 0.0;
         double c2 = f2 != 0.0 ? v2 : 0.0, c3 = f3 != 0.0 ? v3 : 0.0;
         found[j] += (f0 + f1) + (f2 + f3);
@@ -314,8 +321,9 @@ sum_rows4(const double *restrict r, Py_ssize_t width, double *restrict acc, Py_s
 
 /* Per column of the float64 table (n_rows, width), over the rows whose mask byte is set
  * (every row without a mask), of the columns listed (every column without a list):
- * finite values counted, non-finite counted as missing, and the sums of the positive
- * values, of minus the negative ones and of the squares, the non-finite taken as 0.
+ * values within +-FEATURE_LIMIT counted, the others (NaN, infinities, huge) as missing,
+ * and the sums of the positive values, of minus the negative ones and of the squares,
+ * the missing taken as 0.
  * Each sum runs from 0, four rows at a time, and is then added to its counter (numpy
  * sums in another order: the two agree to rounding). */
 static PyObject *
@@ -382,7 +390,7 @@ add_feature_sums(PyObject *self, PyObject *args)
             const double *r = t + row * width;
             for (Py_ssize_t j = 0; j < n_out; j++) {
                 double v = r[cols[j]];
-                double finite = v - v == 0.0 ? 1.0 : 0.0;
+                double finite = fabs(v) <= FEATURE_LIMIT ? 1.0 : 0.0;
                 double c = finite != 0.0 ? v : 0.0;
                 found[j] += finite;
                 pos[j] += c > 0.0 ? c : 0.0;

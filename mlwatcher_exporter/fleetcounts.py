@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from . import naming
-from .kernel import add_buckets, add_feature_sums
+from .kernel import add_buckets, add_feature_sums, counted_values
 from .window import top_two
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,7 +204,7 @@ def add_inputs(
         return
     if not columns.all_columns:
         table = table[:, columns.columns]
-    finite = np.isfinite(table)
+    finite = counted_values(table)  # as add_feature_sums counts them
     for position, edges, offset in columns.histograms:
         column = table[:, position]
         counts.feature_buckets[offset:offset + edges.size + 1] += _buckets(

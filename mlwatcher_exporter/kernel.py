@@ -30,6 +30,8 @@ __all__ = [
     "add_feature_sums_pure",
     "add_label_counts",
     "add_label_counts_pure",
+    "FEATURE_LIMIT",
+    "counted_values",
     "LabelsBlockBase",
     "configure_labels_block",
     "Watched",
@@ -147,6 +149,18 @@ def add_label_counts(
     )
 
 
+#: Feature values beyond +-FEATURE_LIMIT count as missing in the fleet counters, like
+#: NaN and the infinities: their square, or a sum of a few, would overflow a counter to
+#: +Inf for good (and a published +Inf would stay).
+FEATURE_LIMIT = 1e150
+
+
+def counted_values(table: np.ndarray) -> np.ndarray:
+    """Where `table` holds values the fleet counters count: within +-FEATURE_LIMIT."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(table) <= FEATURE_LIMIT
+
+
 def add_feature_sums_pure(
     table: np.ndarray, columns: Optional[np.ndarray], mask: Optional[np.ndarray],
     values: np.ndarray, missing: np.ndarray, positive: np.ndarray, negative: np.ndarray,
@@ -157,7 +171,7 @@ def add_feature_sums_pure(
         table = table[mask]
     if columns is not None:
         table = table[:, columns]
-    finite = np.isfinite(table)
+    finite = counted_values(table)
     clean = np.where(finite, table, 0.0)
     found = finite.sum(axis=0)
     values += found
@@ -173,8 +187,9 @@ def add_feature_sums(
     squares: np.ndarray,
 ) -> None:
     """Add, per column of `table` (those in `columns`, all when None), over its rows
-    (those where `mask` is True, all when None): finite values to `values`, the others
-    to `missing`, and with non-finite values taken as 0, the sum of the positive values
+    (those where `mask` is True, all when None): values within +-FEATURE_LIMIT to
+    `values`, the others (NaN, infinities, huge) to `missing`, and with those taken as
+    0, the sum of the positive values
     to `positive`, minus the sum of the negative ones to `negative`, the sum of squares
     to `squares` (the fleet's feature counters), in one pass without the GIL. The
     counts are exact; the compiled sums add four rows at a time, numpy's in its own

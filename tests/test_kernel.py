@@ -202,7 +202,8 @@ def test_stage_rows_skips_none_and_refuses_what_does_not_fit() -> None:
 
 
 _VALUES = st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
-    [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf")]))
+    [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e150, -1e150,
+     1e151, -1e300, 1.7e308]))
 
 
 @compiled
@@ -307,3 +308,16 @@ def test_label_counts_refuse_what_is_not_a_class_index() -> None:
     with pytest.raises(ValueError, match="differ"):
         kernel.add_label_counts(np.array([0]), np.array([0, 1]), *counters, None)
     assert not any(c.any() for c in counters)
+
+
+def test_huge_feature_values_count_as_missing() -> None:
+    """Beyond +-FEATURE_LIMIT a square (or a sum of a few) would overflow a counter to
+    +Inf for good: such values count as missing, in both paths."""
+    table = np.array([[1e200, 2.0], [-1.7e308, 1e150], [3.0, np.inf]])
+    for add in (kernel.add_feature_sums, kernel.add_feature_sums_pure):
+        out = [np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2), np.zeros(2),
+               np.zeros(2)]
+        add(table, None, None, *out)
+        assert out[0].tolist() == [1, 2] and out[1].tolist() == [2, 1]
+        assert out[2].tolist() == [3.0, 2.0 + 1e150] and out[3].tolist() == [0.0, 0.0]
+        assert np.isfinite(out[4]).all()
