@@ -14,7 +14,8 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from . import naming
-from .fleetcounts import FeatureColumns, FleetLayout, confusion_cells
+from .fleetcounts import FeatureColumns, FleetLayout
+from .kernel import add_label_counts
 
 __all__ = ["LifetimeCounts", "RejectionCounts", "PRED1_EDGES"]
 
@@ -92,15 +93,10 @@ class LifetimeCounts:
     def add_labels(self, predicted: np.ndarray, labels: np.ndarray) -> None:
         """Count labels of predictions: those observed with their batch, and those
         joined later by id (:mod:`.latelabels`). -1 is no label."""
-        labeled = labels >= 0
-        if not labeled.all():
-            predicted, labels = predicted[labeled], labels[labeled]
-        n_classes = self.predictions.size
-        self.labeled += np.bincount(labels, minlength=n_classes)
-        self.correct += np.bincount(labels[labels == predicted], minlength=n_classes)
-        self.labeled_by_predicted += np.bincount(predicted, minlength=n_classes)
-        if self.confusion.size:
-            self.confusion += confusion_cells(predicted, labels, n_classes)
+        add_label_counts(  # one pass (kernel.py)
+            predicted, labels, self.labeled, self.correct, self.labeled_by_predicted,
+            self.confusion if self.confusion.size else None,
+        )
 
     def copy(self) -> "LifetimeCounts":
         """A snapshot that later observations do not change: every array copied, every

@@ -21,6 +21,9 @@ from typing import (
 
 import numpy as np
 
+from . import kernel
+from .schema import InputSchema
+from .staging import Staging
 from .tables import is_table
 
 __all__ = [
@@ -102,7 +105,7 @@ class LabelsWithIds(NamedTuple):
     ids: Any
 
 
-class LabelsBlock(contextlib.ContextDecorator):
+class _PureLabelsBlock(contextlib.ContextDecorator):
     """The context manager of :meth:`ModelMonitor.labels`: a class, because a generator
     based one costs a microsecond more on every monitored call. With `ids`, the block
     holds a :class:`LabelsWithIds` (the prediction ids of the calls inside it)."""
@@ -114,8 +117,8 @@ class LabelsBlock(contextlib.ContextDecorator):
         self._labels = labels if ids is None else LabelsWithIds(labels, ids)
         self._token: Any = None
 
-    def _recreate_cm(self) -> "LabelsBlock":
-        block = LabelsBlock(self._var, None)
+    def _recreate_cm(self) -> "_PureLabelsBlock":
+        block = _PureLabelsBlock(self._var, None)
         block._labels = self._labels
         return block
 
@@ -125,6 +128,28 @@ class LabelsBlock(contextlib.ContextDecorator):
     def __exit__(self, *exc_info: Any) -> Literal[False]:
         self._var.reset(self._token)
         return False
+
+
+def _decorate(block: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    """What calling a compiled labels block returns, as
+    :class:`contextlib.ContextDecorator` does: `func` run inside a fresh copy of it."""
+
+    @functools.wraps(func)
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        with block._recreate_cm():
+            return func(*args, **kwargs)
+
+    return inner
+
+
+#: The context manager of :meth:`ModelMonitor.labels`: :class:`_PureLabelsBlock`, or
+#: the same object compiled (``_kernel.c``) where the kernel is: the block is made,
+#: entered and left on every monitored call, and the three Python frames of
+#: ``__init__``, ``__enter__`` and ``__exit__`` were most of its cost.
+LabelsBlock: Any = _PureLabelsBlock
+if kernel.LabelsBlockBase is not None:
+    kernel.configure_labels_block(LabelsWithIds, _decorate)
+    LabelsBlock = kernel.LabelsBlockBase
 
 
 def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[Any]:
@@ -137,6 +162,10 @@ def find_features(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Optional[An
         if key in kwargs and is_table(kwargs[key]):
             return kwargs[key]
     return None
+
+
+def _never(state: Any, result: Any, args: Any, kwargs: Any) -> bool:
+    return False
 
 
 def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
@@ -154,6 +183,24 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
             monitor.observe_quietly(result, features, block)
     except Exception:  # noqa: BLE001 - observe_quietly does not raise; not even its logging may
         pass
+
+
+def _fast_state(monitor: Observer) -> Optional[Tuple[Any, Any, Any, Any]]:
+    """What :func:`.kernel.stage_call` needs of `monitor` to stage a common call in
+    one compiled step: ``(monitor, staging, schema, labels_var)``, or None when the
+    monitor is not a :class:`~.monitor.ModelMonitor` with those parts (a test double)
+    or the kernel is not compiled."""
+    staging = getattr(monitor, "_staging", None)
+    schema = getattr(monitor, "_schema", None)
+    labels_var = getattr(monitor, "_labels_var", None)
+    if (
+        not kernel.COMPILED
+        or not isinstance(staging, Staging)
+        or not isinstance(schema, InputSchema)
+        or not isinstance(labels_var, contextvars.ContextVar)
+    ):
+        return None
+    return (monitor, staging, schema, labels_var)
 
 
 def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -179,6 +226,8 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     """
     key = id(monitor)
     watchers = monitor.watchers
+    state = _fast_state(monitor)
+    stage_call = kernel.stage_call if state is not None else _never
 
     if inspect.iscoroutinefunction(func):
 
@@ -211,11 +260,26 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
                 _OBSERVING.reset(token)
         else:
             result = func(*args, **kwargs)
+        # The common call in one compiled step; anything else (or a refusal of it) in
+        # Python. stage_call does not raise but for a bug of ours: never into the caller.
+        try:
+            if stage_call(state, result, args, kwargs):
+                return result
+        except Exception:  # noqa: BLE001 - the Python path below handles the batch
+            pass
         _observe(monitor, result, args, kwargs)
         return result
 
-    watchers.add(monitored)
-    return monitored
+    if state is None or kernel.Watched is None:
+        watchers.add(monitored)
+        return monitored
+    # The same wrapper compiled: the call and the common case's staging in C, the rest
+    # (and every call while the monitor watches more than one function) in `monitored`.
+    watched = functools.update_wrapper(
+        kernel.Watched(func, state, watchers, monitored, _observe), func
+    )
+    watchers.add(watched)
+    return watched
 
 
 class MonitoredEstimator:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import naming
+from .kernel import add_buckets, add_feature_sums, counted_values
 from .window import top_two
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,6 @@ __all__ = [
     "learn_columns",
     "prime_columns",
     "spread12_of",
-    "LARGEST_SUMMED",
     "add_inputs",
 ]
 
@@ -224,11 +224,19 @@ def add_inputs(
     features: Optional[np.ndarray],
     has_features: Optional[np.ndarray],
     schema: "InputSchema",
+    pred2: Optional[np.ndarray] = None,
 ) -> None:
-    """Count the spread12 and the continuous features of a batch of accepted rows."""
+    """Count the spread12 and the continuous features of a batch of accepted rows.
+
+    `pred2`, the second probability of every row when the caller has it (the compiled
+    :func:`.kernel.summarize`), saves finding it again: spread12 is ``pred1 - pred2``
+    (with two classes ``|p1 - p0|``, the same number)."""
     layout = counts.layout
-    spread = spread12_of(proba, pred1)
-    counts.spread12_buckets += _buckets(layout.spread12_edges, spread)
+    if pred2 is not None and proba.shape[1] >= 2:
+        spread = pred1 - pred2
+    else:
+        spread = spread12_of(proba, pred1)
+    add_buckets(layout.spread12_edges, spread, counts.spread12_buckets)
     counts.spread12_sum += float(spread.sum())
     if features is None:
         return
@@ -241,30 +249,24 @@ def add_inputs(
     assert columns is not None
     if not columns.names:
         return
+    # One pass over the rows (kernel.py), without copies of the table.
+    add_feature_sums(
+        features, None if columns.all_columns else columns.columns, has_features,
+        counts.feature_values, counts.feature_missing, counts.feature_positive_sum,
+        counts.feature_negative_sum, counts.feature_squares,
+    )
+    if not columns.histograms:
+        return
     table = features if has_features is None else features[has_features]
     if not table.shape[0]:
         return
     if not columns.all_columns:
         table = table[:, columns.columns]
-    # NaN, +/-inf and values whose square would overflow a float are missing: one such
-    # value would turn the sum of squares into +Inf for the life of the counter.
-    finite = np.abs(table) <= LARGEST_SUMMED
-    clean = np.where(finite, table, 0.0)
-    found = finite.sum(axis=0)
-    counts.feature_values += found
-    counts.feature_missing += table.shape[0] - found
-    counts.feature_positive_sum += np.where(clean > 0, clean, 0.0).sum(axis=0)
-    counts.feature_negative_sum -= np.where(clean < 0, clean, 0.0).sum(axis=0)
-    counts.feature_squares += np.einsum("ij,ij->j", clean, clean)
+    finite = counted_values(table)  # as add_feature_sums counts them
     for position, edges, offset in columns.histograms:
         column = table[:, position]
         counts.feature_buckets[offset:offset + edges.size + 1] += _buckets(
             edges, column[finite[:, position]])
-
-
-#: Largest magnitude a value may have to enter the sums: 1e100 squared leaves room for
-#: 1e108 rows before the sum of squares overflows.
-LARGEST_SUMMED = 1e100
 
 
 def _size_features(counts: "LifetimeCounts", columns: FeatureColumns) -> None:

@@ -18,7 +18,25 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["RowSummary", "summarize", "summarize_pure", "stage_rows", "COMPILED"]
+__all__ = [
+    "RowSummary",
+    "summarize",
+    "summarize_pure",
+    "stage_rows",
+    "stage_call",
+    "add_buckets",
+    "add_buckets_pure",
+    "add_feature_sums",
+    "add_feature_sums_pure",
+    "add_label_counts",
+    "add_label_counts_pure",
+    "FEATURE_LIMIT",
+    "counted_values",
+    "LabelsBlockBase",
+    "configure_labels_block",
+    "Watched",
+    "COMPILED",
+]
 
 try:
     if os.environ.get("MLWATCHER_PURE", "") not in ("", "0"):
@@ -43,6 +61,149 @@ def _copy_nothing(*blocks_and_batches: object) -> int:
 #: Three numpy slice assignments of a 1-row batch cost about 1 µs, this call 0.1 µs.
 #: Without the compiled kernel it copies nothing and returns 0.
 stage_rows = _copy_nothing if _kernel is None else _kernel.stage_rows
+
+
+#: The compiled :class:`.decorator.LabelsBlock` (``LabelsBlock(var, labels,
+#: ids=None)``, ``__enter__``, ``__exit__``, ``_recreate_cm``, and calling it decorates
+#: a function), or None without the compiled kernel.
+LabelsBlockBase: Optional[type] = None if _kernel is None else _kernel.LabelsBlock
+
+
+#: The compiled wrapper of :func:`.decorator.watch` (``Watched(func, state, watchers,
+#: slow, observe)``): calls ``func``, then :data:`stage_call`'s core; what that declines
+#: goes to ``observe(monitor, result, args, kwargs)``, and every call while
+#: ``watchers.live > 1`` to ``slow`` (the Python wrapper). None without the kernel.
+Watched: Optional[type] = None if _kernel is None else _kernel.Watched
+
+
+def configure_labels_block(with_ids: type, decorate: object) -> None:
+    """Tell the compiled labels block what it holds with ids (``with_ids(labels,
+    ids)``) and what calling it returns (``decorate(block, func)``)."""
+    if _kernel is not None:
+        _kernel.configure_labels_block(with_ids, decorate)
+
+
+def _stage_nothing(state: object, result: object, args: object, kwargs: object) -> bool:
+    return False
+
+
+#: ``stage_call(state, result, args, kwargs) -> bool``: the decorator's request path for
+#: the common case in one compiled call (``state`` is ``(monitor, staging, schema,
+#: labels_var)``): a float64 result of the learned width, ``args[0]`` a float64 feature
+#: matrix of the learned width (or no argument, no keyword), the labels block holding
+#: None or int64 class indices, room in the current stage, the window not due and
+#: staging's lock free; the rows are copied into the stage as ``Staging.put`` would.
+#: Returns False, having done nothing, in every other case (and always without the
+#: compiled kernel): the caller then takes the Python path, which handles them all.
+stage_call = _stage_nothing if _kernel is None else _kernel.stage_call
+
+
+def add_buckets_pure(edges: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """:func:`add_buckets` in numpy."""
+    out += np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+
+
+def add_buckets(edges: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """Add to `out` (int64, ``edges.size + 1``) the rows of `values` per bucket:
+    ``searchsorted(edges, values, side="left")``, NaN in the last, in one pass."""
+    if _kernel is None:
+        add_buckets_pure(edges, values, out)
+        return
+    _kernel.add_buckets(np.ascontiguousarray(edges, dtype=np.float64),
+                        np.ascontiguousarray(values, dtype=np.float64), out)
+
+
+def add_label_counts_pure(
+    predicted: np.ndarray, labels: np.ndarray, labeled: np.ndarray, correct: np.ndarray,
+    labeled_by_predicted: np.ndarray, confusion: Optional[np.ndarray],
+) -> None:
+    """:func:`add_label_counts` in numpy."""
+    mask = labels >= 0
+    if not mask.all():
+        predicted, labels = predicted[mask], labels[mask]
+    n_classes = labeled.size
+    labeled += np.bincount(labels, minlength=n_classes)
+    correct += np.bincount(labels[labels == predicted], minlength=n_classes)
+    labeled_by_predicted += np.bincount(predicted, minlength=n_classes)
+    if confusion is not None:
+        confusion += np.bincount(labels * n_classes + predicted,
+                                 minlength=n_classes * n_classes)
+
+
+def add_label_counts(
+    predicted: np.ndarray, labels: np.ndarray, labeled: np.ndarray, correct: np.ndarray,
+    labeled_by_predicted: np.ndarray, confusion: Optional[np.ndarray],
+) -> None:
+    """Add the label counters of the rows whose label (a class index) is not -1: rows
+    per true class to `labeled` and per predicted class to `labeled_by_predicted`, the
+    correct ones per class to `correct`, and with `confusion` (``n_classes ** 2`` cells,
+    true-major) rows per (true, predicted) cell; one pass where the kernel is built."""
+    if _kernel is None:
+        add_label_counts_pure(predicted, labels, labeled, correct, labeled_by_predicted,
+                              confusion)
+        return
+    _kernel.add_label_counts(
+        np.ascontiguousarray(predicted, dtype=np.int64),
+        np.ascontiguousarray(labels, dtype=np.int64),
+        labeled, correct, labeled_by_predicted, confusion,
+    )
+
+
+#: Feature values beyond +-FEATURE_LIMIT count as missing in the fleet counters, like
+#: NaN and the infinities: their square, or a sum of a few, would overflow a counter to
+#: +Inf for good (and a published +Inf would stay).
+FEATURE_LIMIT = 1e150
+
+
+def counted_values(table: np.ndarray) -> np.ndarray:
+    """Where `table` holds values the fleet counters count: within +-FEATURE_LIMIT."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(table) <= FEATURE_LIMIT
+
+
+def add_feature_sums_pure(
+    table: np.ndarray, columns: Optional[np.ndarray], mask: Optional[np.ndarray],
+    values: np.ndarray, missing: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    squares: np.ndarray,
+) -> None:
+    """:func:`add_feature_sums` in numpy."""
+    if mask is not None:
+        table = table[mask]
+    if columns is not None:
+        table = table[:, columns]
+    finite = counted_values(table)
+    clean = np.where(finite, table, 0.0)
+    found = finite.sum(axis=0)
+    values += found
+    missing += table.shape[0] - found
+    positive += np.where(clean > 0, clean, 0.0).sum(axis=0)
+    negative -= np.where(clean < 0, clean, 0.0).sum(axis=0)
+    squares += (clean * clean).sum(axis=0)
+
+
+def add_feature_sums(
+    table: np.ndarray, columns: Optional[np.ndarray], mask: Optional[np.ndarray],
+    values: np.ndarray, missing: np.ndarray, positive: np.ndarray, negative: np.ndarray,
+    squares: np.ndarray,
+) -> None:
+    """Add, per column of `table` (those in `columns`, all when None), over its rows
+    (those where `mask` is True, all when None): values within +-FEATURE_LIMIT to
+    `values`, the others (NaN, infinities, huge) to `missing`, and with those taken as
+    0, the sum of the positive values
+    to `positive`, minus the sum of the negative ones to `negative`, the sum of squares
+    to `squares` (the fleet's feature counters), in one pass without the GIL. The
+    counts are exact; the compiled sums add four rows at a time, numpy's in its own
+    order: the two paths agree to rounding (about 1e-16 relative), not to the bit."""
+    if _kernel is None:
+        add_feature_sums_pure(table, columns, mask, values, missing, positive, negative,
+                              squares)
+        return
+    _kernel.add_feature_sums(
+        np.ascontiguousarray(table, dtype=np.float64),
+        None if columns is None else np.ascontiguousarray(columns, dtype=np.int64),
+        None if mask is None else np.ascontiguousarray(mask, dtype=bool),
+        values, missing, positive, negative, squares,
+    )
 
 
 class RowSummary(NamedTuple):

@@ -77,13 +77,14 @@ def process_stage(
             has_features = None if has_features is None else has_features[accepted]
         if text is not None:
             text = {column: values[accepted] for column, values in text.items()}
+    pred2 = None
     if accepted is None and (threshold is not None or proba.shape[1] != 2):
-        predicted, pred1 = summary.predicted, summary.pred1
+        predicted, pred1, pred2 = summary.predicted, summary.pred1, summary.pred2
         class_rows = counts.add(predicted, pred1, labels, summary.class_rows, summary.buckets)
     else:  # some batches rejected, or thresholds that differ between batches
         predicted, pred1 = _predict(proba, thresholds, sizes, accepted)
         class_rows = counts.add(predicted, pred1, labels)
-    add_inputs(counts, proba, pred1, features, has_features, schema)  # fleet counters
+    add_inputs(counts, proba, pred1, features, has_features, schema, pred2)  # fleet counters
     first = window.rows
     plans = window.add(
         proba, predicted, class_rows, features, labels, has_features, text, schema.encode

@@ -18,7 +18,6 @@ before returning, while they are still untouched.
 from __future__ import annotations
 
 import threading
-from array import array
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -46,6 +45,8 @@ LABELS_CHECKED = 3  # class indices validated by observe(), -1 where missing
 STAGE_BYTES = 4 << 20
 MIN_STAGE_ROWS = 256
 POOL_SIZE = 3
+# Batches per stage at most: the records of 1-row batches stay 256 KiB a stage.
+MAX_STAGE_BATCHES = 16384
 
 
 class WindowClose(NamedTuple):
@@ -79,11 +80,14 @@ class Stage:
             self.features = np.empty((capacity, n_features), dtype=np.float64)
         self.borrowed = False
         self.n = 0
-        # Per batch, in machine arrays that bulk processing reads with np.frombuffer:
-        # the end row, how its labels are and whether it has features, packed in one
-        # integer (see _pack), and its threshold.
-        self.records = array("q")
-        self.thresholds = array("d")
+        # Per batch, preallocated (at most MAX_STAGE_BATCHES: a stage with as many
+        # batches is full), written in place by Python and by the compiled request
+        # path (kernel.stage_call): the end row, how its labels are and whether it has
+        # features, packed in one integer (see _pack), and its threshold.
+        batches = min(capacity, MAX_STAGE_BATCHES)
+        self.meta = np.empty(batches, dtype=np.int64)
+        self.thresholds = np.empty(batches, dtype=np.float64)
+        self.batches = 0
         # Per batch index: text columns {position: objects} and raw labels.
         self.text: Dict[int, Dict[int, np.ndarray]] = {}
         self.raw_labels: Dict[int, Any] = {}
@@ -114,8 +118,9 @@ class Stage:
         else:
             stage.labels = np.full(n_rows, -1, dtype=np.int64)
         stage.borrowed = True
-        stage.records = array("q", [_pack(n_rows, label_kind, features is not None)])
-        stage.thresholds = array("d", [threshold])
+        stage.meta = np.array([_pack(n_rows, label_kind, features is not None)], np.int64)
+        stage.thresholds = np.array([threshold], dtype=np.float64)
+        stage.batches = 1
         stage.text = {0: text} if text else {}
         stage.raw_labels = {0: labels} if label_kind == LABELS_RAW else {}
         stage.ids = {} if ids is None else {0: (ids, 0.0)}  # put_borrowed sets the time
@@ -124,25 +129,26 @@ class Stage:
     @property
     def n_batches(self) -> int:
         """Batches staged."""
-        return len(self.records)
+        return self.batches
 
     def columns(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per batch: end rows, thresholds, whether it has features, label kinds."""
-        records = np.frombuffer(self.records, dtype=np.int64)
-        thresholds = np.frombuffer(self.thresholds, dtype=np.float64)
+        records = self.meta[: self.batches]
+        thresholds = self.thresholds[: self.batches]
         return records >> 3, thresholds, (records & 1).astype(bool), (records >> 1) & 3
 
     @property
     def nbytes(self) -> int:
         """Bytes of its arrays."""
         features = 0 if self.features is None else self.features.nbytes
-        return self.proba.nbytes + self.labels.nbytes + features
+        return (self.proba.nbytes + self.labels.nbytes + features + self.meta.nbytes
+                + self.thresholds.nbytes)
 
     def reset(self) -> None:
         """Empty it for reuse."""
         self.labels[: self.n] = -1
         self.n = 0
-        del self.records[:], self.thresholds[:]
+        self.batches = 0
         self.text.clear()
         self.raw_labels.clear()
         self.ids.clear()
@@ -176,12 +182,17 @@ class Stage:
                 block[rows] = features  # type: ignore[index]
             if index_labels and not copied & 4:
                 self.labels[rows] = labels
+        batch = self.batches
+        if batch == self.meta.size:  # Staging.put seals a stage before; others may not
+            self.meta = np.resize(self.meta, 2 * batch + 1)
+            self.thresholds = np.resize(self.thresholds, 2 * batch + 1)
         if label_kind == LABELS_RAW:
-            self.raw_labels[len(self.records)] = labels
+            self.raw_labels[batch] = labels
         if text:
-            self.text[len(self.records)] = text
-        self.records.append(end << 3 | label_kind << 1 | (features is not None))  # _pack
-        self.thresholds.append(threshold)
+            self.text[batch] = text
+        self.meta[batch] = end << 3 | label_kind << 1 | (features is not None)  # _pack
+        self.thresholds[batch] = threshold
+        self.batches = batch + 1
 
 
 def _pack(end: int, label_kind: int, has_features: bool) -> int:
@@ -260,6 +271,8 @@ class Staging:
                 notify = True
             stage = self._current
             if stage is None or stage.n + n_rows > stage.capacity or (
+                stage.batches == stage.meta.size
+            ) or (
                 features is not None and stage.features is not None
                 and stage.features.shape[1] != features.shape[1]
             ):
@@ -274,7 +287,7 @@ class Staging:
                     return False
             stage.add(proba, features, labels, label_kind, threshold, text)
             if ids is not None:
-                stage.ids[len(stage.records) - 1] = (ids, now)
+                stage.ids[stage.batches - 1] = (ids, now)
         if notify:
             self._notify()
         return True

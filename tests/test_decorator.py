@@ -245,3 +245,120 @@ def test_a_monitor_that_knows_its_inputs_starts_its_worker_at_the_first_call(reg
         watched = monitor.watch(lambda X: np.tile([0.3, 0.7], (len(X), 1)))
         watched(np.ones((2, 2)))
         assert monitor._worker.alive
+
+
+def _stream(seed, n_calls, rows):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_calls):
+        n = int(rng.integers(1, rows + 1))
+        proba = rng.dirichlet(np.full(3, 0.5), size=n)
+        yield proba, rng.normal(size=(n, 4)), rng.integers(0, 4, size=n)  # 3: a bad label
+
+
+def _observed_through(compiled, monkeypatch, clock):
+    """The counters and window of a stream of decorated calls, and how many calls the
+    Python path (decorator._observe) took; `compiled` False: the Python path only."""
+    from mlwatcher_exporter import decorator, kernel
+
+    if not compiled:
+        monkeypatch.setattr(kernel, "COMPILED", False)
+    m = ModelMonitor(model="m", n_classes=3, registry=None, background=False,
+                     _clock=clock, random_state=0, reservoir_size=50)
+    slow_calls = []
+    real = decorator._observe
+
+    def counting(*args):
+        slow_calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(decorator, "_observe", counting)
+    for proba, X, y in _stream(1, 300, 40):
+        watched = m.watch(lambda X, proba=proba: proba)
+        with m.labels(y):
+            watched(X)
+        with m.labels(None):
+            watched(X)
+    snapshot = m.snapshot()
+    window = m.close_window()
+    monkeypatch.undo()
+    return snapshot, window, len(slow_calls)
+
+
+def test_the_compiled_request_path_records_what_the_python_path_does(monkeypatch, clock):
+    from mlwatcher_exporter import kernel
+
+    if not kernel.COMPILED:
+        pytest.skip("the compiled kernel is not built")
+    fast, fast_window, fast_slow = _observed_through(True, monkeypatch, clock)
+    slow, slow_window, slow_slow = _observed_through(False, monkeypatch, clock)
+    assert slow_slow == 600 and fast_slow < 100  # the compiled path took nearly all
+    for name, value in vars(fast.counts).items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(value, getattr(slow.counts, name), rtol=1e-12,
+                                       err_msg=name)
+    assert fast.dropped == slow.dropped and fast.rejected == slow.rejected
+    assert (fast_window.rows, fast_window.sampled_rows) == (
+        slow_window.rows, slow_window.sampled_rows)
+    np.testing.assert_array_equal(fast_window.class_rows, slow_window.class_rows)
+    assert fast_window.features.keys() == slow_window.features.keys()
+    for name, stats in fast_window.features.items():  # the same rows sampled
+        assert stats == pytest.approx(slow_window.features[name], rel=1e-12), name
+    assert fast_window.scores.accuracy == slow_window.scores.accuracy
+
+
+def test_the_compiled_request_path_declines_what_it_does_not_handle(monitor):
+    from mlwatcher_exporter import kernel
+
+    if not kernel.COMPILED:
+        pytest.skip("the compiled kernel is not built")
+    m = monitor
+    m.observe(np.full((1, 3), 1 / 3), features=np.zeros((1, 2)))  # schema, worker
+    state = (m, m._staging, m._schema, m._labels_var)
+    proba, X = np.full((2, 3), 1 / 3), np.zeros((2, 2))
+    m._staging.put(proba, X, None, 0, 0.5)  # a current stage
+    assert kernel.stage_call(state, proba, (X,), {})
+    assert not kernel.stage_call(state, proba.astype(np.float32), (X,), {})
+    assert not kernel.stage_call(state, proba, (X,), {"other": 1})
+    assert not kernel.stage_call(state, proba, (X[:, :1],), {})  # another width
+    assert not kernel.stage_call(state, proba[:, :2], (X,), {})
+    assert not kernel.stage_call(state, proba, (np.asfortranarray(np.ones((2, 2))),), {})
+    with m.labels(np.array([0, 1], dtype=np.int32)):  # not int64: Python converts
+        assert not kernel.stage_call(state, proba, (X,), {})
+    with m.labels([0, 1], ids=["a", "b"]):
+        assert not kernel.stage_call(state, proba, (X,), {})
+    with m.labels(np.array([0, 1])):
+        assert kernel.stage_call(state, proba, (X,), {})
+    with m._staging.lock:  # another thread inside staging: the Python path waits
+        assert not kernel.stage_call(state, proba, (X,), {})
+    m._staging.window_end = float("-inf")  # the window is due: the Python path rolls
+    assert not kernel.stage_call(state, proba, (X,), {})
+    stage = m._staging._current
+    assert stage.batches == 4 and stage.n == 7  # observe, put, two stage_calls
+    ends, thresholds, has_features, kinds = stage.columns()
+    assert ends.tolist() == [1, 3, 5, 7] and kinds.tolist()[2:] == [0, 1]
+    assert has_features.all() and thresholds.tolist()[2:] == [0.5, 0.5]
+    assert stage.labels[5:7].tolist() == [0, 1] and stage.labels[:5].tolist() == [-1] * 5
+
+
+def test_the_compiled_labels_block_is_a_context_decorator(monitor):
+    seen = []
+    block = monitor.labels([1])
+
+    @block
+    def inner():
+        seen.append(monitor.current_labels())
+
+    inner()
+    inner()
+    with block:
+        with monitor.labels([2]):
+            seen.append(monitor.current_labels())
+        seen.append(monitor.current_labels())
+    seen.append(monitor.current_labels())
+    assert seen == [[1], [1], [2], [1], None]
+    with pytest.raises(KeyError):
+        with monitor.labels([3]):
+            raise KeyError("the block never swallows")
+    assert monitor.current_labels() is None
+    with monitor.labels([0], ids=["x"]):
+        assert monitor.current_block().ids == ["x"]

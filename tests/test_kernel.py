@@ -199,3 +199,125 @@ def test_stage_rows_skips_none_and_refuses_what_does_not_fit() -> None:
     assert not block.any()
     assert kernel.stage_rows(2, block, np.ones((2, 2)), None, None, None, None) == 1
     assert block.sum() == 4 and block[2:].all()
+
+
+_VALUES = st.one_of(st.floats(-1e6, 1e6), st.sampled_from(
+    [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"), 1e150, -1e150,
+     1e151, -1e300, 1.7e308]))
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    table=hnp.arrays(np.float64, st.tuples(st.integers(0, 30), st.integers(1, 8)),
+                     elements=_VALUES),
+    pick=st.booleans(),
+    masked=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_feature_sums_compiled_equal_numpy(
+    table: np.ndarray, pick: bool, masked: bool, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    width = table.shape[1]
+    columns = np.flatnonzero(rng.random(width) < 0.6) if pick else None
+    mask = rng.random(table.shape[0]) < 0.7 if masked else None
+    size = width if columns is None else columns.size
+
+    def counters() -> list:
+        start = rng.integers(0, 5, size=5)  # counters that already hold something
+        return [np.full(size, start[0], np.int64), np.full(size, start[1], np.int64),
+                np.full(size, float(start[2])), np.full(size, float(start[3])),
+                np.full(size, float(start[4]))]
+
+    fast = counters()
+    pure = [c.copy() for c in fast]
+    kernel.add_feature_sums(table, columns, mask, *fast)
+    kernel.add_feature_sums_pure(table, columns, mask, *pure)
+    for name, a, b in zip(("values", "missing", "positive", "negative", "squares"),
+                          fast, pure):
+        if a.dtype == np.int64:  # counts: exact
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:  # sums: the order of additions may differ (numpy's pairwise summation)
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=name)
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    values=hnp.arrays(np.float64, st.integers(0, 40),
+                      elements=st.one_of(_GRID, st.floats(-0.5, 1.5), st.just(float("nan")))),
+    edges=st.lists(_GRID, max_size=30).map(sorted),
+)
+def test_buckets_compiled_equal_numpy(values: np.ndarray, edges: list) -> None:
+    edges_array = np.asarray(edges, dtype=np.float64)
+    fast = np.arange(edges_array.size + 1, dtype=np.int64)
+    pure = fast.copy()
+    kernel.add_buckets(edges_array, values, fast)
+    kernel.add_buckets_pure(edges_array, values, pure)
+    np.testing.assert_array_equal(fast, pure)
+
+
+@compiled
+def test_feature_sums_refuse_what_does_not_fit() -> None:
+    from mlwatcher_exporter import _kernel  # type: ignore[attr-defined]
+
+    table = np.zeros((3, 2))
+    good = [np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2), np.zeros(2),
+            np.zeros(2)]
+    with pytest.raises(ValueError, match="do not fit"):
+        _kernel.add_feature_sums(table, np.array([0, 5]), None, *good)
+    with pytest.raises(ValueError, match="do not fit"):
+        _kernel.add_feature_sums(table, None, np.ones(2, bool), *good)
+    with pytest.raises(TypeError, match="values has format"):
+        _kernel.add_feature_sums(table, None, None, np.zeros(2), *good[1:])
+    with pytest.raises(ValueError, match="len"):
+        _kernel.add_buckets(np.array([0.5]), np.zeros(3), np.zeros(3, np.int64))
+
+
+@compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    n_classes=st.integers(1, 6),
+    rows=st.integers(0, 40),
+    seed=st.integers(0, 1000),
+    confusion=st.booleans(),
+)
+def test_label_counts_compiled_equal_numpy(
+    n_classes: int, rows: int, seed: int, confusion: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    predicted = rng.integers(0, n_classes, rows)
+    labels = rng.integers(-1, n_classes, rows)
+    start = rng.integers(0, 5, size=(3, n_classes))
+    cells = rng.integers(0, 5, n_classes * n_classes) if confusion else None
+    fast = [c.copy() for c in start] + [None if cells is None else cells.copy()]
+    pure = [c.copy() for c in start] + [None if cells is None else cells.copy()]
+    kernel.add_label_counts(predicted, labels, *fast)
+    kernel.add_label_counts_pure(predicted, labels, *pure)
+    for a, b in zip(fast, pure):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+@compiled
+def test_label_counts_refuse_what_is_not_a_class_index() -> None:
+    counters = [np.zeros(2, np.int64) for _ in range(3)]
+    with pytest.raises(ValueError, match="not a class index"):
+        kernel.add_label_counts(np.array([0, 1]), np.array([0, 2]), *counters, None)
+    with pytest.raises(ValueError, match="differ"):
+        kernel.add_label_counts(np.array([0]), np.array([0, 1]), *counters, None)
+    assert not any(c.any() for c in counters)
+
+
+def test_huge_feature_values_count_as_missing() -> None:
+    """Beyond +-FEATURE_LIMIT a square (or a sum of a few) would overflow a counter to
+    +Inf for good: such values count as missing, in both paths."""
+    table = np.array([[1e200, 2.0], [-1.7e308, 1e150], [3.0, np.inf]])
+    for add in (kernel.add_feature_sums, kernel.add_feature_sums_pure):
+        out = [np.zeros(2, np.int64), np.zeros(2, np.int64), np.zeros(2), np.zeros(2),
+               np.zeros(2)]
+        add(table, None, None, *out)
+        assert out[0].tolist() == [1, 2] and out[1].tolist() == [2, 1]
+        assert out[2].tolist() == [3.0, 2.0 + 1e150] and out[3].tolist() == [0.0, 0.0]
+        assert np.isfinite(out[4]).all()
