@@ -15,15 +15,17 @@ setup: $(TEST_STAMP)
 
 setup-runtime: $(RUNTIME_STAMP)
 
-# pip >= 21.3 installs a pyproject-only project in editable mode; a newer pip is only
-# fetched when the venv's own is older. --no-compile: byte-compiling every module of
+# pip >= 25: Python 3.9's venv comes with pip 23.0, whose resolver backtracked for over
+# 25 minutes on the test extras (selenium's trio beside schemathesis 3) where pip 26
+# resolves them in 20 s; (pip >= 21.3 is what installs a pyproject-only project in
+# editable mode). A newer pip is only fetched when the venv's own is older. --no-compile: byte-compiling every module of
 # scipy and scikit-learn took two thirds of the install's time; Python compiles the
 # modules a program imports when it first imports them.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
 $(RUNTIME_STAMP): setup.cfg setup.py pyproject.toml mlwatcher_exporter/_kernel.c
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) 'pip>=21.3'
+	$(PIP_INSTALL) 'pip>=25'
 	$(PIP_INSTALL) -e .
 	touch $@
 
