@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import threading
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -160,7 +161,6 @@ _LANDING = """<!DOCTYPE html>
 StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
 _QVALUE = re.compile(r"^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$")
 _ALLOWED = "GET, HEAD"
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
 # GET /api/v1/models/{model}/windows (windowsapi.py): a model name may hold "/".
 _WINDOWS_PATH = re.compile(r"/api/v1/models/(.+)/windows/?")
 
@@ -250,7 +250,7 @@ def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Itera
             answer = windows_response(monitors, windows.group(1),
                                       "?" + environ.get("QUERY_STRING", ""))
             headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-            start_response(f"{answer.status} {_REASONS[answer.status]}", headers)
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
             return [b""] if method == "HEAD" else [answer.body]
         if path in ("/metrics", "/metrics/"):
             if method not in ("GET", "HEAD"):
