@@ -1,27 +1,33 @@
-"""The monitor's settings, one set of checks for keyword arguments and YAML files.
+"""Checks of the monitor's options, one set for keyword arguments and YAML files.
 
 :func:`check_monitor_arguments` checks the keyword arguments of
 :class:`~mlwatcher_exporter.ModelMonitor` and raises ``TypeError``/``ValueError`` naming
 the argument, its value and what was expected; :func:`load_config` and
 :func:`parse_config` run the same checks on a file and report every problem at once in a
-:class:`~mlwatcher_exporter.configfile.ConfigError`, each with its key path.
+:class:`~mlwatcher_exporter.configfile.ConfigError`, each with its key path. Each option
+has its check here (the vocabulary is :mod:`.configchecks`); what they build is a
+:class:`~.settings.MonitorSettings` (:mod:`.settings`, imported from here too).
 
-Values that size memory have upper bounds: see :data:`LIMITS`.
+Values that size memory have upper bounds: see :data:`~.settings.LIMITS`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from dataclasses import replace
+from typing import Any, Dict, List, Mapping, Optional, Union
 
-import numpy as np
-
+from .configchecks import (
+    Check, _class_value, _feature_ref, _int_in, _is_int, _list_of, _name, _port,
+    _positive_seconds, _probability, _random_state, _reference, _show, _thresholds, as_list,
+)
 from .configfile import ConfigError, check_file, join_path, unknown_keys
 from .fleetconfig import check_fleet, feature_bucket_names, to_layout
-from .fleetcounts import FleetLayout
+from .settings import (
+    DEFAULT_PORT, LIMITS, MAX_CATEGORIES, MAX_CLASSES, MAX_FEATURES, MAX_IDS,
+    MAX_RESERVOIR_CELLS, MAX_RESERVOIR_SIZE, HistorySettings, HttpSettings, MonitorSettings,
+    memory_estimate,
+)
 
 __all__ = [
     "ConfigError",
@@ -43,237 +49,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-# Outside 9100-9999, which Prometheus' list of default exporter ports has filled up.
-DEFAULT_PORT = 10150
-
-#: Most classes (predict_proba columns); each is a ``class`` label value of several series.
-MAX_CLASSES = 1000
-#: Most named features; each is a ``feature`` label value of several series.
-MAX_FEATURES = 10_000
-#: Most rows sampled per window.
-MAX_RESERVOIR_SIZE = 1_000_000
-#: Most values published per categorical feature.
-MAX_CATEGORIES = 1000
-#: Most numbers in one window buffer, ``reservoir_size * (n_classes + n_features + 3)``
-#: when both are known: 50 million float64 are 400 MB, and a monitor keeps up to three.
-MAX_RESERVOIR_CELLS = 50_000_000
-#: Most prediction ids kept for late labels: about 210 to 235 bytes each (see
-#: docs/benchmarks.md), so 10 million are about 2.2 GB.
-MAX_IDS = 10_000_000
-
-#: Every upper bound by option name.
-LIMITS: Mapping[str, int] = {
-    "n_classes": MAX_CLASSES,
-    "class_names": MAX_CLASSES,
-    "feature_names": MAX_FEATURES,
-    "categorical_features": MAX_FEATURES,
-    "reservoir_size": MAX_RESERVOIR_SIZE,
-    "max_categories": MAX_CATEGORIES,
-    "max_ids": MAX_IDS,
-}
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    """Where the /metrics endpoint listens."""
-
-    addr: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-
-
-# --- window history (history.py): the ``history:`` section ---
-@dataclass(frozen=True)
-class HistorySettings:
-    """Where closed windows are kept: the last `keep` in memory, and, with a
-    `directory`, every one in rotating JSON-lines files (docs/history.md)."""
-
-    directory: Optional[str] = None
-    max_bytes: int = 10 << 20
-    max_files: int = 5
-    keep: int = 60
-# --- end of window history ---
-
-
-@dataclass(frozen=True)
-class MonitorSettings:
-    """Checked keyword arguments of ModelMonitor, with their defaults."""
-
-    model: str = "default"
-    n_classes: Optional[int] = None
-    class_names: Optional[Tuple[Any, ...]] = None
-    window_seconds: float = 60.0
-    reservoir_size: int = 10_000
-    threshold: float = 0.5
-    feature_names: Optional[Tuple[str, ...]] = None
-    categorical_features: Tuple[Union[str, int], ...] = ()
-    max_categories: int = 10
-    random_state: Optional[int] = None
-    max_ids: int = 100_000
-    id_ttl_seconds: float = 86_400.0
-    # Drift and label-free estimation (docs/drift.md): a profile file, method thresholds.
-    reference: Optional[Any] = None
-    drift_thresholds: Optional[Dict[str, float]] = None
-    http: HttpSettings = field(default_factory=HttpSettings)
-    history: HistorySettings = field(default_factory=HistorySettings)
-    fleet: FleetLayout = field(default_factory=FleetLayout)  # fleetconfig.py
-
-
-# A check takes the option's name (or key path) and value and returns the problem, if any.
-Check = Callable[[str, Any], Optional[Exception]]
-
-
-def _show(value: Any) -> str:
-    """``repr(value)``, shortened to 80 characters."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:76] + " ..."
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _int_in(low: int, high: Optional[int] = None, optional: bool = False) -> Check:
-    null = " or null" if optional else ""
-    expected = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
-
-    def check(name: str, value: Any) -> Optional[Exception]:
-        if value is None and optional:
-            return None
-        if not _is_int(value):
-            return TypeError(f"{name} == {_show(value)}, must be {expected}{null}")
-        if value < low:
-            return ValueError(f"{name} == {_show(value)}, must be an int >= {low}{null}")
-        if high is not None and value > high:
-            return ValueError(f"{name} == {_show(value)}, must be an int <= {high} (the limit)")
-        return None
-
-    return check
-
-
-def _positive_seconds(name: str, value: Any) -> Optional[Exception]:
-    if not _is_number(value):
-        return TypeError(f"{name} == {_show(value)}, must be a number of seconds > 0")
-    if not math.isfinite(value):
-        return ValueError(f"{name} == {_show(value)}, must be a finite number of seconds")
-    if value <= 0:
-        return ValueError(f"{name} == {_show(value)}, must be a number of seconds > 0")
-    return None
-
-
-def _probability(name: str, value: Any) -> Optional[Exception]:
-    if not _is_number(value):
-        return TypeError(f"{name} == {_show(value)}, must be a number in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        return ValueError(f"{name} == {_show(value)}, must be a number in [0, 1]")
-    return None
-
-
-def _name(name: str, value: Any) -> Optional[Exception]:
-    if not isinstance(value, str):
-        return TypeError(f"{name} == {_show(value)}, must be a non-empty string")
-    if not value.strip():
-        return ValueError(f"{name} == {_show(value)}, must be a non-empty string")
-    return None
-
-
-def _class_value(name: str, value: Any) -> Optional[Exception]:
-    if isinstance(value, (str, numbers.Number, np.generic)) and not isinstance(value, bytes):
-        return None
-    return TypeError(f"{name} == {_show(value)}, must be a string, a number or a boolean")
-
-
-def _feature_ref(name: str, value: Any) -> Optional[Exception]:
-    if _is_int(value):
-        if value < 0:
-            return ValueError(f"{name} == {_show(value)}, must be a column index >= 0 or a name")
-        return None
-    if isinstance(value, str):
-        return _name(name, value)
-    return TypeError(f"{name} == {_show(value)}, must be a feature name or a column index")
-
-
-def as_list(value: Any) -> Optional[List[Any]]:
-    """``value`` as a list when it is an ordered collection (not a string or a mapping)."""
-    if isinstance(value, (str, bytes, Mapping, set, frozenset)):
-        return None
-    if not (hasattr(value, "__len__") and hasattr(value, "__iter__")):
-        return None
-    if isinstance(value, np.ndarray) and value.ndim != 1:
-        return None
-    return list(value)
-
-
-def _list_of(item_check: Check, what: str, high: int, min_len: int = 0,
-             optional: bool = True) -> Check:
-    expected = f"a list of {what}" + (" or null" if optional else "")
-
-    def check(name: str, value: Any) -> Optional[Exception]:
-        if value is None and optional:
-            return None
-        items = as_list(value)
-        if items is None:
-            return TypeError(f"{name} == {_show(value)}, must be {expected}")
-        if len(items) > high:
-            return ValueError(f"{name} has {len(items)} items, must have at most {high}")
-        for position, item in enumerate(items):
-            problem = item_check(f"{name}[{position}]", item)
-            if problem:
-                return problem
-        if len(set(map(str, items))) != len(items):
-            return ValueError(f"{name} == {_show(items)}, must not repeat a name")
-        if len(items) < min_len:
-            return ValueError(f"{name} == {_show(items)}, must name at least {min_len} classes")
-        return None
-
-    return check
-
-
-def _random_state(name: str, value: Any) -> Optional[Exception]:
-    if value is None or (_is_int(value) and value >= 0):
-        return None
-    error = ValueError if _is_int(value) else TypeError
-    return error(f"{name} == {_show(value)}, must be an int >= 0 or null")
-
-
-def _port(name: str, value: Any) -> Optional[Exception]:
-    expected = "a TCP port in [0, 65535] (0 picks a free one)"
-    if not _is_int(value):
-        return TypeError(f"{name} == {_show(value)}, must be {expected}")
-    if not 0 <= value <= 65535:
-        return ValueError(f"{name} == {_show(value)}, must be {expected}")
-    return None
-
-
-def _reference(name: str, value: Any) -> Optional[Exception]:
-    if value is None or type(value).__name__ == "ReferenceProfile":
-        return None
-    if isinstance(value, os.PathLike):
-        return None
-    return _name(name, value)
-
-
-def _thresholds(name: str, value: Any) -> Optional[Exception]:
-    from .judge import DEFAULT_THRESHOLDS
-
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        return TypeError(f"{name} == {_show(value)}, must be a mapping of drift method to "
-                         "threshold, or null")
-    for method, threshold in value.items():
-        if method not in DEFAULT_THRESHOLDS:
-            return ValueError(f"{join_path(name, str(method))}: unknown drift method, "
-                              f"expected one of {sorted(DEFAULT_THRESHOLDS)}")
-        if threshold is not None and (not _is_number(threshold)
-                                      or not math.isfinite(threshold) or threshold < 0):
-            return ValueError(f"{join_path(name, str(method))} == {_show(threshold)}, must "
-                              "be a number >= 0 or null (not counted)")
-    return None
 
 
 _MONITOR_CHECKS: Dict[str, Check] = {
@@ -444,25 +219,6 @@ def check_settings(**arguments: Any) -> List[str]:
     Prefer :func:`check_monitor_arguments`, which raises and normalises.
     """
     return [str(problem) for problem in _argument_problems(arguments)]
-
-
-def memory_estimate(settings: MonitorSettings, n_features: Optional[int] = None) -> Optional[int]:
-    """Bytes of the window buffers (three at most), or None when the sizes are unknown.
-
-    ``reservoir_size * (n_classes + n_features + 3) * 8`` bytes per buffer; `n_features`
-    defaults to the length of ``feature_names``.
-
-    >>> memory_estimate(MonitorSettings(n_classes=10, feature_names=("a", "b")))
-    3600000
-    """
-    n_classes = settings.n_classes
-    if settings.class_names is not None:
-        n_classes = len(settings.class_names)
-    if n_features is None and settings.feature_names is not None:
-        n_features = len(settings.feature_names)
-    if n_classes is None or n_features is None:
-        return None
-    return 3 * settings.reservoir_size * (n_classes + n_features + 3) * 8
 
 
 _TOP_KEYS = tuple(_MONITOR_CHECKS) + ("http", "history")

@@ -30,12 +30,10 @@ As a keyword argument, ``ModelMonitor(fleet={...})`` takes the same mapping, or 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import numpy as np
-
 from . import naming
+from .configchecks import _is_int, _is_number, _show
 from .fleetcounts import REFERENCE_EDGES, FleetLayout
 
 __all__ = [
@@ -65,19 +63,6 @@ FLEET_KEYS = ("pred1_buckets", "spread12_buckets", "confusion_matrix",
               "feature_statistics", "features")
 #: Most patterns in ``features.allow`` or ``features.deny``.
 MAX_PATTERNS = 1000
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:76] + " ..."
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _edges(name: str, value: Any, unit: bool) -> Optional[str]:

@@ -14,10 +14,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from .config import (_HTTP_CHECKS, _MONITOR_CHECKS, Check, HttpSettings, MonitorSettings,
-                     _cross_checks, _int_in, _name, _positive_seconds, _problems, _settings,
-                     _show, history_section, relative_to)
+from .config import (_HTTP_CHECKS, _MONITOR_CHECKS, _cross_checks, _problems, _settings,
+                     history_section, relative_to)
+from .configchecks import Check, _int_in, _name, _positive_seconds, _show
 from .configfile import ConfigError, check_file, join_path, unknown_keys
+from .settings import HttpSettings, MonitorSettings
 
 __all__ = ["ServeSettings", "ApiSettings", "MAX_MODELS", "parse_serve_config",
            "load_serve_config"]
