@@ -1,32 +1,27 @@
 """HTTP exposition: ``/metrics`` in Prometheus' text format and a landing page at ``/``.
 
-:func:`make_wsgi_app` is the application (mount it anywhere); :func:`start_http_server`
-serves it with the hardened server of :mod:`.httpserver`, optionally with TLS and basic
-auth from a ``web.yml`` (:mod:`.webconfig`), one server per registry, address and port.
+:func:`start_http_server` serves the application of :func:`make_wsgi_app`
+(:mod:`.wsgiapp`; mount it anywhere) with the hardened server of :mod:`.httpserver`,
+optionally with TLS and basic auth from a ``web.yml`` (:mod:`.webconfig`), one server per
+registry, address and port. The text format is :mod:`.textformat`'s; both modules' names
+are importable from here as well.
 """
 
 from __future__ import annotations
 
 import errno
-import gzip
-import html
 import io
 import os
-import re
 import socket
 import threading
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
+from prometheus_client import REGISTRY, CollectorRegistry
 
-from ._version import __version__
 from .httpserver import HTTPServer, Request, Response, ServerLimits, format_host
+from .textformat import PRERENDERED, render_samples, render_text
+from .wsgiapp import accepts_gzip, make_wsgi_app
 
 if TYPE_CHECKING:  # pragma: no cover
     from .webconfig import WebConfig
@@ -41,246 +36,6 @@ __all__ = [
     "ServerLimits",
     "PRERENDERED",
 ]
-
-# Attribute of a metric family holding text chunks that render its samples, in order.
-# Collectors whose samples repeat between scrapes set it to skip formatting them again.
-PRERENDERED = "_mlwatcher_prerendered"
-
-_LEGACY_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LEGACY_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_OPENMETRICS_SUFFIXES = ("_created", "_gsum", "_gcount")
-
-
-class _UnusualName(Exception):
-    """A name outside the legacy character set: prometheus_client must escape it."""
-
-
-def _escape_value(value: str) -> str:
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
-    return value
-
-
-def _check_name(name: str, pattern: "re.Pattern[str]", checked: Dict[str, bool]) -> None:
-    """Raise _UnusualName unless `name` matches `pattern` (memoised per render)."""
-    valid = checked.get(name)
-    if valid is None:
-        valid = checked[name] = bool(pattern.match(name))
-    if not valid:
-        raise _UnusualName(name)
-
-
-def _sample_line(
-    sample: Sample, names: Dict[str, bool], label_names: Dict[str, bool]
-) -> str:
-    labels = sample.labels
-    _check_name(sample.name, _LEGACY_METRIC_NAME, names)
-    if labels:
-        parts = []
-        for key, value in sorted(labels.items()):
-            _check_name(key, _LEGACY_LABEL_NAME, label_names)
-            parts.append(f'{key}="{_escape_value(value)}"')
-        head = f"{sample.name}{{{','.join(parts)}}}"
-    else:
-        head = sample.name
-    timestamp = ""
-    if sample.timestamp is not None:
-        timestamp = f" {int(float(sample.timestamp) * 1000):d}"
-    return f"{head} {floatToGoString(sample.value)}{timestamp}\n"
-
-
-def render_samples(samples: Iterable[Sample]) -> Optional[str]:
-    """Sample lines as :func:`render_text` writes them; None for unusual names."""
-    try:
-        return "".join(_sample_line(sample, {}, {}) for sample in samples)
-    except _UnusualName:
-        return None
-
-
-def render_text(registry: Collector = REGISTRY) -> bytes:
-    """The registry in Prometheus' text format 0.0.4.
-
-    Byte for byte what ``prometheus_client.generate_latest`` writes, several times faster
-    on thousands of series: names in the usual character set need no per-character
-    escaping, and families that carry :data:`PRERENDERED` text are not formatted again.
-    A registry with any other name is handed to ``generate_latest``.
-    """
-    output: List[str] = []
-    # Names seen in this render, and whether they are in the usual character set.
-    names: Dict[str, bool] = {}
-    label_names: Dict[str, bool] = {}
-    try:
-        for metric in registry.collect():
-            name, kind = metric.name, metric.type
-            if kind == "counter":
-                name += "_total"
-            elif kind == "info":
-                name, kind = name + "_info", "gauge"
-            elif kind == "stateset":
-                kind = "gauge"
-            elif kind == "gaugehistogram":
-                kind = "histogram"
-            elif kind == "unknown":
-                kind = "untyped"
-            if not _LEGACY_METRIC_NAME.match(name):
-                raise _UnusualName(name)
-            documentation = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-            output.append(f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n")
-            prerendered = getattr(metric, PRERENDERED, None)
-            if prerendered is not None:
-                output.extend(prerendered)
-                continue
-            extra: Dict[str, List[str]] = {}
-            for sample in metric.samples:
-                for suffix in _OPENMETRICS_SUFFIXES:
-                    if sample.name == metric.name + suffix:
-                        extra.setdefault(suffix, []).append(
-                            _sample_line(sample, names, label_names)
-                        )
-                        break
-                else:
-                    output.append(_sample_line(sample, names, label_names))
-            for suffix, lines in sorted(extra.items()):
-                output.append(
-                    f"# HELP {metric.name}{suffix} {documentation}\n"
-                    f"# TYPE {metric.name}{suffix} gauge\n"
-                )
-                output.extend(lines)
-    except _UnusualName:
-        return generate_latest(registry)
-    return "".join(output).encode("utf-8")
-
-
-_LANDING = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>mlwatcher-exporter</title></head>
-<body><h1>mlwatcher-exporter {version}</h1>
-<p>Statistics of machine-learning classifiers in production, for Prometheus.</p>
-<p><a href="{prefix}metrics">Metrics</a></p></body></html>
-"""
-
-StartResponse = Callable[[str, List[Tuple[str, str]]], Any]
-_QVALUE = re.compile(r"^(0(\.[0-9]{0,3})?|1(\.0{0,3})?)$")
-_ALLOWED = "GET, HEAD"
-# GET /api/v1/models/{model}/windows (windowsapi.py): a model name may hold "/".
-_WINDOWS_PATH = re.compile(r"/api/v1/models/(.+)/windows/?")
-
-
-def accepts_gzip(accept_encoding: Optional[str]) -> bool:
-    """Whether an ``Accept-Encoding`` header value prefers gzip to no encoding.
-
-    Codings are case-insensitive and weighed by their q-values (RFC 9110 12.5.3):
-    ``gzip;q=0`` refuses gzip, ``*`` stands for codings not named, and gzip is chosen
-    when its weight is above 0 and at least that of ``identity`` where the client names
-    ``identity`` (or ``*``).
-
-    Examples
-    --------
-    >>> accepts_gzip("GZIP"), accepts_gzip("gzip;q=0"), accepts_gzip("br, *;q=0.5")
-    (True, False, True)
-    >>> accepts_gzip("gzip;q=0.5, identity"), accepts_gzip(None)
-    (False, False)
-    """
-    if not accept_encoding:
-        return False
-    weights: Dict[str, float] = {}
-    for item in accept_encoding.split(","):
-        coding, _, params = item.partition(";")
-        coding = coding.strip().lower()
-        if not coding:
-            continue
-        weight = 1.0
-        for param in params.split(";") if params else ():
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                value = value.strip()
-                weight = float(value) if _QVALUE.match(value) else 0.0
-        weights[coding] = max(weight, weights.get(coding, 0.0))
-    wildcard = weights.get("*")
-    gzip_weight = weights.get("gzip", weights.get("x-gzip", wildcard or 0.0))
-    identity = weights.get("identity", 0.0 if wildcard is None else wildcard)
-    return gzip_weight > 0 and gzip_weight >= identity
-
-
-def _text(start_response: StartResponse, status: str, message: str,
-          headers: Iterable[Tuple[str, str]] = ()) -> List[bytes]:
-    body = message.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body))), *headers])
-    return [body]
-
-
-def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Iterable[bytes]]:
-    """A WSGI app serving ``/metrics`` (and ``/metrics/``), a landing page at ``/`` and
-    each monitor's last windows at ``/api/v1/models/{model}/windows`` (as ``serve``).
-
-    GET and HEAD are answered (HEAD without a body); other methods get 405 with
-    ``Allow: GET, HEAD``. ``/metrics`` is gzip-compressed when the client's
-    ``Accept-Encoding`` prefers it (:func:`accepts_gzip`) and always says
-    ``Vary: Accept-Encoding``. Mount it in an existing WSGI application, e.g. with
-    werkzeug's DispatcherMiddleware.
-    """
-
-    def metrics(environ: dict) -> Tuple[List[Tuple[str, str]], bytes]:
-        params = parse_qs(environ.get("QUERY_STRING", ""))
-        source: Collector = registry
-        if "name[]" in params:
-            source = registry.restricted_registry(params["name[]"])
-        body = render_text(source)
-        headers = [("Content-Type", CONTENT_TYPE_LATEST), ("Vary", "Accept-Encoding")]
-        if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING")):
-            # Level 1: a tenth of the default's time for most of its gain on this text.
-            body = gzip.compress(body, compresslevel=1)
-            headers.append(("Content-Encoding", "gzip"))
-        return headers, body
-
-    def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("PATH_INFO", "/") or "/"
-        windows = _WINDOWS_PATH.fullmatch(path)
-        if windows is not None:
-            if method not in ("GET", "HEAD"):
-                return _text(start_response, "405 Method Not Allowed",
-                             f"Method {method} not allowed: use GET or HEAD\n",
-                             [("Allow", _ALLOWED)])
-            from .collector import registered_monitors
-            from .windowsapi import windows_response
-
-            monitors = {m.model: m for m in registered_monitors(registry)
-                        if hasattr(m, "history")}
-            answer = windows_response(monitors, windows.group(1),
-                                      "?" + environ.get("QUERY_STRING", ""))
-            headers = [*answer.headers, ("Content-Length", str(len(answer.body)))]
-            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
-            return [b""] if method == "HEAD" else [answer.body]
-        if path in ("/metrics", "/metrics/"):
-            if method not in ("GET", "HEAD"):
-                return _text(start_response, "405 Method Not Allowed",
-                             f"Method {method} not allowed: use GET or HEAD\n",
-                             [("Allow", _ALLOWED)])
-            headers, body = metrics(environ)
-        elif path == "/":
-            if method not in ("GET", "HEAD"):
-                return _text(start_response, "405 Method Not Allowed",
-                             f"Method {method} not allowed: use GET or HEAD\n",
-                             [("Allow", _ALLOWED)])
-            prefix = environ.get("SCRIPT_NAME", "").rstrip("/") + "/"
-            # The models' latest windows and charts (landing.py); the plain page if that
-            # fails, so that / always answers.
-            try:
-                from .landing import render_landing
-
-                body = render_landing(registry, prefix)
-            except Exception:  # noqa: BLE001
-                body = _LANDING.format(version=__version__,
-                                       prefix=html.escape(prefix)).encode()
-            headers = [("Content-Type", "text/html; charset=utf-8")]
-        else:
-            return _text(start_response, "404 Not Found", "Not found: try /metrics\n")
-        headers.append(("Content-Length", str(len(body))))
-        start_response("200 OK", headers)
-        return [b""] if method == "HEAD" else [body]
-
-    return app
 
 
 def _wsgi_handler(
