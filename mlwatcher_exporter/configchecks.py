@@ -99,7 +99,18 @@ def _feature_ref(name: str, value: Any) -> Optional[Exception]:
 
 
 def as_list(value: Any) -> Optional[List[Any]]:
-    """``value`` as a list when it is an ordered collection (not a string or a mapping)."""
+    """``value`` as a list when it is an ordered collection (not a string or a mapping).
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    list or None
+        The items of a list, tuple, 1-D array or other sized iterable; None for a string,
+        bytes, a mapping, a set, an array of another shape or a scalar.
+    """
     if isinstance(value, (str, bytes, Mapping, set, frozenset)):
         return None
     if not (hasattr(value, "__len__") and hasattr(value, "__iter__")):

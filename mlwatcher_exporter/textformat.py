@@ -66,7 +66,19 @@ def _sample_line(
 
 
 def render_samples(samples: Iterable[Sample]) -> Optional[str]:
-    """Sample lines as :func:`render_text` writes them; None for unusual names."""
+    """Sample lines as :func:`render_text` writes them; None for unusual names.
+
+    Parameters
+    ----------
+    samples : iterable of Sample
+        One family's samples, in order.
+
+    Returns
+    -------
+    str or None
+        The lines, each ending in a newline; None when a metric or label name is outside
+        the usual character set (such names are left to ``generate_latest``).
+    """
     try:
         return "".join(_sample_line(sample, {}, {}) for sample in samples)
     except _UnusualName:
@@ -80,6 +92,16 @@ def render_text(registry: Collector = REGISTRY) -> bytes:
     on thousands of series: names in the usual character set need no per-character
     escaping, and families that carry :data:`PRERENDERED` text are not formatted again.
     A registry with any other name is handed to ``generate_latest``.
+
+    Parameters
+    ----------
+    registry : Collector, default=prometheus_client.REGISTRY
+        A registry, or anything with ``collect()`` (a restricted registry).
+
+    Returns
+    -------
+    bytes
+        The exposition, UTF-8.
     """
     output: List[str] = []
     # Names seen in this render, and whether they are in the usual character set.

@@ -47,6 +47,16 @@ def accepts_gzip(accept_encoding: Optional[str]) -> bool:
     when its weight is above 0 and at least that of ``identity`` where the client names
     ``identity`` (or ``*``).
 
+    Parameters
+    ----------
+    accept_encoding : str or None
+        The header's value; None when the request has none.
+
+    Returns
+    -------
+    bool
+        True to answer with ``Content-Encoding: gzip``.
+
     Examples
     --------
     >>> accepts_gzip("GZIP"), accepts_gzip("gzip;q=0"), accepts_gzip("br, *;q=0.5")
@@ -97,6 +107,17 @@ def make_wsgi_app(registry: CollectorRegistry = REGISTRY) -> Callable[..., Itera
     ``Accept-Encoding`` prefers it (:func:`accepts_gzip`) and always says
     ``Vary: Accept-Encoding``. Mount it in an existing WSGI application, e.g. with
     werkzeug's DispatcherMiddleware.
+
+    Parameters
+    ----------
+    registry : CollectorRegistry, default=prometheus_client.REGISTRY
+        What ``/metrics`` serves (``?name[]=`` restricts it), and whose monitors the
+        landing page and the windows API show.
+
+    Returns
+    -------
+    callable
+        The WSGI application ``app(environ, start_response)``.
     """
 
     def metrics(environ: dict) -> Tuple[List[Tuple[str, str]], bytes]:
