@@ -20,7 +20,7 @@ from .configfile import join_path
 
 __all__ = ["Check", "as_list"]
 
-# A check takes the option's name (or key path) and value and returns the problem, if any.
+#: A check takes the option's name (or key path) and value and returns the problem, if any.
 Check = Callable[[str, Any], Optional[Exception]]
 
 
