@@ -208,7 +208,10 @@ class ModelMonitor:
                               _worker_failed)
         self._worker_started = False
         self._refusals = RejectionCounts(self._log_refusal)
-        self._staging = Staging(self._clock, self.window_seconds, self._waiter.notify)
+        if previous is None:
+            self._staging = Staging(self._clock, self.window_seconds, self._waiter.notify)
+        else:  # emptied in place: wrappers compiled before a fork hold this object
+            self._staging.reset(self._waiter.notify)
         self._pipeline = Pipeline(
             self.model, self._staging, self._schema, self._refusals, self.reservoir_size,
             rng, self._log, self.max_categories, self._clock, wall_clock,

@@ -223,11 +223,17 @@ class Staging:
         self, clock: Callable[[], float], window_seconds: float, notify: Callable[[], None]
     ) -> None:
         self._clock = clock
-        self._notify = notify
         self.window_seconds = window_seconds
+        self.reset(notify)
+
+    def reset(self, notify: Callable[[], None]) -> None:
+        """Empty everything, with a new lock and window: also a forked child's, where a
+        function watched before the fork keeps this very object (kernel.Watched)."""
+        clock = self._clock
+        self._notify = notify
         self.lock = threading.Lock()
         self.window_start = clock()
-        self.window_end = self.window_start + window_seconds
+        self.window_end = self.window_start + self.window_seconds
         self.last_offer: Optional[float] = None
         self._current: Optional[Stage] = None
         self._queue: Deque[QueueItem] = deque()

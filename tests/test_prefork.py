@@ -70,6 +70,26 @@ def test_child_does_not_count_rows_observed_before_the_fork(registry):
     monitor.close()
 
 
+def test_a_function_watched_before_the_fork_counts_every_row_in_the_child(registry):
+    # gunicorn --preload: the model and its watched predict_proba are made in the parent.
+    monitor = ModelMonitor(model="w", n_classes=2, registry=registry, background=False)
+
+    @monitor.watch
+    def predict_proba(X):
+        return np.tile([0.2, 0.8], (len(X), 1))
+
+    predict_proba(np.zeros((4, 3)))  # the warm-up, counted in the parent only
+
+    def child():
+        for rows in (1, 2, 3, 4, 5):
+            predict_proba(np.zeros((rows, 3)))
+        return [monitor.snapshot().counts.predictions.tolist(), monitor.close_window().rows]
+
+    assert in_child(child) == [[0, 15], 15]
+    assert monitor.snapshot().counts.predictions.tolist() == [0, 4]
+    monitor.close()
+
+
 def test_locks_held_at_the_fork_are_fresh_in_the_child(registry):
     monitor = ModelMonitor(model="l", n_classes=2, registry=registry, background=False)
     monitor.observe([[0.5, 0.5]])
