@@ -28,8 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from ._version import __version__
 from .clientcodec import Item, coalescable, copy_batch, encode
 from .clientmetrics import DROP_REASONS, ClientCounts, register_client, unregister_client
-from .decorator import (LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount,
-                        new_labels_var, watch)
+from .decorator import WatchCount, WatchMixin, new_labels_var
 from .ratelog import RateLimitedLogger
 
 __all__ = ["RemoteMonitor", "DROP_REASONS"]
@@ -46,7 +45,7 @@ def _positive(name: str, value: Any, kind: type = float) -> None:
         raise ValueError(f"{name} == {value!r}, must be > 0")
 
 
-class RemoteMonitor:
+class RemoteMonitor(WatchMixin):
     """A monitor whose batches are posted to a ``serve`` process.
 
     Parameters
@@ -182,34 +181,8 @@ class RemoteMonitor:
         """Buffer one batch to send (the server validates it; see :meth:`flush`)."""
         self.observe_quietly(proba, features, labels, ids=ids)
 
-    def labels(self, labels: Any = None, ids: Any = None) -> LabelsBlock:
-        """Attach true labels (and/or prediction ids) to the predictions made inside
-        the ``with`` block, as :meth:`ModelMonitor.labels`."""
-        return LabelsBlock(self._labels_var, labels, ids)
-
-    def ids(self, ids: Any) -> LabelsBlock:
-        """Attach prediction ids to the predictions made inside the ``with`` block."""
-        return LabelsBlock(self._labels_var, None, ids)
-
-    def current_labels(self) -> Any:
-        """Labels set by the enclosing :meth:`labels` block, or None."""
-        block = self._labels_var.get()
-        return block.labels if type(block) is LabelsWithIds else block
-
-    def current_block(self) -> Any:
-        """What the enclosing block holds: labels, a ``LabelsWithIds``, or None."""
-        return self._labels_var.get()
-
     def adopt_classes(self, classes: Sequence[Any]) -> None:
         """Accepted for :meth:`wrap`; the server's configuration names the classes."""
-
-    def watch(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a predict_proba-like function (as :meth:`ModelMonitor.watch`)."""
-        return watch(self, func)
-
-    def wrap(self, estimator: Any) -> MonitoredEstimator:
-        """A proxy of `estimator` whose ``predict_proba`` is monitored remotely."""
-        return MonitoredEstimator(estimator, self)
 
     # ------------------------------------------------------------------ lifecycle
     def flush(self, timeout: float = 10.0) -> bool:

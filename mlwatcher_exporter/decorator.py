@@ -22,12 +22,11 @@ from typing import (
 import numpy as np
 
 from . import kernel
-from .schema import InputSchema
-from .staging import Staging
 from .tables import is_table
 
 __all__ = [
     "Observer",
+    "WatchMixin",
     "LabelsBlock",
     "LabelsWithIds",
     "WatchCount",
@@ -91,6 +90,11 @@ class Observer(Protocol):
 
     def adopt_classes(self, classes: Sequence[Any]) -> None:
         """Take class values from an estimator's ``classes_``."""
+
+    def request_state(self) -> Optional[Tuple[Any, Any, Any, Any]]:
+        """What :func:`.kernel.stage_call` needs to stage a common call in one compiled
+        step, ``(monitor, staging, schema, labels_var)``, or None: every call then takes
+        :meth:`observe_common` and :meth:`observe_quietly`."""
 
 
 def new_labels_var(model: str) -> "contextvars.ContextVar[Any]":
@@ -185,24 +189,6 @@ def _observe(monitor: Observer, result: Any, args: Any, kwargs: Any) -> None:
         pass
 
 
-def _fast_state(monitor: Observer) -> Optional[Tuple[Any, Any, Any, Any]]:
-    """What :func:`.kernel.stage_call` needs of `monitor` to stage a common call in
-    one compiled step: ``(monitor, staging, schema, labels_var)``, or None when the
-    monitor is not a :class:`~.monitor.ModelMonitor` with those parts (a test double)
-    or the kernel is not compiled."""
-    staging = getattr(monitor, "_staging", None)
-    schema = getattr(monitor, "_schema", None)
-    labels_var = getattr(monitor, "_labels_var", None)
-    if (
-        not kernel.COMPILED
-        or not isinstance(staging, Staging)
-        or not isinstance(schema, InputSchema)
-        or not isinstance(labels_var, contextvars.ContextVar)
-    ):
-        return None
-    return (monitor, staging, schema, labels_var)
-
-
 def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     """Monitor every call of `func`, a predict_proba-like function or method.
 
@@ -226,7 +212,9 @@ def watch(monitor: Observer, func: Callable[..., Any]) -> Callable[..., Any]:
     """
     key = id(monitor)
     watchers = monitor.watchers
-    state = _fast_state(monitor)
+    # Test doubles and remote monitors may lack the method: the Python path for them.
+    request_state = getattr(monitor, "request_state", None)
+    state = request_state() if kernel.COMPILED and request_state is not None else None
     stage_call = kernel.stage_call if state is not None else _never
 
     if inspect.iscoroutinefunction(func):
@@ -327,3 +315,51 @@ class MonitoredEstimator:
 def _identity(value: Any) -> Any:
     """Unpickles a :class:`MonitoredEstimator` as its bare estimator."""
     return value
+
+
+class WatchMixin:
+    """The watching half of a monitor: :meth:`watch`, :meth:`wrap` and the labels
+    blocks, shared by :class:`~.monitor.ModelMonitor` and :class:`~.client.RemoteMonitor`.
+
+    A subclass sets ``_labels_var`` (:func:`new_labels_var`) and ``watchers``
+    (:class:`WatchCount`) and provides the rest of :class:`Observer`.
+    """
+
+    _labels_var: "contextvars.ContextVar[Any]"
+    watchers: WatchCount
+
+    def labels(self, labels: Any = None, ids: Any = None) -> Any:
+        """Attach true labels (and/or prediction ids) to the predictions made inside
+        the ``with`` block.
+
+        The watched ``predict_proba`` picks them up (per thread and per asyncio task).
+        Like a :func:`contextlib.contextmanager`, the block also works as a decorator.
+        """
+        return LabelsBlock(self._labels_var, labels, ids)
+
+    def ids(self, ids: Any) -> Any:
+        """Attach prediction ids to the predictions made inside the ``with`` block, so
+        that their labels can be joined later (``observe_labels``)."""
+        return LabelsBlock(self._labels_var, None, ids)
+
+    def current_labels(self) -> Any:
+        """Labels set by the enclosing :meth:`labels` block, or None."""
+        block = self._labels_var.get()
+        return block.labels if type(block) is LabelsWithIds else block
+
+    def current_block(self) -> Any:
+        """What the enclosing block holds: labels, a ``LabelsWithIds``, or None."""
+        return self._labels_var.get()
+
+    def request_state(self) -> Optional[Tuple[Any, Any, Any, Any]]:
+        """None: every watched call goes through ``observe_common`` and
+        ``observe_quietly`` (a monitor with staging of its own overrides this)."""
+        return None
+
+    def watch(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorate a predict_proba-like function or method (see :func:`watch`)."""
+        return watch(self, func)  # type: ignore[arg-type]
+
+    def wrap(self, estimator: Any) -> "MonitoredEstimator":
+        """Return a proxy of `estimator` whose ``predict_proba`` is monitored."""
+        return MonitoredEstimator(estimator, self)  # type: ignore[arg-type]

@@ -29,9 +29,7 @@ from .config import (
     parse_config,
 )
 from .counts import LifetimeCounts, RejectionCounts
-from .decorator import (
-    LabelsBlock, LabelsWithIds, MonitoredEstimator, WatchCount, new_labels_var, watch,
-)
+from .decorator import WatchCount, WatchMixin, new_labels_var
 from . import prefork
 from .errors import BatchError, count_rows
 from .history import WindowHistory
@@ -62,7 +60,7 @@ def _worker_failed(error: BaseException) -> None:
     logger.warning("mlwatcher: the background worker failed a step", exc_info=error)
 
 
-class ModelMonitor:
+class ModelMonitor(WatchMixin):
     """Watches one classifier and publishes per-window statistics as Prometheus metrics.
 
     Parameters
@@ -422,28 +420,11 @@ class ModelMonitor:
             proba, features, labels, self.threshold
         )
 
-    def labels(self, labels: Any = None, ids: Any = None) -> LabelsBlock:
-        """Attach true labels (and/or prediction ids) to the predictions made inside
-        the ``with`` block.
-
-        The decorated ``predict_proba`` picks them up (per thread and per asyncio task).
-        Like a :func:`contextlib.contextmanager`, the block also works as a decorator.
-        """
-        return LabelsBlock(self._labels_var, labels, ids)
-
-    def ids(self, ids: Any) -> LabelsBlock:
-        """Attach prediction ids to the predictions made inside the ``with`` block, so
-        that :meth:`observe_labels` can join their labels later."""
-        return LabelsBlock(self._labels_var, None, ids)
-
-    def current_labels(self) -> Any:
-        """Labels set by the enclosing :meth:`labels` block, or None."""
-        block = self._labels_var.get()
-        return block.labels if type(block) is LabelsWithIds else block
-
-    def current_block(self) -> Any:
-        """What the enclosing block holds: labels, a ``LabelsWithIds``, or None."""
-        return self._labels_var.get()
+    def request_state(self) -> Tuple["ModelMonitor", Staging, InputSchema, Any]:
+        """What the compiled request path (:func:`.kernel.stage_call`) stages a common
+        call with; the staging object stays the same for the monitor's life (a forked
+        child empties it in place)."""
+        return (self, self._staging, self._schema, self._labels_var)
 
     def observe_labels(self, ids: Any, labels: Any) -> None:
         """Join labels that arrive after their predictions, by prediction id.
@@ -474,14 +455,6 @@ class ModelMonitor:
             self._log_refusal,
         )
         self._pipeline.join_labels(keys, indices)
-
-    def watch(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a predict_proba-like function or method (see :mod:`.decorator`)."""
-        return watch(self, func)
-
-    def wrap(self, estimator: Any) -> MonitoredEstimator:
-        """Return a proxy of `estimator` whose ``predict_proba`` is monitored."""
-        return MonitoredEstimator(estimator, self)
 
     def _log_refusal(self, key: str, text: str) -> None:
         self._log.warning(key, f"mlwatcher: model {self.model!r} {text}")
