@@ -785,6 +785,13 @@ def overview() -> Dict[str, Any]:
                    targets((f"sum by (model, part, reason) (rate(mlwatcher_dropped_rows_total"
                             f"{{{M}}}[$__rate_interval]))", "{{model}} {{part}} {{reason}}")),
                    unit="suffix: rows/s", minimum=0),
+        timeseries("History records not written per second",
+                   "Window records the history file (docs/history.md) could not write, by "
+                   "reason; the windows stay in memory and the metrics are unaffected. "
+                   "Flat zero lines are the healthy state.",
+                   targets((f"sum by (model, reason) (rate(mlwatcher_history_write_failures_"
+                            f"total{{{M}}}[$__rate_interval]))", "{{model}} {{reason}}")),
+                   unit="suffix: records/s", minimum=0),
 
         # Drift against the reference profile and label-free estimates (docs/drift.md).
         row("Drift against the reference and estimated performance"),

@@ -38,7 +38,8 @@ UNIT_PANELS = {"timeseries", "stat", "bargauge"}
 
 def contract_metrics() -> Set[str]:
     """Every series name the exporter exposes, from the families of the collector (the
-    names of mlwatcher_exporter/naming.py, each with the suffixes of its type)."""
+    names of mlwatcher_exporter/naming.py, each with the suffixes of its type) and the
+    history writer's counter."""
     exposed: Set[str] = set()
     for name, (kind, _, _) in FAMILIES.items():
         if kind == "counter":
@@ -49,6 +50,8 @@ def contract_metrics() -> Set[str]:
             exposed.add(name + "_info")
         else:
             exposed.add(name)
+    # The window history's writer exports its counter from a collector of its own.
+    exposed.add(naming.HISTORY_WRITE_FAILURES + "_total")
     return exposed
 
 
