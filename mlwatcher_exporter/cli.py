@@ -68,6 +68,9 @@ def _add_demo(subparsers: "argparse._SubParsersAction") -> None:
                       help="random seed (default 0)")
     demo.add_argument("--web-config", default=None, metavar="FILE",
                       help="a web.yml (exporter-toolkit format) for TLS and basic auth")
+    demo.add_argument("--history-dir", default=None, metavar="DIR",
+                      help="also write each model's closed windows to rotating JSON-lines "
+                      "files in DIR (docs/history.md; default: in memory only)")
     demo.set_defaults(func=_run_demo)
 
 
@@ -86,6 +89,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             reservoir_size=args.reservoir_size,
             seed=args.seed,
             web_config=args.web_config,
+            history_dir=args.history_dir,
         )
     except (ValueError, OSError) as error:
         print(f"mlwatcher-exporter demo: error: {error}", file=sys.stderr)

@@ -23,7 +23,9 @@ from typing import Any, Dict, Optional, TextIO
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from .history import WindowHistory
 from .monitor import ModelMonitor
+from .settings import HistorySettings
 from .signals import stop_on_signals
 
 __all__ = [
@@ -198,12 +200,14 @@ def run_demo(
     registry: Optional[CollectorRegistry] = None,
     stop: Optional[threading.Event] = None,
     web_config: Optional[str] = None,
+    history_dir: Optional[str] = None,
 ) -> int:
     """Serve the demo's metrics until `duration` seconds pass, SIGINT/SIGTERM or `stop`.
 
     Binds the port first (so that a port in use fails at once), prints the metrics URL,
     trains the models, then prints a line per completed window of the production model.
-    Returns the exit code (0).
+    With `history_dir`, each model's closed windows are also written there as rotating
+    JSON-lines files (docs/history.md). Returns the exit code (0).
 
     Raises
     ------
@@ -229,7 +233,7 @@ def run_demo(
                     scenario=scenario, duration=duration,
                     windows_per_scenario=windows_per_scenario,
                     rows_per_second=rows_per_second, reservoir_size=reservoir_size,
-                    seed=seed)
+                    seed=seed, history_dir=history_dir)
     finally:
         server.shutdown()
     print("Demo stopped.", file=out, flush=True)
@@ -253,6 +257,7 @@ def _stream(
     models: DemoModels, registry: CollectorRegistry, out: TextIO, stop: threading.Event,
     *, window_seconds: float, scenario: str, duration: float, windows_per_scenario: int,
     rows_per_second: float, reservoir_size: int, seed: int,
+    history_dir: Optional[str] = None,
 ) -> None:
     """Feed the monitored models until `duration` passes or `stop` is set."""
     # The scenario clock starts with the monitors' first window, so that each window
@@ -273,6 +278,10 @@ def _stream(
     )
     production_monitor = ModelMonitor(model="digits", random_state=seed, **common)
     canary_monitor = ModelMonitor(model="digits-canary", random_state=seed + 1, **common)
+    if history_dir is not None:
+        history = HistorySettings(directory=history_dir)
+        for monitor in (production_monitor, canary_monitor):
+            monitor.history = WindowHistory.from_settings(monitor.model, history, registry)
     n_pixels = models.X.shape[1]
     if models.X_reference is not None:  # drift and estimated accuracy (docs/drift.md)
         reference_rng = np.random.default_rng(seed + 2)

@@ -1,5 +1,6 @@
 """The command line and the demo, run as a user would: a real process, a real scrape."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -212,8 +213,10 @@ def test_scenario_cycle():
     assert scenario_at("weak-model", 5, 2) == "weak-model"
 
 
-def test_demo_serves_both_models_and_stops_after_duration():
-    process, url = start_demo("--window-seconds", "1", "--duration", "5", "--scenario", "healthy")
+def test_demo_serves_both_models_and_stops_after_duration(tmp_path):
+    history = tmp_path / "history"
+    process, url = start_demo("--window-seconds", "1", "--duration", "5", "--scenario", "healthy",
+                              "--history-dir", str(history))
     try:
         samples = wait_for(url, "mlwatcher_accuracy", {"model": "digits"})
         assert samples[("mlwatcher_accuracy", (("model", "digits"),))] > 0.8
@@ -227,6 +230,11 @@ def test_demo_serves_both_models_and_stops_after_duration():
     assert process.returncode == 0, err
     assert "scenario=healthy" in out and "accuracy=" in out
     assert out.rstrip().endswith("Demo stopped.")
+    # --history-dir: one JSON line per closed window of each model.
+    for model in ("digits", "digits-canary"):
+        records = [json.loads(line) for line in
+                   (history / f"{model}.jsonl").read_text().splitlines()]
+        assert records and all(record["model"] == model for record in records)
 
 
 def test_demo_input_drift_inverts_pixels_and_stops_on_sigint():

@@ -122,8 +122,10 @@ class Stack:
         return self.demo_output.first(lambda line: "scenario=input-drift" in line) is not None
 
 
-def _demo_command(port: int) -> List[str]:
+def _demo_command(port: int, history_dir: Path) -> List[str]:
+    # --history-dir: the history writer's counter is part of the contract too.
     return [sys.executable, "-m", "mlwatcher_exporter", "demo",
+            "--history-dir", str(history_dir),
             "--addr", "127.0.0.1", "--port", str(port),
             "--window-seconds", str(WINDOW_SECONDS), "--scenario", "cycle",
             "--windows-per-scenario", str(WINDOWS_PER_SCENARIO),
@@ -143,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with open(demo_log, "wb") as stderr:
             # Port 0: the demo picks a free port and prints it on its first line.
             demo = subprocess.Popen(
-                _demo_command(0), cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr,
+                _demo_command(0, workdir / "history"), cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr,
                 stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         output = LineReader(demo)
