@@ -145,7 +145,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with open(demo_log, "wb") as stderr:
             # Port 0: the demo picks a free port and prints it on its first line.
             demo = subprocess.Popen(
-                _demo_command(0, workdir / "history"), cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr,
+                _demo_command(0, workdir / "history"), cwd=ROOT, stdout=subprocess.PIPE,
+                stderr=stderr,
                 stdin=subprocess.DEVNULL, text=True, start_new_session=True,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"))
         output = LineReader(demo)
