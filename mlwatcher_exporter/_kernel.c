@@ -55,6 +55,127 @@ get_buffer(PyObject *obj, Py_buffer *view, int writable, char kind, int ndim,
     return 0;
 }
 
+/* The kernels below may be compiled twice on x86-64, for AVX2 and for any processor,
+ * the loader picking one at run time (GCC and clang function multiversioning, which
+ * needs glibc's ifunc: elsewhere they are compiled once, for any processor). */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__)
+#define AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AVX2_CLONES
+#endif
+
+/* Counts of rows per cell, added into out[0..n_cells): one counter incremented row
+ * after row waits for its own previous store each time, and most rows land in the same
+ * few cells, so four copies of the counters (a row's copy: its index mod 4) keep four
+ * increments in flight. `scratch` holds 4 * n_cells int64 zeros. */
+#define LANES 4
+
+static void
+add_lanes(int64_t *restrict out, const int64_t *restrict scratch, Py_ssize_t n_cells)
+{
+    for (Py_ssize_t i = 0; i < n_cells; i++) {
+        out[i] += scratch[i] + scratch[n_cells + i] + scratch[2 * n_cells + i]
+                  + scratch[3 * n_cells + i];
+    }
+}
+
+/* Rows per bucket of `values`, added into `out` (n_edges + 1 cells):
+ * numpy.searchsorted(edges, value, side="left"), NaN in the last bucket as numpy sorts
+ * NaN last. Up to 32 edges a count of the edges below (it vectorises, no chain of
+ * dependent loads), beyond a binary search without branches. */
+AVX2_CLONES
+static void
+add_bucket_counts(const double *restrict values, Py_ssize_t n, const double *restrict e,
+                  Py_ssize_t n_edges, int64_t *restrict out, int64_t *restrict scratch)
+{
+    const Py_ssize_t cells = n_edges + 1;
+    Py_ssize_t search_start = 1;  /* the largest power of two <= n_edges */
+    while (search_start * 2 <= n_edges) search_start *= 2;
+    const int linear = n_edges <= 32;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        double value = values[row];
+        Py_ssize_t lo = 0;
+        if (linear) {
+            for (Py_ssize_t i = 0; i < n_edges; i++) lo += e[i] < value;
+        }
+        else {
+            for (Py_ssize_t half = search_start; half > 0; half >>= 1) {
+                lo = lo + half <= n_edges && e[lo + half - 1] < value ? lo + half : lo;
+            }
+        }
+        scratch[(row & (LANES - 1)) * cells + (value != value ? n_edges : lo)]++;
+    }
+    add_lanes(out, scratch, cells);
+}
+
+/* Rows per class of `predicted` (indices in [0, n_classes)), added into `out`. */
+static void
+add_class_counts(const int64_t *restrict predicted, Py_ssize_t n, Py_ssize_t n_classes,
+                 int64_t *restrict out, int64_t *restrict scratch)
+{
+    for (Py_ssize_t row = 0; row < n; row++) {
+        scratch[(row & (LANES - 1)) * n_classes + predicted[row]]++;
+    }
+    add_lanes(out, scratch, n_classes);
+}
+
+/* ---- summarize, four rows per instruction (x86-64 with AVX2, chosen at run time) ----
+ * The scalar loop of summarize is bound by its instruction count (about eight per class
+ * value), not by its dependency chains: one AVX2 instruction does the same step for
+ * four rows. Each step is the scalar loop's own IEEE comparison (min/max pd return their
+ * second operand when either is NaN, exactly as the ternaries below), in the same order
+ * per row, so the results are the same bit for bit. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SUMMARIZE_AVX2 1
+
+/* Rows [0, n_rows - n_rows % 4) of summarize's main loop (counted after it);
+ * returns the rows done. */
+__attribute__((target("avx2")))
+static Py_ssize_t
+summarize_avx2(const double *restrict p, Py_ssize_t n_rows, Py_ssize_t n_classes,
+               double first_second, int64_t *restrict out_class,
+               double *restrict out_top, double *restrict out_second,
+               double *low, double *high, int *nan_seen)
+{
+    const Py_ssize_t n = n_classes;
+    __m256d all_low = _mm256_set1_pd(INFINITY), all_high = _mm256_set1_pd(-INFINITY);
+    __m256d unordered = _mm256_setzero_pd();
+    Py_ssize_t row = 0;
+    for (; row + 4 <= n_rows; row += 4) {
+        const double *r = p + row * n;
+        __m256d top = _mm256_set_pd(r[3 * n], r[2 * n], r[n], r[0]);
+        __m256d row_low = top, row_high = top, row_sum = top;
+        __m256d second = _mm256_set1_pd(first_second);
+        __m256d best = _mm256_setzero_pd();
+        for (Py_ssize_t c = 1; c < n; c++) {
+            __m256d v = _mm256_set_pd(r[3 * n + c], r[2 * n + c], r[n + c], r[c]);
+            __m256d wins = _mm256_cmp_pd(v, top, _CMP_GT_OQ);  /* v > top */
+            best = _mm256_blendv_pd(best, _mm256_set1_pd((double)c), wins);
+            second = _mm256_max_pd(_mm256_min_pd(v, top), second);
+            top = _mm256_max_pd(v, top);
+            row_low = _mm256_min_pd(v, row_low);
+            row_high = _mm256_max_pd(v, row_high);
+            row_sum = _mm256_add_pd(row_sum, v);
+        }
+        unordered = _mm256_or_pd(unordered, _mm256_cmp_pd(row_sum, row_sum, _CMP_UNORD_Q));
+        all_low = _mm256_min_pd(row_low, all_low);
+        all_high = _mm256_max_pd(row_high, all_high);
+        _mm256_storeu_pd(out_top + row, top);
+        _mm256_storeu_pd(out_second + row, second);
+        _mm256_storeu_si256((__m256i *)(out_class + row),
+                            _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(best)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, all_low);
+    for (int k = 0; k < 4; k++) *low = lanes[k] < *low ? lanes[k] : *low;
+    _mm256_storeu_pd(lanes, all_high);
+    for (int k = 0; k < 4; k++) *high = lanes[k] > *high ? lanes[k] : *high;
+    *nan_seen |= _mm256_movemask_pd(unordered) != 0;
+    return row;
+}
+#endif
+
 static PyObject *
 summarize(PyObject *self, PyObject *args)
 {
@@ -70,6 +191,7 @@ summarize(PyObject *self, PyObject *args)
     Py_buffer *views[7] = {&proba, &edges, &predicted, &pred1, &pred2, &buckets, &classes};
     int held = 0;
     PyObject *result = NULL;
+    int64_t *scratch = NULL;
     if (get_buffer(proba_obj, &proba, 0, 'd', 2, "proba") < 0) goto done;
     held++;
     if (get_buffer(edges_obj, &edges, 0, 'd', 1, "edges") < 0) goto done;
@@ -110,13 +232,21 @@ summarize(PyObject *self, PyObject *args)
      * threshold, the argmax for every width). */
     int binary = n_classes == 2 && !isnan(threshold);
     double first_second = n_classes == 1 ? 0.0 : -INFINITY;
-    Py_ssize_t search_start = 1;  /* the largest power of two <= n_edges */
-    while (search_start * 2 <= n_edges) search_start *= 2;
 
+    scratch = PyMem_Calloc((size_t)(LANES * (n_edges + 1 + n_classes)), sizeof(int64_t));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
-    memset(out_buckets, 0, (size_t)(n_edges + 1) * sizeof(int64_t));
-    memset(out_classes, 0, (size_t)n_classes * sizeof(int64_t));
-    for (Py_ssize_t row = 0; row < n_rows; row++) {
+    Py_ssize_t row = 0;
+#ifdef SUMMARIZE_AVX2
+    if (n_classes > 1 && __builtin_cpu_supports("avx2")) {
+        row = summarize_avx2(p, n_rows, n_classes, first_second, out_class, out_top,
+                             out_second, &low, &high, &nan_seen);
+    }
+#endif
+    for (; row < n_rows; row++) {
         const double *r = p + row * n_classes;
         double top = r[0], second = first_second;
         Py_ssize_t best = 0;
@@ -140,15 +270,12 @@ summarize(PyObject *self, PyObject *args)
         out_class[row] = best;
         out_top[row] = top;
         out_second[row] = second;
-        out_classes[best]++;
-        /* numpy.searchsorted(edges, top, side="left"): the number of edges strictly
-         * below top, by a binary search without branches. */
-        Py_ssize_t lo = 0;
-        for (Py_ssize_t half = search_start; half > 0; half >>= 1) {
-            lo = lo + half <= n_edges && e[lo + half - 1] < top ? lo + half : lo;
-        }
-        out_buckets[top != top ? n_edges : lo]++;  /* as numpy sorts NaN last */
     }
+    memset(out_buckets, 0, (size_t)(n_edges + 1) * sizeof(int64_t));
+    memset(out_classes, 0, (size_t)n_classes * sizeof(int64_t));
+    add_bucket_counts(out_top, n_rows, e, n_edges, out_buckets, scratch);
+    add_class_counts(out_class, n_rows, n_classes, out_classes,
+                     scratch + LANES * (n_edges + 1));
     if (binary) {  /* a second pass: a test in the loop above costs it half its speed */
         memset(out_classes, 0, 2 * sizeof(int64_t));
         for (Py_ssize_t row = 0; row < n_rows; row++) {
@@ -162,6 +289,7 @@ summarize(PyObject *self, PyObject *args)
     result = Py_BuildValue("ddO", n_rows ? low : NAN, n_rows ? high : NAN,
                            nan_seen ? Py_True : Py_False);
 done:
+    PyMem_Free(scratch);
     for (int i = 0; i < held; i++) {
         PyBuffer_Release(views[i]);
     }
@@ -238,6 +366,7 @@ add_buckets(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
+    int64_t *scratch = NULL;
     Py_ssize_t n_edges = edges.shape[0], n = values.shape[0];
     if (out.shape[0] != n_edges + 1) {
         PyErr_SetString(PyExc_ValueError, "add_buckets: out must have len(edges) + 1 cells");
@@ -246,21 +375,18 @@ add_buckets(PyObject *self, PyObject *args)
     const double *restrict e = (const double *)edges.buf;
     const double *restrict v = (const double *)values.buf;
     int64_t *restrict o = (int64_t *)out.buf;
-    Py_ssize_t search_start = 1;
-    while (search_start * 2 <= n_edges) search_start *= 2;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double x = v[i];
-        Py_ssize_t lo = 0;
-        for (Py_ssize_t half = search_start; half > 0; half >>= 1) {
-            lo = lo + half <= n_edges && e[lo + half - 1] < x ? lo + half : lo;
-        }
-        o[x != x ? n_edges : lo]++;
+    scratch = PyMem_Calloc((size_t)(LANES * (n_edges + 1)), sizeof(int64_t));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
+    Py_BEGIN_ALLOW_THREADS
+    add_bucket_counts(v, n, e, n_edges, o, scratch);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
 done:
+    PyMem_Free(scratch);
     PyBuffer_Release(&edges);
     PyBuffer_Release(&values);
     PyBuffer_Release(&out);
@@ -277,6 +403,7 @@ done:
 /* One row of add_feature_sums over every column: branch-free, so the compiler
  * vectorises it across columns. `acc` holds four runs of n sums: positive, negative,
  * squares, finite values. */
+AVX2_CLONES
 static void
 sum_row(const double *restrict r, double *restrict acc, Py_ssize_t n)
 {
@@ -296,6 +423,7 @@ sum_row(const double *restrict r, double *restrict acc, Py_ssize_t n)
 /* Four rows of add_feature_sums (r, r + width, ...): each running sum is loaded and
  * stored once per four rows, not once per row (what bounded the one-row loop), the four
  * values added pairwise first. */
+AVX2_CLONES
 static void
 sum_rows4(const double *restrict r, Py_ssize_t width, double *restrict acc, Py_ssize_t n)
 {
