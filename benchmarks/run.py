@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
 from mlwatcher_exporter import ModelMonitor  # noqa: E402
 from mlwatcher_exporter.exposition import render_text  # noqa: E402
+from mlwatcher_exporter.history import WindowHistory  # noqa: E402
 from mlwatcher_exporter.window import WindowSample, compute_window_stats  # noqa: E402
 
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/run.py replaces this section -->"
@@ -46,6 +47,7 @@ N_CLASSES = 10
 N_FEATURES = 20
 SEED = 0
 SIZES = (1, 100, 10_000)
+HISTORY_KEEP = 2  # window records the memory section's monitor keeps
 QUICK_SIZES = (1, 100, 1000)
 
 perf = time.perf_counter_ns
@@ -752,6 +754,10 @@ def bench_memory(quick: bool) -> Tuple[str, Dict[str, Any]]:
     try:
         base = tracemalloc.get_traced_memory()[0]
         monitor = new_monitor("memory", reservoir_size=capacity)
+        # The window history keeps the last `keep` records (60 by default, ~16 KiB each
+        # here): bounded, but it grows for the first 60 windows. Kept at 2 here so that
+        # 10 windows show whether anything else grows.
+        monitor.history = WindowHistory(monitor.model, keep=HISTORY_KEEP)
         traced, nbytes = [], []
         per_window = total // windows
         seen = 0
@@ -785,8 +791,11 @@ def bench_memory(quick: bool) -> Tuple[str, Dict[str, Any]]:
           f"{fmt_bytes(traced[0])} / {fmt_bytes(traced[-1])}"],
          ["growth from first to last window (nbytes / traced)",
           f"{fmt_bytes(growth)} / {fmt_bytes(traced[-1] - traced[0])} (flat: "
-          + judge("memory flat over 10 windows", f"{fmt_bytes(growth)} growth",
+          + judge("memory flat over 10 windows",
+                  f"{fmt_bytes(growth)} / {fmt_bytes(traced[-1] - traced[0])} growth",
                   "flat (< 1 %)", flat) + ")"],
+         ["window history", f"the last {HISTORY_KEEP} records (`WindowHistory(keep="
+          f"{HISTORY_KEEP})`; the default keeps 60, bounded the same way)"],
          ["of which staging (fixed per monitor)", fmt_bytes(staging)],
          ["window buffers held (active, pending, recycled)", buffers],
          ["held per window buffer", f"{fmt_bytes(per_buffer)} = {ratio:.3f}x raw (target "

@@ -22,12 +22,14 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Dict,
+    FrozenSet,
     Iterable,
     Iterator,
     List,
     NamedTuple,
     Optional,
     Protocol,
+    Set,
     Tuple,
 )
 
@@ -45,7 +47,7 @@ from prometheus_client.samples import Sample
 from . import driftmetrics
 from . import naming as n
 from ._version import __version__
-from .exposition import PRERENDERED, render_samples
+from .textformat import PRERENDERED, render_samples
 from .budget import BUDGET_FAMILIES, PART_OF, SeriesBudget, keep_features, select_samples
 from .fleetcounts import FleetLayout
 from .fleetfamilies import FLEET_FAMILIES, add_fleet_families
@@ -236,7 +238,7 @@ class MonitorCollector(Collector):
     def _add_budgeted(self, families: Families, monitor: "Publisher",
                       snap: MonitorSnapshot) -> None:
         """Add a monitor's families, cut by its series budget; the window part keeps its
-        rendered text unless the cut reaches it."""
+        rendered text (rendered once per window and cut)."""
         model = monitor.model
         layout = snap.counts.layout if snap.counts is not None else FleetLayout()
         own = {name: _new_family(name) for name in FAMILIES if name not in _WINDOW_FAMILIES}
@@ -263,16 +265,13 @@ class MonitorCollector(Collector):
         if not cut.cuts:
             self._add_part(families, part)
             return
-        for name, window_samples in part.samples.items():
-            kept = cut.kept.get(PART_OF.get(name, ""))
+        for name in part.samples:
+            kept, text = part.kept(name, cut.kept.get(PART_OF.get(name, "")))
             family = families[name]
-            family.samples.extend(keep_features(window_samples, kept))
-            if kept is not None:  # rendered afresh from the samples kept
-                setattr(family, PRERENDERED, None)
-            else:
-                chunks, text = getattr(family, PRERENDERED), part.text[name]
-                setattr(family, PRERENDERED, None if chunks is None or text is None
-                        else chunks + [text])
+            family.samples.extend(kept)
+            chunks = getattr(family, PRERENDERED)
+            setattr(family, PRERENDERED, None if chunks is None or text is None
+                    else chunks + [text])
 
     def _window_part(self, model: str, classes: List[str], window: "WindowStats",
                      layout: FleetLayout) -> "_WindowPart":
@@ -303,6 +302,22 @@ class _WindowPart(NamedTuple):
     window: "WindowStats"
     samples: Dict[str, List[Sample]]
     text: Dict[str, Optional[str]]
+    # Per family cut by the series budget: the features kept, their samples and text.
+    # The cut is stable from scrape to scrape (budget.py), so it is rendered once too.
+    cut: Dict[str, Tuple[FrozenSet[str], List[Sample], Optional[str]]]
+
+    def kept(self, name: str, features: Optional[Set[str]]
+             ) -> Tuple[List[Sample], Optional[str]]:
+        """Family `name`'s samples of the `features` kept (all when None), and their
+        text."""
+        if features is None:
+            return self.samples[name], self.text[name]
+        key = frozenset(features)
+        cached = self.cut.get(name)
+        if cached is None or cached[0] != key:
+            samples = keep_features(self.samples[name], features)
+            cached = self.cut[name] = (key, samples, render_samples(samples))
+        return cached[1], cached[2]
 
     @classmethod
     def build(cls, model: str, classes: List[str], window: "WindowStats",
@@ -313,7 +328,7 @@ class _WindowPart(NamedTuple):
                    for name, family in own.items()}
         samples = {name: kept for name, kept in samples.items() if kept}
         text = {name: render_samples(lines) for name, lines in samples.items()}
-        return cls(window, samples, text)
+        return cls(window, samples, text, {})
 
 
 def _add_monitor(families: Families, monitor: "Publisher",

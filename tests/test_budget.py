@@ -49,6 +49,22 @@ def test_a_ten_class_200_feature_model_stays_under_2500_series_by_default():
     monitor.close()
 
 
+def test_a_cut_window_renders_as_prometheus_client_does_scrape_after_scrape():
+    from mlwatcher_exporter.textformat import render_text
+
+    monitor, registry = fed(10, 200, categorical=(0, 1))
+    # The cut window families are rendered once and their text reused (collector.py).
+    first, second = render_text(registry), render_text(registry)
+    assert first == second == generate_latest(registry)
+    assert b'feature="f2",model="m",stat="mean"' in first
+    assert b'feature="f199",model="m",stat="mean"' not in first  # cut: not published
+    monitor.observe(np.tile(np.full(10, 0.1), (300, 1)), features=np.ones((300, 200)))
+    monitor.close_window()  # a new window: rendered afresh
+    third = render_text(registry)
+    assert third != first and third == generate_latest(registry)
+    monitor.close()
+
+
 FIVE = ["mean", "std", "q25", "median", "q75"]
 
 
