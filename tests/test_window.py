@@ -6,6 +6,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 
 from mlwatcher_exporter.naming import OTHER_VALUE, STATS
 from mlwatcher_exporter.window import (
+    PAUSE_CELLS,
     WindowSample,
     compute_window_stats,
     describe,
@@ -169,6 +170,54 @@ def test_pausing_in_blocks_changes_no_number():
     pauses = []
     paused = describe_columns(matrix, pause=lambda: pauses.append(1))
     plain = describe_columns(matrix)
-    assert len(pauses) == 6  # six dense columns, one per block of 20,000 cells
+    # Six dense columns, one per block of PAUSE_CELLS (5,000) cells or, when a column is
+    # larger, one column per block; then the column with NaN.
+    assert len(pauses) == 7
     for stat in STATS:
         np.testing.assert_array_equal(paused[stat], plain[stat])
+
+
+def test_columns_whose_sums_overflow_are_described_as_their_values():
+    # A finite column whose sum is +inf, or NaN (+inf and -inf halves), is not missing:
+    # the cheap finiteness check only sends it down the exact path.
+    big = np.array([[1e308, 1e308, 1.0], [1e308, -1e308, 2.0],
+                    [1e308, 1e308, 3.0], [1e308, -1e308, np.inf]])
+    sample = WindowSample(proba=np.full((4, 2), 0.5), predicted=np.zeros(4, dtype=np.intp),
+                          features=big, has_features=np.ones(4, dtype=bool),
+                          labels=np.full(4, -1), rows=4, class_rows=np.array([4, 0]))
+    stats = compute_window_stats(sample, end_time=0, duration=1, feature_names=["a", "b", "c"],
+                                 categorical=[False] * 3, max_categories=3, pause=lambda: None)
+    assert stats.missing_ratio == {"a": 0.0, "b": 0.0, "c": 0.25}
+    for name, column in (("a", big[:, 0]), ("b", big[:, 1]), ("c", big[:3, 2])):
+        assert_stats_equal(stats.features[name], describe(column))
+    assert np.isinf(big[3, 2])  # the sample itself is left as it was
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8, 9, 127, 128, 129, 1001, 10_000])
+def test_describe_is_numpy_bit_for_bit(size):
+    # describe sorts where np.quantile selects, and takes numpy's interpolation: the same
+    # floats exactly, ties, repeated values and signed zeros included.
+    rng = np.random.default_rng(size)
+    for values in (rng.normal(size=size) * 10.0 ** rng.integers(-3, 4),
+                   rng.integers(-3, 3, size).astype(float) * 0.0,
+                   rng.choice([0.1, 0.2, 1e9], size)):
+        expected = {"mean": np.mean(values), "std": np.std(values), "min": np.min(values),
+                    "max": np.max(values)}
+        expected.update(zip(("q25", "median", "q75"),
+                            np.quantile(values, [0.25, 0.5, 0.75])))
+        expected["range"] = expected["max"] - expected["min"]
+        expected["iqr"] = expected["q75"] - expected["q25"]
+        actual = describe(values)
+        assert actual == {stat: float(expected[stat]) for stat in STATS}
+
+
+def test_long_columns_are_described_one_by_one_as_short_ones_in_blocks():
+    rng = np.random.default_rng(5)
+    long = rng.gamma(2.0, size=(3 * PAUSE_CELLS, 3))
+    long[::7, 1] = np.nan
+    pauses = []
+    one_by_one = describe_columns(long, pause=lambda: pauses.append(1))
+    assert len(pauses) == 3
+    blocked = describe_columns(long)  # no pause: one vectorised block for dense columns
+    for stat in STATS:
+        np.testing.assert_array_equal(one_by_one[stat], blocked[stat])
