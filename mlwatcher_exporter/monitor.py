@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -35,9 +35,7 @@ from .errors import BatchError, count_rows
 from .history import WindowHistory
 from .latelabels import check_label_call
 from .intake import Intake
-from .judge import make_judge
-from .reference import ReferenceProfile, fit_reference
-from .validation import check_proba
+from .monitordrift import ReferenceMixin
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLogger
 from .schema import InputSchema
@@ -50,6 +48,12 @@ __all__ = ["ModelMonitor", "LifetimeCounts", "MonitorSnapshot"]
 logger = logging.getLogger("mlwatcher_exporter")
 
 
+# The constructor's arguments that a configuration file also sets: every setting but
+# where to serve and the history's files.
+_CHECKED = tuple(name for name in MonitorSettings.__dataclass_fields__
+                 if name not in ("http", "history"))
+
+
 def _work(monitor: "ModelMonitor") -> float:
     """One round of the background worker; returns the seconds until the window ends."""
     monitor.tick()
@@ -60,7 +64,7 @@ def _worker_failed(error: BaseException) -> None:
     logger.warning("mlwatcher: the background worker failed a step", exc_info=error)
 
 
-class ModelMonitor(WatchMixin):
+class ModelMonitor(WatchMixin, ReferenceMixin):
     """Watches one classifier and publishes per-window statistics as Prometheus metrics.
 
     Parameters
@@ -146,23 +150,8 @@ class ModelMonitor(WatchMixin):
         _waiter: Optional[Waiter] = None,
     ) -> None:
         # The checks of the configuration file, on the values as given.
-        settings = check_monitor_arguments(
-            model=model,
-            n_classes=n_classes,
-            class_names=class_names,
-            window_seconds=window_seconds,
-            reservoir_size=reservoir_size,
-            threshold=threshold,
-            feature_names=feature_names,
-            categorical_features=categorical_features,
-            max_categories=max_categories,
-            random_state=random_state,
-            max_ids=max_ids,
-            id_ttl_seconds=id_ttl_seconds,
-            reference=reference,
-            drift_thresholds=drift_thresholds,
-            fleet=fleet,
-        )
+        given = locals()
+        settings = check_monitor_arguments(**{name: given[name] for name in _CHECKED})
         self.model = settings.model
         self.window_seconds = settings.window_seconds
         self.reservoir_size = settings.reservoir_size
@@ -245,11 +234,7 @@ class ModelMonitor(WatchMixin):
             settings = parse_config(config)
         else:
             settings = load_config(config)
-        kwargs = {
-            name: getattr(settings, name)
-            for name in MonitorSettings.__dataclass_fields__
-            if name not in ("http", "history")
-        }
+        kwargs = {name: getattr(settings, name) for name in _CHECKED}
         kwargs.update(overrides)
         monitor = cls(registry=registry, **kwargs)
         monitor.http_addr = settings.http.addr
@@ -263,27 +248,6 @@ class ModelMonitor(WatchMixin):
         assert schema.n_classes is not None
         self._pipeline.size(schema.n_classes)
         self._staging.configure(schema.n_classes, schema.n_features, 1 << 30)
-
-    @property
-    def n_classes(self) -> Optional[int]:
-        """Probability columns, once known."""
-        return self._schema.n_classes
-
-    @property
-    def class_names(self) -> Optional[List[Any]]:
-        """Class values in column order, once known."""
-        classes = self._schema.classes
-        return None if classes is None else classes.classes.tolist()
-
-    @property
-    def class_labels(self) -> List[str]:
-        """The ``class`` label values, in predict_proba column order."""
-        return [str(value) for value in self.class_names or ()]
-
-    @property
-    def feature_names(self) -> Optional[List[str]]:
-        """Feature names, declared or learned from the first batch with features."""
-        return self._schema.feature_names
 
     def adopt_classes(self, classes: Sequence[Any]) -> None:
         """Take class values from an estimator's ``classes_`` (used by :meth:`wrap`).
@@ -299,55 +263,6 @@ class ModelMonitor(WatchMixin):
         keep_known = self._names_declared or self._staging.last_offer is not None
         if self._schema.adopt_classes(classes, keep_known, f"monitor {self.model!r}"):
             self._schema_learned()
-
-    # ------------------------------------------------------------------ reference (drift)
-    def fit_reference(self, features: Any, proba: Any, labels: Any = None,
-                      **options: Any) -> ReferenceProfile:
-        """Build a reference profile from data the model is good on, and judge every
-        later window against it (drift, label-free estimates; see docs/drift.md).
-
-        `features`, `proba` and `labels` are as in :meth:`observe` (`features` may be
-        None); `options` are those of :func:`~mlwatcher_exporter.reference.fit_reference`
-        (``calibration``, ``n_bins``, ``n_points``). Returns the profile; ``save()`` it
-        to load it at start-up with ``reference: path``.
-        """
-        classes = self.class_names
-        if classes is None:
-            classes = list(range(check_proba(proba, None).shape[1]))
-        profile = fit_reference(
-            proba, features, labels, classes=classes, feature_names=self.feature_names,
-            categorical_features=self.categorical_features, threshold=self.threshold,
-            model=self.model, **options)
-        self.set_reference(profile)
-        return profile
-
-    def set_reference(self, reference: Any) -> None:
-        """Judge every later window against `reference`: a profile or its file's path.
-
-        Raises
-        ------
-        ReferenceError, ValueError
-            An unreadable file or one of another version; classes not the monitor's.
-        """
-        schema = self._schema
-        judge = make_judge(
-            reference, self.drift_thresholds, lambda: list(schema.feature_names or ()),
-            schema.value_names, lambda: self.class_labels, self._judge_failed)
-        self._pipeline.judge = judge
-        if judge is not None and not self._pipeline.use_reference_edges(judge.profile):
-            logger.warning("mlwatcher: model %r: fleet histograms with reference edges keep "
-                           "their edges: rows were counted before the reference was set",
-                           self.model)
-
-    @property
-    def reference(self) -> Optional[ReferenceProfile]:
-        """The reference profile windows are judged against, if any."""
-        judge = self._pipeline.judge
-        return None if judge is None else judge.profile
-
-    def _judge_failed(self) -> None:
-        self._log.warning("drift", f"mlwatcher: model {self.model!r}: drift against the "
-                          "reference failed", exc_info=True)
 
     # ------------------------------------------------------------------ request path
     def observe(
@@ -479,31 +394,6 @@ class ModelMonitor(WatchMixin):
         window = self._pipeline.close_window()
         self.history.update(self)
         return window
-
-    @property
-    def last_window(self) -> Optional[WindowStats]:
-        """Statistics of the last completed window, or None before the first."""
-        return self._pipeline.published
-
-    def snapshot(self) -> MonitorSnapshot:
-        """The published window and copies of the counters, for one scrape; every
-        staged row is counted first."""
-        return self._pipeline.snapshot(self.class_labels)
-
-    def rejected_rows(self) -> Dict[str, int]:
-        """Rows of rejected batches by reason since the start (staged ones checked)."""
-        self.flush()
-        return self._refusals.rejected()
-
-    def dropped_rows(self) -> Dict[Tuple[str, str], int]:
-        """Rows whose features or labels were left out, by (part, reason)."""
-        self.flush()
-        return self._refusals.dropped()
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays the monitor holds: stages and window buffers."""
-        return self._staging.nbytes + self._pipeline.nbytes
 
     # ------------------------------------------------------------------ lifecycle
     def _start_worker(self) -> None:
