@@ -131,10 +131,14 @@ def _convert_labels(
     classes = schema.classes
     assert classes is not None
     labels = stage.labels
-    if (kinds == LABELS_INDICES).any():
-        block = labels[: stage.n]
+    indexed = kinds == LABELS_INDICES
+    block = labels[: stage.n]
+    # Two reductions settle the common stage (every batch with class indices, all in
+    # range) without the per-batch search below.
+    in_range = bool(indexed.all()) and block.min() >= 0 and block.max() < classes.n_classes
+    if indexed.any() and not in_range:
         bad_rows = (block < 0) | (block >= classes.n_classes)
-        bad = np.logical_or.reduceat(bad_rows, starts) & (kinds == LABELS_INDICES)
+        bad = np.logical_or.reduceat(bad_rows, starts) & indexed
         for batch in np.flatnonzero(bad).tolist():
             start, end = int(starts[batch]), int(ends[batch])
             values = block[start:end]
