@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import naming
-from .kernel import add_buckets, add_feature_sums, counted_values
+from .kernel import add_buckets, add_feature_sums, add_spread_buckets, counted_values
 from .window import top_two
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -233,11 +233,12 @@ def add_inputs(
     (with two classes ``|p1 - p0|``, the same number)."""
     layout = counts.layout
     if pred2 is not None and proba.shape[1] >= 2:
-        spread = pred1 - pred2
+        counts.spread12_sum += add_spread_buckets(
+            layout.spread12_edges, pred1, pred2, counts.spread12_buckets)
     else:
         spread = spread12_of(proba, pred1)
-    add_buckets(layout.spread12_edges, spread, counts.spread12_buckets)
-    counts.spread12_sum += float(spread.sum())
+        add_buckets(layout.spread12_edges, spread, counts.spread12_buckets)
+        counts.spread12_sum += float(spread.sum())
     if features is None:
         return
     if counts.feature_columns is None or counts.feature_columns.provisional:

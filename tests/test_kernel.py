@@ -261,6 +261,45 @@ def test_buckets_compiled_equal_numpy(values: np.ndarray, edges: list) -> None:
 
 
 @compiled
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(0, 1200),  # across the kernel's 512-row chunks
+    edges=_EDGES,
+    seed=st.integers(0, 2**32 - 1),
+    nan=st.booleans(),
+)
+def test_spread_buckets_compiled_equal_numpy(rows: int, edges: list, seed: int,
+                                             nan: bool) -> None:
+    rng = np.random.default_rng(seed)
+    top = rng.choice([0.0, 0.25, 0.5, 0.9, 1.0, rng.random()], size=rows)
+    second = top * rng.choice([0.0, 0.5, 1.0, rng.random()], size=rows)
+    if nan and rows:
+        top[rng.integers(0, rows)] = np.nan
+    edges_array = np.asarray(edges, dtype=np.float64)
+    fast = np.arange(edges_array.size + 1, dtype=np.int64)
+    pure = fast.copy()
+    total = kernel.add_spread_buckets(edges_array, top, second, fast)
+    expected = kernel.add_spread_buckets_pure(edges_array, top, second, pure)
+    np.testing.assert_array_equal(fast, pure)
+    # The sum runs in four lanes, numpy's pairwise: equal to rounding.
+    np.testing.assert_allclose(total, expected, rtol=1e-12, atol=1e-12)
+
+
+@compiled
+def test_spread_buckets_refuse_what_does_not_fit() -> None:
+    from mlwatcher_exporter import _kernel  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="len\\(edges\\) \\+ 1"):
+        _kernel.add_spread_buckets(np.zeros(2), np.zeros(3), np.zeros(3),
+                                   np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match="top's length"):
+        _kernel.add_spread_buckets(np.zeros(2), np.zeros(3), np.zeros(4),
+                                   np.zeros(3, np.int64))
+    with pytest.raises(TypeError, match="out has format"):
+        _kernel.add_spread_buckets(np.zeros(2), np.zeros(3), np.zeros(3), np.zeros(3))
+
+
+@compiled
 def test_feature_sums_refuse_what_does_not_fit() -> None:
     from mlwatcher_exporter import _kernel  # type: ignore[attr-defined]
 
