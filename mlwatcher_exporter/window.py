@@ -138,7 +138,8 @@ def _nan_columns(matrix: np.ndarray) -> np.ndarray:
     ``isnan(...).any(axis=0)``, which holds the GIL for half a millisecond on a full
     reservoir. NaN always survives the sum; a column whose sum overflows to NaN (+inf and
     -inf) is a false alarm, and the NaN path describes it exactly as the dense one."""
-    return np.isnan(matrix.sum(axis=0))
+    with np.errstate(over="ignore", invalid="ignore"):  # the sums are only tested
+        return np.isnan(matrix.sum(axis=0))
 
 
 def describe_columns(
@@ -296,7 +297,8 @@ def _missing_as_nan(table: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     the columns whose sum is not finite are searched (a finite sum proves a column finite),
     so the common all-finite table costs one summing pass and is not copied.
     """
-    suspect = np.flatnonzero(~np.isfinite(table.sum(axis=0)))
+    with np.errstate(over="ignore", invalid="ignore"):  # the sums are only tested
+        suspect = np.flatnonzero(~np.isfinite(table.sum(axis=0)))
     missing_share = np.zeros(table.shape[1])
     if suspect.size:
         columns = table[:, suspect]

@@ -177,6 +177,7 @@ def test_pausing_in_blocks_changes_no_number():
         np.testing.assert_array_equal(paused[stat], plain[stat])
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")  # numpy's, describing 1e308s
 def test_columns_whose_sums_overflow_are_described_as_their_values():
     # A finite column whose sum is +inf, or NaN (+inf and -inf halves), is not missing:
     # the cheap finiteness check only sends it down the exact path.
