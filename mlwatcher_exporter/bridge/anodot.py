@@ -9,6 +9,7 @@ that updates the metrics, and points survive restarts of the process.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -167,10 +168,9 @@ class AnodotBridge:
     def flush(self, max_requests: Optional[int] = None) -> FlushResult:
         """Send spooled points from the calling thread until the spool is empty, waiting for
         the rate limits but stopping at the first request that must be retried."""
-        accepted = rejected = requests = 0
+        accepted = rejected = 0
         with self._send_lock:
-            while max_requests is None or requests < max_requests:
-                requests += 1
+            for _ in itertools.count() if max_requests is None else range(max_requests):
                 result = self._send_batch(max_attempts=1)
                 if not isinstance(result, SendResult) or result.kind == "retry":
                     break
@@ -190,11 +190,9 @@ class AnodotBridge:
         if self._threads:
             raise RuntimeError("the bridge is already started")
         self._stop.clear()
-        self._threads = [
-            threading.Thread(target=self._snapshot_loop, args=(interval,),
-                             name="anodot-snapshot", daemon=True),
-            threading.Thread(target=self._send_loop, name="anodot-send", daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._snapshot_loop, args=(interval,),
+                                          name="anodot-snapshot", daemon=True),
+                         threading.Thread(target=self._send_loop, name="anodot-send", daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -304,7 +302,6 @@ class ScrapeSource:
                 continue
             for family in families:
                 if target.properties:
-                    family.samples = [
-                        s._replace(labels={**target.properties, **s.labels}) for s in family.samples
-                    ]
+                    family.samples = [s._replace(labels={**target.properties, **s.labels})
+                                      for s in family.samples]
                 yield family

@@ -200,10 +200,9 @@ def run_send(args: argparse.Namespace) -> int:
         for start in range(0, len(points), size):
             result = sender.deliver(points[start:start + size], max_attempts=args.max_attempts)
             assert result is not None
-            if result.kind == "retry":
-                rest = points[start:]
-                dead.write(rest, "undelivered", result.status, None, f"gave up: {result.reason}")
-                undelivered = len(rest)
+            if result.kind == "retry":  # the rest of the file is given up on
+                undelivered = dead.write(points[start:], "undelivered", result.status, None,
+                                         f"gave up: {result.reason}")
                 break
             accepted += result.accepted
             refused += result.rejected

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from .config import MappingOptions, resolve
 
@@ -36,7 +37,7 @@ MAX_VALUE_LENGTH = 150
 SKIP_REASONS = ("non_finite", "too_many_properties")
 _RESERVED = ("what", "target_type", "ver")
 _ILLEGAL = re.compile(r"[.=\s]")
-# Counter baselines of series not seen for this long are forgotten.
+#: Counter baselines of series not seen for this long are forgotten.
 STATE_TTL_SECONDS = 86400
 #: ``naming: mlwatcher-v1``: Prometheus family -> the ancestor's ``what`` and target_type.
 V1_NAMES = {
@@ -101,24 +102,23 @@ class PointMapper:
     between calls; ``state`` (from :meth:`state` of an earlier mapper, after a restart)
     holds the counter baselines and, for ``mlwatcher-v1``, the windows already sent."""
 
-    def __init__(
-        self, options: Optional[MappingOptions] = None, state: Optional[Dict[str, Any]] = None
-    ) -> None:
+    def __init__(self, options: Optional[MappingOptions] = None,
+                 state: Optional[Dict[str, Any]] = None) -> None:
         self.options = options = resolve(options, MappingOptions, "options")
+        state = state or {}
         self._last: Dict[str, Tuple[float, int]] = {}
-        self._windows: Dict[str, float] = {}
-        for key, entry in (state or {}).get("counters", {}).items():
+        for key, entry in state.get("counters", {}).items():
             try:
                 self._last[str(key)] = (float(entry[0]), int(entry[1]))
             except (TypeError, ValueError, IndexError):
                 continue
-        for key, end in (state or {}).get("windows", {}).items():
-            if isinstance(end, (int, float)):
-                self._windows[str(key)] = float(end)
+        self._windows = {str(key): float(end) for key, end in state.get("windows", {}).items()
+                         if isinstance(end, (int, float))}
         self._constant = {sanitize(k, MAX_KEY_LENGTH): sanitize(v)
                           for k, v in options.properties.items()}
         self._ver = sanitize(options.ver)
         self._v1 = options.naming == "mlwatcher-v1"
+        self._cumulative = "counter" if options.counters == "delta" else "gauge"
 
     def state(self) -> Dict[str, Any]:
         """Return the counter baselines and the windows sent, as JSON-ready data."""
@@ -141,28 +141,23 @@ class PointMapper:
         families = list(families)
         ends = {_window_key(s.labels): s.value for f in families if f.name == _WINDOW_END
                 for s in f.samples} if self._v1 else {}
-        families = [f for f in families if self._wanted(f.name)]
-        cumulative = {f.name for f in families if f.type in _CUMULATIVE}
+        include, exclude = self.options.include_prefixes, self.options.exclude_prefixes
+        families = [f for f in families if (not include or f.name.startswith(include))
+                    and not f.name.startswith(exclude)]
+        # The text format shows a counter's or histogram's _created as a gauge of its own.
+        created = {f.name + "_created" for f in families if f.type in _CUMULATIVE}
         points: List[Dict[str, Any]] = []
         skipped: _Counter[str] = _Counter()
         sent_windows: Dict[str, float] = {}
-        for family in families:
-            # The text format shows a counter's or histogram's _created as a gauge of its own.
-            if family.type == "gauge" and family.name.endswith("_created") and \
-                    family.name[: -len("_created")] in cumulative:
-                continue
+        for family in (f for f in families if not (f.type == "gauge" and f.name in created)):
             v1_name = V1_NAMES.get(family.name) if self._v1 else None
             for sample in family.samples:
-                kind = self._kind(family, sample.name)
-                if kind is None:
+                target_type = self._target_type(family, sample.name)
+                value = (self._delta(sample, timestamp) if target_type == "counter"
+                         else float(sample.value))
+                if target_type is None or value is None:
                     continue
-                value, labels, stamp = float(sample.value), sample.labels, timestamp
-                what, target_type = sample.name, "gauge"
-                if kind == "cumulative" and self.options.counters == "delta":
-                    value_or_none = self._delta(sample.name, sample.labels, value, timestamp)
-                    if value_or_none is None:
-                        continue
-                    value, target_type = value_or_none, "counter"
+                what, labels, stamp = sample.name, sample.labels, timestamp
                 if v1_name is not None:
                     (what, target_type), key = v1_name, _window_key(labels)
                     if key in ends:  # one point per window, at its end
@@ -184,51 +179,41 @@ class PointMapper:
                     else:
                         points.append(point)
         self._windows.update(sent_windows)
-        self._expire(timestamp)
+        limit = timestamp - STATE_TTL_SECONDS  # forget the baselines of series gone for long
+        self._last = {key: entry for key, entry in self._last.items() if entry[1] >= limit}
         return MappingResult(points, dict(skipped))
 
-    # ------------------------------------------------------------------ helpers
-    def _wanted(self, name: str) -> bool:
-        include, exclude = tuple(self.options.include_prefixes), self.options.exclude_prefixes
-        return (not include or name.startswith(include)) and not name.startswith(tuple(exclude))
-
-    def _kind(self, family: Metric, name: str) -> Optional[str]:
-        """Return "gauge", "cumulative" or None (not sent) for one sample."""
+    def _target_type(self, family: Metric, name: str) -> Optional[str]:
+        """The ``target_type`` of one sample ("counter": sent as increases), None if not sent."""
         if family.type not in _CUMULATIVE:
             return "gauge"
-        if name.endswith("_created"):
+        if name.endswith("_created") or (name.endswith("_bucket")
+                                         and not self.options.histogram_buckets):
             return None
-        if family.type == "counter":
-            return "cumulative"
-        if name.endswith("_bucket"):
-            return "cumulative" if self.options.histogram_buckets else None
-        return "cumulative" if name.endswith(("_count", "_sum")) else "gauge"  # gauge: quantiles
+        if family.type == "counter" or name.endswith(("_bucket", "_count", "_sum")):
+            return self._cumulative
+        return "gauge"  # a summary's quantiles
 
-    def _delta(self, name: str, labels: Dict[str, str], value: float,
-               timestamp: int) -> Optional[float]:
+    def _delta(self, sample: Sample, timestamp: int) -> Optional[float]:
         """The increase since the last snapshot (None for the first: the baseline only)."""
+        value = float(sample.value)
         if not math.isfinite(value):
             return value  # reported as non_finite; the baseline is kept
-        key = json.dumps([name, sorted(labels.items())], separators=(",", ":"))
+        key = json.dumps([sample.name, sorted(sample.labels.items())], separators=(",", ":"))
         previous = self._last.get(key)
         self._last[key] = (value, timestamp)
         if previous is None:
             return None
         return value - previous[0] if value >= previous[0] else value
 
-    def _expire(self, timestamp: int) -> None:
-        limit = timestamp - STATE_TTL_SECONDS
-        self._last = {key: entry for key, entry in self._last.items() if entry[1] >= limit}
-
     def _point(self, what: str, labels: Dict[str, str], value: float, target_type: str,
                timestamp: int) -> Optional[Dict[str, Any]]:
         properties: Dict[str, str] = {"what": sanitize(what)}
         tags: Dict[str, List[str]] = {}
-        tag_prefixes = tuple(self.options.tag_label_prefixes)
         for key, label_value in labels.items():
             if label_value == "":
                 continue
-            if key.startswith(tag_prefixes):
+            if key.startswith(self.options.tag_label_prefixes):
                 tags.setdefault(sanitize(key, MAX_KEY_LENGTH), []).append(sanitize(label_value))
                 continue
             if key in _RESERVED:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional, Sequence, get_type_hints
+from typing import Any, Callable, Optional, Sequence, Set, get_type_hints
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.registry import REGISTRY
@@ -64,11 +64,8 @@ class BridgeMetrics:
     last_success_timestamp_seconds: Gauge = _metric(
         "Unix time of the last request Anodot answered with 2xx (0 before the first).")
 
-    def __init__(
-        self,
-        registry: Optional[CollectorRegistry] = REGISTRY,
-        _clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, registry: Optional[CollectorRegistry] = REGISTRY,
+                 _clock: Callable[[], float] = time.time) -> None:
         self._clock = _clock
         for name, kind in get_type_hints(BridgeMetrics).items():
             documentation, label, values = getattr(BridgeMetrics, name)
@@ -76,17 +73,14 @@ class BridgeMetrics:
             for value in values:
                 metric.labels(value)
             setattr(self, name, metric)
-        self._codes: set = set()
+        self._codes: Set[str] = set()
 
     def rejected(self, code: object, points: int = 1) -> None:
         """Count ``points`` refused with Anodot error ``code``."""
         label = str(code)
-        if label not in self._codes:
-            if len(self._codes) >= MAX_CODE_LABELS:
-                label = "other"
-            else:
-                self._codes.add(label)
-        self.points_rejected.labels(label).inc(points)
+        if len(self._codes) < MAX_CODE_LABELS:
+            self._codes.add(label)
+        self.points_rejected.labels(label if label in self._codes else "other").inc(points)
 
     def spool_dropped(self, reason: str, points: int) -> None:
         """``on_drop`` callback of the spool."""

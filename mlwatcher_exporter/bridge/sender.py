@@ -153,9 +153,7 @@ def parse_retry_after(value: Optional[str], now: float) -> Optional[float]:
     (3.0, 6.0)
     """
     value = (value or "").strip()
-    if not value:
-        return None
-    try:
+    try:  # an empty value is neither
         seconds = float(value)
     except ValueError:
         try:

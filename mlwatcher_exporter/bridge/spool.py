@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -377,14 +378,12 @@ class DeadLetter:
         lines = [encode_point({"reason": reason, "status": status, "error": error,
                                "description": description, "point": point}, allow_nan=True)
                  for point in points]
-        kept = 0
         with self._lock:
             if lines and os.path.dirname(self.path):
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
             size = os.path.getsize(self.path) if lines and os.path.exists(self.path) else 0
-            while kept < len(lines) and size + len(lines[kept]) <= self.max_bytes:
-                size += len(lines[kept])
-                kept += 1
+            ends = itertools.accumulate(len(line) for line in lines)
+            kept = sum(size + end <= self.max_bytes for end in ends)  # the lines that fit
             if kept:
                 _write_file(self.path, b"".join(lines[:kept]), "ab", self.fsync)
         if len(lines) > kept and self._on_drop is not None:
