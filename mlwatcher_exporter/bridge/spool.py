@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import time
+from collections import Counter as _Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -228,22 +229,15 @@ class Spool:
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points == {max_points!r}, must be an integer >= 1.")
         with self._lock:
-            batch, skip_to, dropped = self._read_locked(
-                max_points, self._clock() - self.options.max_age_seconds)
-            if skip_to is not None:  # drop what precedes the first point to return, for good
-                self._ack_locked(SpoolBatch([], [], *skip_to))
-                for reason, count in dropped.items():
-                    if count:
-                        self._dropped(reason, count)
-            return batch
+            return self._read_locked(max_points, self._clock() - self.options.max_age_seconds)
 
-    def _read_locked(self, max_points: int, oldest_allowed: float) -> Tuple[
-            SpoolBatch, Optional[_Position], Dict[str, int]]:
-        """The batch from the acknowledgement point; the position just past the expired or
-        unreadable lines before its first point (None if there are none) and their count."""
+    def _read_locked(self, max_points: int, oldest_allowed: float,
+                     drop: bool = True) -> SpoolBatch:
+        """The batch from the acknowledgement point; ``drop``: the expired or unreadable lines
+        before its first point are dropped for good (acknowledged and counted)."""
         points: List[Dict[str, Any]] = []
         lines: List[bytes] = []
-        dropped = {"age": 0, "corrupt": 0}
+        dropped: _Counter[str] = _Counter()
         corrupt = 0
         position: _Position = (self._ack, self._ack_points)
         skip_to: Optional[_Position] = None
@@ -265,7 +259,11 @@ class Spool:
                 lines.append(line)
                 if len(points) >= max_points:
                     break
-        return SpoolBatch(points, lines, *position, corrupt), skip_to, dropped
+        if drop and skip_to is not None:
+            self._ack_locked(SpoolBatch([], [], *skip_to))
+            for reason, count in dropped.items():
+                self._dropped(reason, count)
+        return SpoolBatch(points, lines, *position, corrupt)
 
     def _scan(self) -> Iterator[Tuple[_Position, bytes]]:
         """Yield each line after the acknowledgement point with the position just past it."""
@@ -332,7 +330,7 @@ class Spool:
     def oldest_timestamp(self) -> Optional[float]:
         """Timestamp of the oldest unacknowledged point, or None when empty."""
         with self._lock:
-            batch = self._read_locked(1, -math.inf)[0]
+            batch = self._read_locked(1, -math.inf, drop=False)
         return float(batch.points[0]["timestamp"]) if batch.points else None
 
     def _close_fd(self) -> None:
