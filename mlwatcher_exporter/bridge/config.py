@@ -363,10 +363,9 @@ def parse_config(data: Any, source: str = "<config>") -> BridgeConfig:
     sections: Dict[str, Mapping[Any, Any]] = {"": data}
     for name, keys in allowed.items():
         values = sections.get(name, data.get(name))
-        sections[name] = {} if values is None else values
         if not isinstance(values, (Mapping, type(None))):
             problems.append(f"{name}: must be a mapping, got {type(values).__name__}")
-            sections[name] = {}
+        sections[name] = values if isinstance(values, Mapping) else {}
         problems += [f"{join_path(name, key)}: unknown key, expected one of {sorted(keys)}"
                      for key in sections[name] if key not in keys]
     kwargs = {name: sections[section][key] for name, (section, _, key) in paths.items()
