@@ -288,15 +288,13 @@ class Spool:
         if batch.corrupt:
             self._dropped("corrupt", batch.corrupt)
         self._ack, self._ack_points = batch.cursor, batch.cursor_points
-        # Step over fully read segments that are no longer written to.
+        # Step over fully read segments ((seq, size) <= the ack) that are no longer written to.
         done: List[str] = []
-        while len(self._segments) > 1 and self._segments[0].seq <= self._ack[0]:
-            head = self._segments[0]
-            if head.seq == self._ack[0] and self._ack[1] < head.size:
-                break
-            if head.seq == self._ack[0]:
-                self._ack, self._ack_points = (self._segments[1].seq, 0), 0
-            done.append(self._segments.pop(0).path)
+        segments = self._segments
+        while len(segments) > 1 and (segments[0].seq, segments[0].size) <= self._ack:
+            if segments[0].seq == self._ack[0]:
+                self._ack, self._ack_points = (segments[1].seq, 0), 0
+            done.append(segments.pop(0).path)
         self._write_ack()
         for path in done:
             _unlink(path)
