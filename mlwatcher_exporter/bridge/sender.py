@@ -69,10 +69,11 @@ class AnodotClient:
         cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self._new_connection = lambda: cls(parts.hostname or "", parts.port,
                                            timeout=self.timeout_seconds)
+        path = f"{parts.path.rstrip('/')}{METRICS_PATH}?"
         query = urllib.parse.urlencode({"token": token, "protocol": PROTOCOL})
-        self._path = f"{parts.path.rstrip('/')}{METRICS_PATH}?{query}"
+        self._path = path + query
         #: The request address with the token hidden, for logs.
-        self.url = redact(f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{self._path}")
+        self.url = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{path}{redact(query)}"
         self._conn: Optional[http.client.HTTPConnection] = None
 
     def redact(self, text: str) -> str:

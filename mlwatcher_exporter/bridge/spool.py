@@ -261,7 +261,7 @@ class Spool:
                     break
         if drop and skip_to is not None:
             self._ack_locked(SpoolBatch([], [], *skip_to))
-            for reason, count in dropped.items():
+            for reason, count in sorted(dropped.items()):  # "age" before "corrupt"
                 self._dropped(reason, count)
         return SpoolBatch(points, lines, *position, corrupt)
 
