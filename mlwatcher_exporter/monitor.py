@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from .collector import MonitorSnapshot, register_monitor, unregister_monitor
+from .collector import MonitorSnapshot, register_monitor
 from .config import (
     DEFAULT_PORT,
     MonitorSettings,
@@ -36,6 +36,7 @@ from .history import WindowHistory
 from .latelabels import check_label_call
 from .intake import Intake
 from .monitordrift import ReferenceMixin
+from .monitorlifecycle import LifecycleMixin
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLogger
 from .schema import InputSchema
@@ -64,7 +65,7 @@ def _worker_failed(error: BaseException) -> None:
     logger.warning("mlwatcher: the background worker failed a step", exc_info=error)
 
 
-class ModelMonitor(WatchMixin, ReferenceMixin):
+class ModelMonitor(WatchMixin, ReferenceMixin, LifecycleMixin):
     """Watches one classifier and publishes per-window statistics as Prometheus metrics.
 
     Parameters
@@ -400,67 +401,6 @@ class ModelMonitor(WatchMixin, ReferenceMixin):
         if self.background and not self._closed and not self._worker.alive:
             self._worker.start()
         self._worker_started = True
-
-    def start_http_server(
-        self,
-        port: Optional[int] = None,
-        addr: Optional[str] = None,
-        *,
-        web_config: Any = None,
-        limits: Any = None,
-    ) -> Any:
-        """Serve ``/metrics`` of this monitor's registry in a daemon thread.
-
-        Every monitor of a registry is served by one server: starting it again for the
-        same registry, address and port returns the running server.
-
-        Parameters
-        ----------
-        port : int, optional
-            Default: the configured port (10150). 0 picks a free port.
-        addr : str, optional
-            Default: ``127.0.0.1``. Listening beyond loopback exposes the model's
-            statistics: see the README on TLS and basic auth.
-        web_config, limits
-            As for :func:`.exposition.start_http_server`: a ``web.yml`` (TLS, basic
-            auth) and the server's timeouts and connection bounds.
-
-        Returns
-        -------
-        MetricsServer
-            With ``.port`` (the bound port) and ``.shutdown()``.
-        """
-        from .exposition import start_http_server
-
-        if self.registry is None:
-            raise ValueError(
-                f"monitor {self.model!r} has registry == None, must have a registry to serve"
-            )
-        return prefork.serve_quietly(
-            start_http_server, self.http_port if port is None else port,
-            self.http_addr if addr is None else addr, self.registry, web_config, limits,
-        )
-
-    def close(self) -> None:
-        """Count what is staged, stop the worker and unregister: nothing more is
-        published. Call it when the model is retired; a monitor dropped without it is
-        collected with its worker."""
-        if self._closed:
-            return
-        self._closed = True
-        self._worker.stop()
-        self.flush()
-        self._staging.close()
-        self.history.update(self)
-        self.history.close()
-        if self.registry is not None:
-            unregister_monitor(self.registry, self)
-
-    def __enter__(self) -> "ModelMonitor":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (
