@@ -95,8 +95,8 @@ def describe(values: np.ndarray) -> Dict[str, float]:
     """The nine statistics of a 1-D array without NaN (population std, linear quantiles).
 
     The same numbers as numpy's ``mean``, ``std``, ``min``, ``max`` and ``quantile``, bit
-    for bit, by way of a sort: numpy sorts a 1-D array without holding the GIL, where
-    ``np.quantile`` holds it throughout its selection.
+    for bit, by way of a sort: one numpy call that releases the GIL throughout, where
+    ``np.quantile`` takes a dozen steps, several of them Python code holding it.
     """
     ordered = np.array(values, dtype=np.float64)  # a copy: sorted in place below
     stats = {"mean": float(ordered.mean()), "std": float(ordered.std()),
@@ -135,9 +135,9 @@ PAUSE_CELLS = 5_000
 
 def _nan_columns(matrix: np.ndarray) -> np.ndarray:
     """Per column, whether it may hold NaN: one summing pass instead of a strided
-    ``isnan(...).any(axis=0)``, which holds the GIL for half a millisecond on a full
-    reservoir. NaN always survives the sum; a column whose sum overflows to NaN (+inf and
-    -inf) is a false alarm, and the NaN path describes it exactly as the dense one."""
+    ``isnan(...).any(axis=0)`` and its boolean table (half a millisecond on a full
+    reservoir). NaN always survives the sum; a column whose sum overflows to NaN (+inf
+    and -inf) is a false alarm, and the NaN path describes it exactly as the dense one."""
     with np.errstate(over="ignore", invalid="ignore"):  # the sums are only tested
         return np.isnan(matrix.sum(axis=0))
 
@@ -150,8 +150,8 @@ def describe_columns(
     Columns without NaN take the fast vectorised path; a column with NaN is described
     from its finite values alone (all-NaN columns give NaN, which callers drop). With
     `pause`, columns are described in blocks of about ``PAUSE_CELLS`` cells, or one by
-    one when a column is larger (by :func:`describe`, which holds the GIL less), and
-    `pause` is called after each block.
+    one when a column is larger (by :func:`describe`, which holds the GIL less than the
+    vectorised path), and `pause` is called after each block.
     """
     if matrix.shape[0] == 0:
         empty = np.full(matrix.shape[1], np.nan)

@@ -254,21 +254,6 @@ def test_another_registry_on_a_served_port_is_a_clear_error(registry):
         first.shutdown()
 
 
-def test_two_monitors_on_one_registry_share_the_port(registry, clock):
-    one = ModelMonitor(model="one", n_classes=2, registry=registry, background=False,
-                       _clock=clock)
-    two = ModelMonitor(model="two", n_classes=2, registry=registry, background=False,
-                       _clock=clock)
-    first = one.start_http_server(port=0)
-    try:
-        second = two.start_http_server(port=first.port)
-        body = request(second.url)[2].decode()
-        assert 'model="one"' in body and 'model="two"' in body
-        second.shutdown()
-    finally:
-        first.shutdown()
-
-
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(port=-1), ValueError, r"port == -1, must be >= 0 and <= 65535"),
     (dict(port="80"), TypeError, r"port == '80', must be an int"),
