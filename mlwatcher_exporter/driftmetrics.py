@@ -1,6 +1,6 @@
 """Metric families of the reference profile, drift and label-free estimates.
 
-:mod:`.collector` merges :data:`FAMILIES` into its own table and calls
+:mod:`.families` merges :data:`FAMILIES` into its catalogue; :mod:`.collector` calls
 :func:`add_judgement` with each window and :func:`add_reference` with each monitor's
 snapshot; the families are built like every other (fresh at each scrape, the window's
 rendered once per window).
@@ -20,7 +20,7 @@ _SAMPLE = "the last completed window's sample"
 #: Labels of mlwatcher_reference_info besides `model`.
 REFERENCE_LABELS = ("version", "rows", "labeled_rows", "features", "calibration", "created")
 
-# name -> (type, HELP, extra labels besides `model`), as collector.FAMILIES
+# name -> (type, HELP, extra labels besides `model`), as families.FAMILIES
 FAMILIES: Dict[str, tuple] = {
     n.FEATURE_DRIFT: (
         "gauge", f"Drift of each feature of {_SAMPLE} against the reference profile: psi, "

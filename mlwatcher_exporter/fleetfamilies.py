@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FLEET_FAMILIES", "add_fleet_families", "histogram_buckets"]
 
-# name -> (type, HELP, extra labels besides `model`), as collector.FAMILIES
+# name -> (type, HELP, extra labels besides `model`), as families.FAMILIES
 FLEET_FAMILIES: Dict[str, tuple] = {
     n.LABELED_BY_PREDICTED: (
         "counter", "Rows observed with a label, by predicted class.", ("class",)),

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from mlwatcher_exporter import naming
-from mlwatcher_exporter.collector import FAMILIES
+from mlwatcher_exporter.families import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"

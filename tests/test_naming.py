@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from mlwatcher_exporter import naming
-from mlwatcher_exporter.collector import FAMILIES
+from mlwatcher_exporter.families import FAMILIES
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
