@@ -143,7 +143,9 @@ def _nan_columns(matrix: np.ndarray) -> np.ndarray:
 
 
 def describe_columns(
-    matrix: np.ndarray, pause: Optional[Callable[[], None]] = None
+    matrix: np.ndarray,
+    pause: Optional[Callable[[], None]] = None,
+    nan_columns: Optional[np.ndarray] = None,
 ) -> Dict[str, np.ndarray]:
     """The nine statistics of every column of `matrix`, ignoring NaN.
 
@@ -151,12 +153,14 @@ def describe_columns(
     from its finite values alone (all-NaN columns give NaN, which callers drop). With
     `pause`, columns are described in blocks of about ``PAUSE_CELLS`` cells, or one by
     one when a column is larger (by :func:`describe`, which holds the GIL less than the
-    vectorised path), and `pause` is called after each block.
+    vectorised path), and `pause` is called after each block. `nan_columns`, per column
+    whether it holds NaN, spares the pass that finds them when the caller knows.
     """
     if matrix.shape[0] == 0:
         empty = np.full(matrix.shape[1], np.nan)
         return {stat: empty for stat in STATS}
-    nan_columns = _nan_columns(matrix)
+    if nan_columns is None:
+        nan_columns = _nan_columns(matrix)
     if not nan_columns.any() and pause is None:
         return _describe_dense(matrix)
     result = {stat: np.full(matrix.shape[1], np.nan) for stat in STATS}
@@ -366,8 +370,10 @@ def compute_window_stats(
             table, missing_share = _missing_as_nan(table)
             pause()
             continuous = np.flatnonzero(~np.asarray(categorical, dtype=bool))
+            # A column holds NaN now exactly where it had missing values.
             stats = describe_columns(
-                table if continuous.size == table.shape[1] else table[:, continuous], pause
+                table if continuous.size == table.shape[1] else table[:, continuous], pause,
+                missing_share[continuous] > 0,
             )
             for position, column in enumerate(continuous.tolist()):
                 column_stats = {stat: float(stats[stat][position]) for stat in STATS}
